@@ -1,0 +1,152 @@
+"""GPT-2 tokenizer file formats: `vocab.json` and `merges.txt`.
+
+GPT-2 stores token bytes as printable strings through a fixed byte-to-unicode table (printable
+Latin-1 bytes map to themselves, the rest to U+0100 onwards). Both files are read strictly, with
+the line and reason of the first problem, and written atomically.
+
+    save_gpt2_files(vocab, merges, "tok/vocab.json", "tok/merges.txt")
+    vocab, merges = load_gpt2_files("tok/vocab.json", "tok/merges.txt")
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+from .atomic import atomic_write
+
+Vocab = dict[int, bytes]
+Merges = list[tuple[bytes, bytes]]
+
+
+@functools.lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """The GPT-2 byte -> printable character table, e.g. 32 (space) -> 'Ġ', 65 -> 'A'."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def unicode_to_bytes() -> dict[str, int]:
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+def encode_token(token: bytes) -> str:
+    """Bytes -> GPT-2 printable string, e.g. b' the' -> 'Ġthe'."""
+    table = bytes_to_unicode()
+    return "".join(table[b] for b in token)
+
+
+def decode_token(text: str, *, special: bool = False) -> bytes:
+    """GPT-2 printable string -> bytes. Raises ValueError for characters outside the table,
+    unless `special` (special tokens are stored as their UTF-8 text)."""
+    table = unicode_to_bytes()
+    try:
+        return bytes(table[c] for c in text)
+    except KeyError:
+        if special:
+            return text.encode("utf-8")
+        raise ValueError(f"{text!r} is not a GPT-2 byte-level token string") from None
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected a file")
+    if not path.exists():
+        raise FileNotFoundError(2, f"{path}: no such file")
+    return path
+
+
+def load_vocab_json(path: str | os.PathLike, special_tokens: tuple[str, ...] | list[str] = ()) -> Vocab:
+    """Read a GPT-2 `vocab.json` ({token string: id}) into {id: bytes}.
+
+    Strings that are not GPT-2 byte strings are accepted only when listed in `special_tokens` or
+    when they look like `<|...|>` specials; they map to their UTF-8 bytes."""
+    path = _check_file(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: malformed vocab.json: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: vocab.json is not UTF-8 (byte offset {e.start})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: vocab.json must be a JSON object mapping token strings to ids")
+    specials = set(special_tokens)
+    vocab: Vocab = {}
+    for token, idx in data.items():
+        if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
+            raise ValueError(f"{path}: token {token!r} has id {idx!r}; ids must be non-negative integers")
+        if idx in vocab:
+            raise ValueError(f"{path}: id {idx} is used twice (by {token!r} and another token)")
+        is_special = token in specials or (token.startswith("<|") and token.endswith("|>"))
+        try:
+            vocab[idx] = decode_token(token, special=is_special)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+    return vocab
+
+
+def load_merges_txt(path: str | os.PathLike) -> Merges:
+    """Read a GPT-2 `merges.txt` (one `left right` pair per line; a `#version` header and blank
+    lines are skipped) into a list of byte pairs."""
+    path = _check_file(path)
+    merges: Merges = []
+    with open(path, encoding="utf-8", newline="") as f:
+        try:
+            lines = f.read().split("\n")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: merges.txt is not UTF-8 (byte offset {e.start})") from None
+    for lineno, line in enumerate(lines, start=1):
+        line = line.rstrip("\r")
+        if not line or (lineno == 1 and line.startswith("#version")):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise ValueError(f"{path}:{lineno}: expected two space-separated tokens, got {line!r}")
+        try:
+            merges.append((decode_token(parts[0]), decode_token(parts[1])))
+        except ValueError as e:
+            raise ValueError(f"{path}:{lineno}: {e}") from None
+    return merges
+
+
+def save_vocab_json(vocab: Vocab, path: str | os.PathLike, special_tokens: tuple[str, ...] | list[str] = ()) -> None:
+    """Write {id: bytes} as a GPT-2 `vocab.json`, atomically. Special tokens are written as text."""
+    specials = {s.encode("utf-8") for s in special_tokens}
+    data = {}
+    for idx in sorted(vocab):
+        token = vocab[idx]
+        data[token.decode("utf-8") if token in specials else encode_token(token)] = idx
+    if len(data) != len(vocab):
+        raise ValueError("vocabulary has duplicate tokens; vocab.json cannot represent it")
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+
+
+def save_merges_txt(merges: Merges, path: str | os.PathLike) -> None:
+    """Write merges as a GPT-2 `merges.txt`, atomically."""
+    with atomic_write(path, "w") as f:
+        f.write("#version: 0.2\n")
+        for a, b in merges:
+            f.write(f"{encode_token(a)} {encode_token(b)}\n")
+
+
+def load_gpt2_files(vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: tuple[str, ...] | list[str] = ()) -> tuple[Vocab, Merges]:
+    """Read a `vocab.json` + `merges.txt` pair."""
+    return load_vocab_json(vocab_path, special_tokens), load_merges_txt(merges_path)
+
+
+def save_gpt2_files(vocab: Vocab, merges: Merges, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: tuple[str, ...] | list[str] = ()) -> None:
+    """Write a `vocab.json` + `merges.txt` pair, each atomically."""
+    save_vocab_json(vocab, vocab_path, special_tokens)
+    save_merges_txt(merges, merges_path)

@@ -1,0 +1,48 @@
+//! One error type for the core, with a readable message per variant. `py.rs` maps each variant
+//! to the matching Python exception class.
+
+use std::fmt;
+
+#[derive(Debug)]
+pub enum BpeError {
+    /// An I/O failure on a named path (missing, unreadable, ...).
+    Io { path: String, source: std::io::Error },
+    /// A directory was given where a file is expected.
+    IsADirectory { path: String },
+    /// Input bytes that are not UTF-8, with the absolute byte offset of the first bad byte.
+    InvalidUtf8 { path: String, offset: u64, byte: u8 },
+    /// A caller-supplied argument is out of range or inconsistent.
+    InvalidArgument(String),
+    /// A token id that the vocabulary does not contain.
+    UnknownId(u64),
+    /// A vocab or merges file that does not parse.
+    MalformedFile { path: String, line: usize, reason: String },
+}
+
+impl fmt::Display for BpeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BpeError::Io { path, source } => write!(f, "{path}: {source}"),
+            BpeError::IsADirectory { path } => write!(f, "{path}: is a directory, expected a file"),
+            BpeError::InvalidUtf8 { path, offset, byte } => {
+                write!(f, "{path}: invalid UTF-8 at byte offset {offset} (byte 0x{byte:02x})")
+            }
+            BpeError::InvalidArgument(msg) => write!(f, "{msg}"),
+            BpeError::UnknownId(id) => write!(f, "token id {id} is not in the vocabulary"),
+            BpeError::MalformedFile { path, line, reason } => {
+                write!(f, "{path}:{line}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BpeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BpeError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, BpeError>;

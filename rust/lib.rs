@@ -1,0 +1,22 @@
+//! bpe336 core: byte-level BPE training and encoding.
+//!
+//! Design decisions (the "why" behind the modules):
+//! - Pre-tokenization follows the GPT-2 pattern exactly (`pretokenize::GPT2_PATTERN`); special
+//!   tokens are hard boundaries that are split out before pre-tokenization.
+//! - Training counts distinct pre-tokens in parallel (rayon) over chunks cut at special-token
+//!   boundaries, so memory is bounded by the number of distinct pre-tokens, not the input size.
+//! - The merge loop keeps a pair index (pair -> words containing it) and a priority queue with
+//!   lazy refresh; ties go to the lexicographically greatest pair of *bytes*, not of ids.
+//! - Hashing uses rustc-hash (FxHash): keys are small and not attacker-chosen in this setting.
+//! - The PyO3 layer (`py`) is compiled only with the `python` feature, so `cargo test` links
+//!   without libpython; everything else is plain Rust returning `Result<_, BpeError>`.
+
+pub mod encode;
+pub mod error;
+pub mod pretokenize;
+pub mod train;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use error::BpeError;
