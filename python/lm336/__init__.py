@@ -1,3 +1,61 @@
-"""lm336: a decoder-only Transformer language model written from first principles in PyTorch."""
+"""lm336: a decoder-only Transformer language model written from first principles in PyTorch.
 
-__all__: list[str] = []
+    from lm336 import TransformerLM, AdamW, cross_entropy, get_batch
+    model = TransformerLM(vocab_size=10_000, context_length=256, d_model=512, num_layers=4,
+                          num_heads=16, d_ff=1344, rope_theta=10_000.0)
+
+Names are imported on first use, so `import lm336` stays cheap and each piece lives in the
+module named for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    # layers.py: the building blocks
+    "Linear": "layers",
+    "Embedding": "layers",
+    "RMSNorm": "layers",
+    "SwiGLU": "layers",
+    "SiLUFeedForward": "layers",
+    "RotaryPositionalEmbedding": "layers",
+    "silu": "layers",
+    "softmax": "layers",
+    "scaled_dot_product_attention": "layers",
+    "MultiHeadSelfAttention": "layers",
+    "TransformerBlock": "layers",
+    # model.py
+    "TransformerLM": "model",
+    "KVCache": "model",
+    # optim.py
+    "cross_entropy": "optim",
+    "AdamW": "optim",
+    "lr_cosine_schedule": "optim",
+    "clip_gradients": "optim",
+    # data.py
+    "get_batch": "data",
+    "save_checkpoint": "data",
+    "load_checkpoint": "data",
+    # config.py
+    "ModelConfig": "config",
+    "TrainConfig": "config",
+    # training.py / sampling.py
+    "train": "training",
+    "generate": "sampling",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lm336' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

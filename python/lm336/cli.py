@@ -11,8 +11,8 @@ import importlib
 import sys
 
 COMMANDS = {
-    "train": ("lm336.train", "train a Transformer LM on token arrays"),
-    "generate": ("lm336.generate", "sample text from a checkpoint"),
+    "train": ("lm336.training", "train a Transformer LM on token arrays"),
+    "generate": ("lm336.sampling", "sample text from a checkpoint"),
     "plot": ("lm336.plot", "draw learning curves of one or more runs"),
     "sweep": ("lm336.sweep", "run a learning-rate / batch-size grid or the ablations"),
     "data": ("lm336.datasets", "fetch TinyStories or OpenWebText"),
