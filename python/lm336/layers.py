@@ -295,7 +295,7 @@ class MultiHeadSelfAttention(Module):
         if rope is None and theta is not None:
             if max_seq_len is None:
                 raise ValueError("building RoPE from theta needs max_seq_len")
-            rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device)
+            rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device, dtype=dtype)
         if rope is not None and rope.d_k != self.d_k:
             raise ValueError(f"RoPE d_k={rope.d_k} does not match d_model/num_heads={self.d_k}")
         self.rope = rope
