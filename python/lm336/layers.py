@@ -48,9 +48,17 @@ def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
 
 
 def _trunc_normal_(weight: Tensor, std: float) -> Tensor:
-    """Fill `weight` in place from N(0, std^2) truncated to [-3 std, 3 std]."""
+    """Fill `weight` in place from N(0, std^2) truncated to [-3 std, 3 std].
+
+    Inverse-CDF sampling: u uniform on [Phi(-3), Phi(3)], x = std * Phi^-1(u), where
+    Phi^-1(u) = sqrt(2) erfinv(2u - 1). Sampled in float32 (or better) so bf16 weights get exact tails.
+    """
+    edge = math.erf(3.0 / math.sqrt(2.0))  # 2 Phi(3) - 1
     with torch.no_grad():
-        return torch.nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3.0 * std, b=3.0 * std)
+        sample = torch.empty_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32))
+        sample.uniform_(-edge, edge).erfinv_().mul_(std * math.sqrt(2.0))
+        sample.clamp_(-3.0 * std, 3.0 * std)  # erfinv rounding may land a hair outside
+        return weight.copy_(sample)
 
 
 class Linear(Module):
