@@ -176,3 +176,23 @@ def test_overfits_one_batch():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.05
+
+
+def test_bf16_autocast_and_bf16_weights_with_cache():
+    torch.manual_seed(11)
+    model = TransformerLM(**SMALL)
+    ids = torch.randint(0, 50, (2, 12))
+    reference = model(ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(ids)
+        cache = model.new_kv_cache(2)  # float32 cache; bf16 keys are stored upcast
+        steps = [model(ids[:, :6], kv_cache=cache)] + [model(ids[:, t : t + 1], kv_cache=cache) for t in range(6, 12)]
+    assert logits.dtype == torch.bfloat16
+    assert_close(logits.float(), reference, rtol=0.02, atol=0.08)
+    assert_close(torch.cat(steps, 1).float(), reference, rtol=0.02, atol=0.08)
+    model.to(torch.bfloat16)
+    cache = model.new_kv_cache(2)
+    assert cache.keys[0].dtype == torch.bfloat16
+    out = torch.cat([model(ids[:, :6], kv_cache=cache)] + [model(ids[:, t : t + 1], kv_cache=cache) for t in range(6, 12)], 1)
+    assert out.dtype == torch.bfloat16
+    assert_close(out.float(), reference, rtol=0.02, atol=0.08)
