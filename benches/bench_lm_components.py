@@ -58,7 +58,8 @@ class TorchAttention(nn.Module):
 
     def forward(self, x):
         b, t, d = x.shape
-        q, k, v = (p(x).view(b, t, self.h, d // self.h).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        q, k, v = (p(x).view(b, t, self.h, d // self.h).transpose(1, 2) for p in projections)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.output_proj(out.transpose(1, 2).reshape(b, t, d))
 
@@ -102,7 +103,8 @@ def main(argv=None):
     torch_step = median_ms(torch_opt.step, device, args.repeats)
     for foreach in (False, True):
         opt = AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, foreach=foreach)
-        report(f"AdamW step ({'multi-tensor' if foreach else 'loop'}) vs torch foreach", median_ms(opt.step, device, args.repeats), torch_step)
+        name = f"AdamW step ({'multi-tensor' if foreach else 'loop'}) vs torch foreach"
+        report(name, median_ms(opt.step, device, args.repeats), torch_step)
 
     # 4. A full training step: ours vs ours with torch's attention kernel.
     ids = torch.randint(0, vocab, (batch, seq), device=device)
@@ -118,7 +120,10 @@ def main(argv=None):
     import lm336.layers as layers
 
     original = layers.scaled_dot_product_attention
-    layers.scaled_dot_product_attention = lambda q, k, v, mask=None: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    def torch_sdpa(q, k, v, mask=None):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    layers.scaled_dot_product_attention = torch_sdpa
     try:
         peer_ms = median_ms(train_step, device, args.repeats)
     finally:

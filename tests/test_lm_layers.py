@@ -276,8 +276,10 @@ def test_transformer_block_matches_reference(norm, ffn):
     sd = block.state_dict()
     a = block.attn
 
+    weights = (a.q_proj.weight, a.k_proj.weight, a.v_proj.weight, a.output_proj.weight)
+
     def attn(h):
-        return reference_attention(h, a.q_proj.weight, a.k_proj.weight, a.v_proj.weight, a.output_proj.weight, 4, 1000.0)
+        return reference_attention(h, *weights, 4, 1000.0)
 
     def ff(h):
         up = F.silu(F.linear(h, sd["ffn.w1.weight"]))

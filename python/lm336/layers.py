@@ -218,7 +218,8 @@ class RotaryPositionalEmbedding(Module):
         out = super()._apply(fn, recurse)
         dtype = self.cos.dtype
         if dtype not in (torch.float32, torch.float64) or (dtype == torch.float64 and self._table_dtype != dtype):
-            self.cos, self.sin = self._tables(self.cos.device, torch.float64 if dtype == torch.float64 else torch.float32)
+            table_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+            self.cos, self.sin = self._tables(self.cos.device, table_dtype)
         self._table_dtype = self.cos.dtype
         return out
 

@@ -46,7 +46,7 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
                          "expected logits (..., vocab) and targets (...)")  # fmt: skip
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # (..., vocab)
     m = logits.amax(dim=-1, keepdim=True)  # (..., 1)
-    lse = m.squeeze(-1) + torch.log(torch.exp(logits - m).sum(dim=-1))  # (...,)
+    lse = m.squeeze(-1) + torch.log((logits - m).exp_().sum(dim=-1))  # (...,); one (..., vocab) temporary
     target_logit = logits.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)  # (...,)
     return (lse - target_logit).mean()
 
