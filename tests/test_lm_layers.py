@@ -191,6 +191,19 @@ def test_softmax_matches_f_softmax_any_dim():
         assert_close(softmax(x, dim), F.softmax(x, dim), rtol=1e-12, atol=1e-14)
 
 
+def test_softmax_gradient_matches_autograd_of_f_softmax():
+    torch.manual_seed(12)
+    x = (torch.randn(3, 4, 6, dtype=F64) * 3).requires_grad_()
+    upstream = torch.randn(3, 4, 6, dtype=F64)
+    for dim in (1, -1):
+        (g,) = torch.autograd.grad(softmax(x, dim), x, upstream)
+        (g_ref,) = torch.autograd.grad(F.softmax(x, dim), x, upstream)
+        assert_close(g, g_ref, rtol=1e-12, atol=1e-14)
+    small = torch.randn(2, 5, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: softmax(z, -1), (small,))
+    assert torch.autograd.gradgradcheck(lambda z: softmax(z, -1), (small,))
+
+
 def test_softmax_huge_logits_and_all_masked_rows():
     x = torch.tensor([[1e4, 1e4 - 1.0, -1e4], [1e4, 1e4, 1e4]], dtype=F64)
     out = softmax(x, -1)
@@ -221,6 +234,18 @@ def test_sdpa_matches_torch_with_random_masks_and_extra_batch_dims():
         atol=1e-12,
     )
     assert_close(scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v), rtol=1e-12, atol=1e-12)
+
+
+def test_sdpa_gradients_match_torch():
+    torch.manual_seed(13)
+    q, k, v = (torch.randn(2, 3, 5, 4, dtype=F64, requires_grad=True) for _ in range(3))
+    mask = torch.rand(5, 5) < 0.6
+    mask[:, 0] = True
+    upstream = torch.randn(2, 3, 5, 4, dtype=F64)
+    ours = torch.autograd.grad(scaled_dot_product_attention(q, k, v, mask), (q, k, v), upstream)
+    theirs = torch.autograd.grad(F.scaled_dot_product_attention(q, k, v, attn_mask=mask), (q, k, v), upstream)
+    for a, b in zip(ours, theirs):
+        assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_sdpa_fully_masked_query_outputs_zeros_and_mask_must_be_bool():
