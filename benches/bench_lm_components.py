@@ -4,7 +4,8 @@
 
 Each line times ours and the peer alternately (so load changes on a shared machine hit both alike)
 and prints medians in ms and the ratio ours / peer:
-1. causal multi-head attention fwd+bwd: ours (fused QKV matmul, own softmax) vs nn.Linear + F.scaled_dot_product_attention
+1. causal multi-head attention fwd+bwd: ours (fused QKV matmul, own softmax) vs nn.Linear and
+   F.scaled_dot_product_attention
 2. cross-entropy fwd+bwd: ours vs F.cross_entropy
 3. one AdamW step over the reference model's parameters: ours (loop / multi-tensor) vs torch.optim.AdamW(foreach)
 4. a full training step of the reference TinyStories shape (d_model 512, 4 layers, 16 heads, d_ff 1344):
@@ -74,7 +75,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=None, help="sequences per batch (default 4 on CPU, 32 on CUDA)")
+    parser.add_argument("--batch-size", type=int, default=None, help="sequences (default 4 on CPU, 32 on CUDA)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads:
