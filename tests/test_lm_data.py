@@ -209,6 +209,10 @@ def test_bad_checkpoint_files(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         read_checkpoint(tmp_path / "junk.pt")
+    save_checkpoint(TransformerLM(**TINY), None, 1, tmp_path / "numpy.pt", legacy_rng=np.random.get_state())
+    with pytest.raises(ValueError, match="weights_only=False"):
+        read_checkpoint(tmp_path / "numpy.pt")
+    assert read_checkpoint(tmp_path / "numpy.pt", weights_only=False)["legacy_rng"][0] == "MT19937"
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an lm336 checkpoint"):
         read_checkpoint(tmp_path / "other.pt")

@@ -181,6 +181,12 @@ def read_checkpoint(src: str | os.PathLike | IO[bytes], *, weights_only: bool = 
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a corrupt file
         if isinstance(e, (FileNotFoundError, IsADirectoryError)):
             raise
+        blocked = [line.strip() for line in str(e).splitlines() if "Unsupported global" in line]
+        if weights_only and blocked:
+            raise ValueError(
+                f"{_describe(src)}: holds objects other than tensors and plain Python data, which safe "
+                f"loading refuses ({blocked[0]}); if you trust the file, pass weights_only=False"
+            ) from e
         raise ValueError(f"{_describe(src)}: not a readable checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(ckpt, dict) or "model" not in ckpt or "iteration" not in ckpt:
         raise ValueError(f"{_describe(src)}: not an lm336 checkpoint (expected a dict with 'model' and 'iteration')")
@@ -192,16 +198,23 @@ def _describe(src) -> str:
 
 
 def load_checkpoint(
-    src: str | os.PathLike | IO[bytes], model: Module, optimizer: torch.optim.Optimizer | None = None
+    src: str | os.PathLike | IO[bytes],
+    model: Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    weights_only: bool = True,
 ) -> int:
     """Restore model (and optimizer) state from `src`; return the saved iteration.
+
+    weights_only: as for read_checkpoint (extras such as torch/numpy/random RNG states,
+    `torch.get_rng_state()`, `np.random.Generator.bit_generator.state`, `random.getstate()`, pass).
 
     Raises:
         ValueError naming every missing key, unexpected key and shape difference when the
         checkpoint does not fit the model (e.g. a different configuration), or when an optimizer is
         given but the checkpoint holds no optimizer state.
     """
-    ckpt = read_checkpoint(src)
+    ckpt = read_checkpoint(src, weights_only=weights_only)
     model = _unwrap(model)
     state = _strip_prefixes(ckpt["model"])
     expected = model.state_dict()
