@@ -287,6 +287,8 @@ def test_attention_bad_config():
         MultiHeadSelfAttention(30, 4)
     with pytest.raises(ValueError, match="even"):
         MultiHeadSelfAttention(12, 4, theta=10_000.0, max_seq_len=8)
+    with pytest.raises(ValueError, match="exceeds max_seq_len 8"):
+        MultiHeadSelfAttention(16, 4, max_seq_len=8)(torch.randn(2, 9, 16))
 
 
 @pytest.mark.parametrize("norm", ["pre", "post", "none"])

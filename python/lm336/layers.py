@@ -359,6 +359,8 @@ class MultiHeadSelfAttention(Module):
         """
         *lead, seq, _ = x.shape
         start = kv_cache.length if kv_cache is not None else 0
+        if self.causal_mask is not None and start + seq > self.causal_mask.max_seq_len:
+            raise ValueError(f"sequence of {start + seq} positions exceeds max_seq_len {self.causal_mask.max_seq_len}")
         # 1. Fused projection: one matmul against [W_q; W_k; W_v].
         w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight), dim=0)  # (3 d_model, d_model)
         qkv = x @ w_qkv.t()  # (..., seq, 3 d_model)
