@@ -91,6 +91,13 @@ def test_get_batch_cuda(memmap_tokens):
     assert x.device.type == "cuda" and torch.equal(y, x + 1)
 
 
+def test_get_batch_checks_ids_against_vocab_size(memmap_tokens):
+    x, _ = get_batch(memmap_tokens, 2, 4, "cpu", vocab_size=150)  # ids 100..149 fit
+    assert x.max() < 150
+    with pytest.raises(ValueError, match=r"outside the vocabulary \[0, 120\)"):
+        get_batch(memmap_tokens, 64, 40, "cpu", vocab_size=120)  # every window reaches past 119
+
+
 def test_check_token_range():
     tokens = np.arange(100, dtype=np.uint16)
     check_token_range(tokens, 100)

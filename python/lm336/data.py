@@ -3,8 +3,9 @@
 - `get_batch`: random windows from a 1-D token array (np.memmap of uint16/uint32 works, nothing but
   the sampled windows is read); inputs and next-token targets as (batch, seq) long tensors. On CUDA
   the batch goes through pinned memory with a non-blocking copy, so the host never waits.
-- `check_token_range`: a one-off chunked scan proving a token array fits a vocabulary (the model
-  checks ids only on CPU, to keep the GPU step free of host syncs).
+- Token ids against the vocabulary: the model checks ids only on CPU, to keep the GPU step free of
+  host syncs; `get_batch(..., vocab_size=V)` checks each batch on the host before the transfer, and
+  `check_token_range` scans a whole array once, in chunks.
 - `save_checkpoint` / `load_checkpoint` / `read_checkpoint`: model, optimizer, iteration and any
   extras (config, RNG states) in one file, written atomically; loading names every missing,
   unexpected and mis-shaped tensor.
@@ -45,6 +46,8 @@ def get_batch(
     context_length: int,
     device: str | torch.device = "cpu",
     generator: torch.Generator | np.random.Generator | None = None,
+    *,
+    vocab_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Sample `batch_size` windows uniformly from `tokens`.
 
@@ -54,6 +57,8 @@ def get_batch(
         device: where the tensors go.
         generator: torch.Generator or numpy Generator for reproducible draws; None uses torch's
             global RNG (so torch.manual_seed makes runs repeatable).
+        vocab_size: when given, raise ValueError if a sampled id is outside [0, vocab_size). The
+            check runs on the host copy before the transfer, so it never waits on the GPU.
     Returns:
         (x, y): int64 (batch, seq) tensors on `device`, y[b, i] = tokens[start_b + i + 1] for
         x[b, i] = tokens[start_b + i]; every start in [0, n - context_length - 1] is equally likely.
@@ -74,6 +79,9 @@ def get_batch(
         starts = torch.randint(0, n_starts, (batch_size,), generator=generator).numpy()
     # 2. Gather only the sampled windows (fancy indexing reads just those pages of a memmap).
     windows = tokens[starts[:, None] + np.arange(context_length + 1)]  # (batch, seq + 1)
+    if vocab_size is not None and (windows.max() >= vocab_size or windows.min() < 0):
+        bad = windows[(windows >= vocab_size) | (windows < 0)][0]
+        raise ValueError(f"token array holds id {int(bad)}, outside the vocabulary [0, {vocab_size})")
     device = torch.device(device)
     pin = device.type == "cuda"
     x = torch.empty((batch_size, context_length), dtype=torch.long, pin_memory=pin)  # (batch, seq)
