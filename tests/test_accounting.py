@@ -238,3 +238,61 @@ def test_cli_custom_config_and_errors(capsys):
     assert "divisible" in capsys.readouterr().err
     assert acc.main(["--preset", "gpt2-small", "--batch-size", "0"]) == 2
     assert "batch-size" in capsys.readouterr().err
+
+
+# --- against the package's own TransformerLM ----------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", sorted(acc.PRESETS))
+def test_presets_match_transformer_lm(preset):
+    pytest.importorskip("torch")
+    # Built on the meta device: GPT-2 XL costs no memory.
+    assert acc.check_parameter_count(acc.PRESETS[preset]) == acc.count_parameters(acc.PRESETS[preset])
+
+
+@pytest.mark.parametrize("changes", [{"ffn": "silu"}, {"norm": "none"}, {"norm": "post"}, {"tie_embeddings": True},
+                                     {"position": "nope", "d_ff": None}, {"ffn": "silu", "d_ff": None}])
+def test_variants_match_transformer_lm(changes):
+    torch = pytest.importorskip("torch")
+    from lm336.model import TransformerLM
+
+    cfg = dataclasses.replace(TINY, **changes)
+    model = TransformerLM.from_config(cfg)
+    assert sum(p.numel() for p in model.parameters()) == acc.count_parameters(cfg)
+    assert acc.check_parameter_count(cfg, model) == acc.count_parameters(cfg)
+    assert isinstance(model.lm_head.weight, torch.Tensor)
+
+
+def test_default_d_ff_matches_the_model():
+    pytest.importorskip("torch")
+    from lm336.layers import default_d_ff
+
+    for d in range(16, 4096, 16):
+        for ffn in ("swiglu", "silu"):
+            assert acc.resolve_d_ff(ModelConfig(d_model=d, num_heads=1, d_ff=None, ffn=ffn)) == default_d_ff(d, ffn)
+
+
+@pytest.mark.parametrize("changes", [{}, {"ffn": "silu"}, {"norm": "none"}])
+def test_activation_model_bounds_what_autograd_keeps(changes):
+    """The accounting counts each tensor backward needs once; autograd on the unfused model keeps
+    extra copies (scores and probabilities, sigmoid(a) inside SiLU, the concatenated QKV weight),
+    so the measured bytes must lie between 1x and 3x the accounted ones (about 1.8x measured)."""
+    torch = pytest.importorskip("torch")
+    from lm336.model import TransformerLM
+
+    cfg = dataclasses.replace(TINY, context_length=32, **changes)
+    model = TransformerLM.from_config(cfg)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in params:
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    ids = torch.randint(0, cfg.vocab_size, (3, 32), generator=torch.Generator().manual_seed(0))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = model(ids)
+        (torch.logsumexp(logits, -1) - logits[..., 0]).mean()  # what a cross-entropy keeps
+    accounted = acc.account(cfg, batch_size=3).activation_bytes
+    assert accounted <= sum(kept.values()) <= 3 * accounted
