@@ -53,7 +53,8 @@ def test_other_presets_parameter_counts():
     assert acc.count_parameters(acc.PRESETS["gpt2-medium"]) == by_hand(50_257, 1024, 24, 4096)
     assert acc.count_parameters(acc.PRESETS["gpt2-large"]) == by_hand(50_257, 1280, 36, 5120)
     ts = acc.PRESETS["tinystories-17m"]
-    assert (ts.vocab_size, ts.context_length, ts.d_model, ts.d_ff, ts.num_layers, ts.num_heads) == (10_000, 256, 512, 1344, 4, 16)
+    shape = (ts.vocab_size, ts.context_length, ts.d_model, ts.d_ff, ts.num_layers, ts.num_heads)
+    assert shape == (10_000, 256, 512, 1344, 4, 16)
     assert acc.count_parameters(ts) == 22_696_448
     assert acc.account(ts).non_embedding_parameters == 22_696_448 - 5_120_000
 
@@ -296,3 +297,9 @@ def test_activation_model_bounds_what_autograd_keeps(changes):
         (torch.logsumexp(logits, -1) - logits[..., 0]).mean()  # what a cross-entropy keeps
     accounted = acc.account(cfg, batch_size=3).activation_bytes
     assert accounted <= sum(kept.values()) <= 3 * accounted
+
+
+def test_cli_checks_against_the_model(capsys):
+    pytest.importorskip("torch")
+    assert acc.main(["--preset", "tinystories-17m", "--check-model"]) == 0
+    assert "TransformerLM has 22,696,448 parameters, as accounted" in capsys.readouterr().out

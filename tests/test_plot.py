@@ -114,3 +114,16 @@ def test_missing_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
     run = write_log(tmp_path / "r", n=10)
     with pytest.raises(RuntimeError, match="pip install matplotlib"):
         plot.plot_runs([run], tmp_path / "c.png")
+
+
+def test_a_sweep_directory_stands_for_its_runs(tmp_path):
+    pytest.importorskip("matplotlib")
+    sweep = tmp_path / "sweep"
+    write_log(sweep / "lr-3e-3")
+    write_log(sweep / "lr-1e-3")
+    (sweep / "summary.md").write_text("| run |\n")
+    assert plot.expand_run_dirs([sweep]) == [sweep / "lr-1e-3", sweep / "lr-3e-3"]
+    with pytest.raises(ValueError, match="not a run directory"):
+        plot.expand_run_dirs([sweep / "summary.md"])
+    assert plot.main([str(sweep), "--out", str(tmp_path / "c.png")]) == 0
+    png_size(tmp_path / "c.png")

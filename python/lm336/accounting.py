@@ -49,12 +49,18 @@ from .config import ModelConfig
 
 # Presets. The GPT-2 shapes use this package's architecture (RMSNorm, RoPE, SwiGLU with three
 # d_model x d_ff matrices, untied embeddings), as in the spec's GPT-2 XL figures.
+def _gpt2(num_layers: int, d_model: int, num_heads: int, d_ff: int) -> ModelConfig:
+    return ModelConfig(vocab_size=50_257, context_length=1024, d_model=d_model, num_layers=num_layers,
+                       num_heads=num_heads, d_ff=d_ff)
+
+
 PRESETS: dict[str, ModelConfig] = {
-    "gpt2-small": ModelConfig(vocab_size=50_257, context_length=1024, d_model=768, num_layers=12, num_heads=12, d_ff=3072),
-    "gpt2-medium": ModelConfig(vocab_size=50_257, context_length=1024, d_model=1024, num_layers=24, num_heads=16, d_ff=4096),
-    "gpt2-large": ModelConfig(vocab_size=50_257, context_length=1024, d_model=1280, num_layers=36, num_heads=20, d_ff=5120),
-    "gpt2-xl": ModelConfig(vocab_size=50_257, context_length=1024, d_model=1600, num_layers=48, num_heads=25, d_ff=6400),
-    "tinystories-17m": ModelConfig(vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16, d_ff=1344),
+    "gpt2-small": _gpt2(12, 768, 12, 3072),
+    "gpt2-medium": _gpt2(24, 1024, 16, 4096),
+    "gpt2-large": _gpt2(36, 1280, 20, 5120),
+    "gpt2-xl": _gpt2(48, 1600, 25, 6400),
+    "tinystories-17m": ModelConfig(vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16,
+                                   d_ff=1344),
 }
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
@@ -106,7 +112,8 @@ def validate_config(config: ModelConfig) -> None:
         raise ValueError(f"d_ff must be a positive integer or None, got {config.d_ff!r}")
     if config.d_model % config.num_heads:
         raise ValueError(f"d_model ({config.d_model}) is not divisible by num_heads ({config.num_heads})")
-    for name, allowed in (("norm", ("pre", "post", "none")), ("position", ("rope", "nope")), ("ffn", ("swiglu", "silu"))):
+    choices = (("norm", ("pre", "post", "none")), ("position", ("rope", "nope")), ("ffn", ("swiglu", "silu")))
+    for name, allowed in choices:
         if getattr(config, name) not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
 
@@ -457,7 +464,8 @@ def format_report(report: AccountingReport, name: str | None = None, memory_byte
     sections.append(_table(
         "Parameters", ("component", "parameters", "share"), rows,
         [("total", f"{total_p:,}", "100.00%"),
-         ("non-embedding (all but the lookup table)", f"{r.non_embedding_parameters:,}", _share(r.non_embedding_parameters, total_p)),
+         ("non-embedding (all but the lookup table)", f"{r.non_embedding_parameters:,}",
+          _share(r.non_embedding_parameters, total_p)),
          (f"bytes in {r.dtype}", f"{r.parameter_bytes:,}", "")]))
 
     per_seq = {k: v // b for k, v in r.forward_flops.items()}
@@ -470,8 +478,10 @@ def format_report(report: AccountingReport, name: str | None = None, memory_byte
         [("forward, one sequence", f"{total_f:,}", _flops(total_f), "100.00%"),
          (f"forward, batch of {b}", f"{r.forward_flops_total:,}", _flops(r.forward_flops_total), ""),
          (f"backward, batch of {b} (2 x forward)", f"{r.backward_flops_total:,}", _flops(r.backward_flops_total), ""),
-         (f"training step, batch of {b} (3 x forward)", f"{r.training_flops_total:,}", _flops(r.training_flops_total), ""),
-         ("per token: forward / training", f"{flops_per_token(c, False, t):,.0f}", f"{flops_per_token(c, True, t):,.0f}", "")]))
+         (f"training step, batch of {b} (3 x forward)", f"{r.training_flops_total:,}",
+          _flops(r.training_flops_total), ""),
+         ("per token: forward / training", f"{flops_per_token(c, False, t):,.0f}",
+          f"{flops_per_token(c, True, t):,.0f}", "")]))
 
     act = r.activation_bytes_by_component()
     rows = [("parameters", _bytes(r.parameter_bytes), _share(r.parameter_bytes, r.total_bytes)),
@@ -496,7 +506,8 @@ def format_report(report: AccountingReport, name: str | None = None, memory_byte
                     + "\n  Projections, FFN and lm head grow linearly with the context T, the scores and weighted"
                       "\n  values quadratically: per layer they take 4 T^2 d of 8 T d^2 + 4 T^2 d + 2 k T d d_ff"
                       "\n  FLOPs (k = 3 matrices for SwiGLU, 2 for SiLU), a share of T / (T + 2 d + k d_ff / 2),"
-                      f"\n  which passes one half at T = 2 d + k d_ff / 2 = {_attention_half_context(c):,} tokens for this model.")
+                      f"\n  which passes one half at T = 2 d + k d_ff / 2 = {_attention_half_context(c):,} tokens"
+                      " for this model.")
     return "\n\n".join(sections)
 
 
@@ -509,8 +520,10 @@ def _build_parser() -> argparse.ArgumentParser:
     default = ModelConfig()
     for flag, help_ in (("vocab-size", "vocabulary size (tokens)"), ("d-model", "residual width"),
                         ("num-layers", "Transformer blocks"), ("num-heads", "attention heads")):
-        p.add_argument(f"--{flag}", type=int, help=f"{help_} (default: preset or {getattr(default, flag.replace('-', '_'))})")
-    p.add_argument("--d-ff", type=int, help="feed-forward width; 0 = default rule (8/3 d_model to 64 for swiglu, 4 d_model for silu)")
+        fallback = getattr(default, flag.replace("-", "_"))
+        p.add_argument(f"--{flag}", type=int, help=f"{help_} (default: preset or {fallback})")
+    p.add_argument("--d-ff", type=int,
+                   help="feed-forward width; 0 = default rule (8/3 d_model to 64 for swiglu, 4 d_model for silu)")
     p.add_argument("--context-length", type=int,
                    help="tokens per sequence (default: preset or 256); parameters do not depend on it")
     p.add_argument("--norm", choices=("pre", "post", "none"), help="normalisation placement")
@@ -520,9 +533,11 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="share token_embeddings.weight with lm_head.weight")
     p.add_argument("--batch-size", type=int, default=1, help="sequences per training step (default 1)")
     p.add_argument("--dtype", default="float32",
-                   help="dtype of parameters, gradients and AdamW state: float32, bfloat16, float16, float64 (default float32)")
+                   help="dtype of parameters, gradients and AdamW state: float32, bfloat16, float16, float64 "
+                        "(default float32)")
     p.add_argument("--activation-dtype", help="dtype of saved activations (default: --dtype)")
-    p.add_argument("--memory-gb", type=float, help="device memory in GB (10^9 bytes) to fit: prints the largest batch size")
+    p.add_argument("--memory-gb", type=float,
+                   help="device memory in GB (10^9 bytes) to fit: prints the largest batch size")
     p.add_argument("--check-model", action="store_true",
                    help="also build the model on torch's meta device and compare its parameter count")
     return p

@@ -203,7 +203,8 @@ def fetch(name: str, out_dir: str | os.PathLike = "data", *, base_url: str | Non
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lm336 data", description="Fetch the training corpora (needs a network).")
     sub = p.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("fetch", help="download a dataset", description="Download a dataset's train and valid text files.")
+    f = sub.add_parser("fetch", help="download a dataset",
+                       description="Download a dataset's train and valid text files.")
     f.add_argument("dataset", choices=sorted(DATASETS), help="tinystories (~2.2 GB) or owt (~12 GB unpacked)")
     f.add_argument("--out", default="data", help="directory for the files (default ./data)")
     f.add_argument("--base-url", help="fetch the files from this directory URL instead (a mirror, or file:///path)")

@@ -61,6 +61,25 @@ def read_log(run_dir: str | os.PathLike) -> list[dict]:
     return records
 
 
+def expand_run_dirs(paths: list[str | os.PathLike]) -> list[Path]:
+    """Run directories from the command line: a directory without a log.jsonl of its own but with
+    run sub-directories (a sweep) stands for those runs, in name order; a .jsonl file is a run.
+
+        expand_run_dirs(["sweeps/lr"]) -> [Path("sweeps/lr/lr-1e-3"), Path("sweeps/lr/lr-3e-3")]
+    """
+    result = []
+    for path in map(Path, paths):
+        if path.is_dir() and not (path / "log.jsonl").exists():
+            runs = sorted(p for p in path.iterdir() if (p / "log.jsonl").is_file())
+            if runs:
+                result.extend(runs)
+                continue
+        elif path.is_file() and path.suffix != ".jsonl":
+            raise ValueError(f"{path}: not a run directory or a .jsonl log")
+        result.append(path)
+    return result
+
+
 def series(records: list[dict], x: str, y: str) -> tuple[list[float], list[float]]:
     """The (x, y) points of the records that have a finite number for both keys.
 
@@ -172,6 +191,7 @@ def draw_curves(runs: list[tuple[str, list[dict]]], out: str | os.PathLike, metr
 def plot_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike, metric: str = "val_loss",
               title: str | None = None, log_y: bool = False) -> Path:
     """Read each run's log.jsonl and draw them on one figure (see `draw_curves`)."""
+    run_dirs = expand_run_dirs(run_dirs)
     if not run_dirs:
         raise ValueError("give at least one run directory")
     runs = list(zip(run_labels(run_dirs), (read_log(d) for d in run_dirs)))
@@ -182,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="lm336 plot",
         description="Draw learning curves (against steps and against wall-clock time) of one or more runs as a PNG.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories holding log.jsonl (or .jsonl files)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run directories holding log.jsonl, .jsonl files, or a sweep directory (all its runs)")
     p.add_argument("--out", default="curves.png", help="PNG to write (default curves.png)")
     p.add_argument("--metric", default="val_loss", choices=METRICS,
-                   help="what to plot: losses in nats/token, perplexity, learning rate, gradient norm (default val_loss)")
+                   help="what to plot: losses in nats/token, perplexity, learning rate, gradient norm "
+                        "(default val_loss)")
     p.add_argument("--title", help="figure title (default: none)")
     p.add_argument("--log-y", action="store_true", help="logarithmic y axis")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
@@ -194,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"lm336 plot: error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {out} ({len(args.run_dirs)} run{'s' if len(args.run_dirs) > 1 else ''}, {args.metric})")
+    print(f"wrote {out} ({args.metric})")
     return 0
 
 

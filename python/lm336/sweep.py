@@ -161,10 +161,12 @@ def _row(run: SweepRun, summary: dict | None, error: str | None, status: str) ->
         pass
     if summary is not None:
         steps, tokens, time_s = summary["steps"], summary["tokens"], summary["time_s"]
-        train_loss, val_loss, ppl = summary["final_train_loss"], summary["final_val_loss"], summary["final_val_perplexity"]
+        train_loss, val_loss = summary["final_train_loss"], summary["final_val_loss"]
+        ppl = summary["final_val_perplexity"]
     else:  # diverged or failed: the last logged values
         steps, tokens, time_s = _last(records, "step"), _last(records, "tokens"), _last(records, "time_s")
-        train_loss, val_loss, ppl = _last(records, "train_loss"), _last(records, "val_loss"), _last(records, "val_perplexity")
+        train_loss, val_loss = _last(records, "train_loss"), _last(records, "val_loss")
+        ppl = _last(records, "val_perplexity")
     return {
         "run": run.name,
         **{_SHORT.get(k, k): v for k, v in run.overrides.items()},
@@ -270,7 +272,8 @@ def _fmt(value) -> str:
 def format_markdown(rows: list[dict]) -> str:
     """The summary as a Markdown table, best validation loss first marked with a star."""
     cols = _columns(rows)
-    finite = [r for r in rows if isinstance(r.get("final_val_loss"), (int, float)) and math.isfinite(r["final_val_loss"]) and not r["diverged"]]
+    finite = [r for r in rows if not r["diverged"] and isinstance(r.get("final_val_loss"), (int, float))
+              and math.isfinite(r["final_val_loss"])]
     best = min(finite, key=lambda r: r["final_val_loss"])["run"] if finite else None
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in rows:
@@ -359,13 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", help="peak learning rates, comma-separated (e.g. 1e-4,3e-4,1e-3)")
     p.add_argument("--batch-size", help="batch sizes in sequences per step, comma-separated (e.g. 16,32)")
     p.add_argument("--ablations", action="extend", nargs="+", default=[], metavar="KEY=V1,V2",
-                   help="architecture (or any config) variants, e.g. norm=pre,post,none position=rope,nope ffn=swiglu,silu")
+                   help="architecture (or any config) variants, "
+                        "e.g. norm=pre,post,none position=rope,nope ffn=swiglu,silu")
     p.add_argument("--ablation-mode", choices=("one-at-a-time", "grid"), default="one-at-a-time",
                    help="one-at-a-time: the base run plus one run per changed value (default); grid: every combination")
     p.add_argument("--tokens", type=float,
                    help="training tokens per run (e.g. 2e6); sets max_steps from each run's batch size so every run "
                         "sees the same data (default: the config's max_steps)")
-    p.add_argument("--out", required=True, help="sweep directory: one sub-directory per run, plus curves.png, summary.md/csv")
+    p.add_argument("--out", required=True,
+                   help="sweep directory: one sub-directory per run, plus curves.png, summary.md/csv")
     p.add_argument("--metric", default="val_loss", choices=("val_loss", "train_loss", "val_perplexity"),
                    help="what the figure plots (default val_loss)")
     p.add_argument("--force", action="store_true", help="retrain runs that already finished in the sweep directory")
