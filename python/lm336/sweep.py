@@ -4,8 +4,9 @@ Every run is an ordinary `lm336.train` run in its own sub-directory of the sweep
 from the base config with dotted overrides (`lm336.config.apply_overrides`); all runs share the
 seed, data and every other setting. Afterwards the sweep writes, atomically:
 - `curves.png`: the learning curves of all runs (against steps and against wall-clock time);
-- `summary.md` and `summary.csv`: the overrides of each run, final train/validation loss,
-  validation perplexity, tokens/s and whether it diverged;
+- `summary.md` and `summary.csv`: the overrides of each run, final train/validation loss
+  (nats/token), validation perplexity, tokens/s (training tokens over the run's wall-clock
+  seconds, evaluation and checkpoints included) and whether it diverged;
 - `sweep.json`: the same rows, machine-readable.
 
 A run that diverges (training raises DivergedError on a NaN/inf loss) is recorded as diverged and
