@@ -565,6 +565,12 @@ pub fn count_files<P: AsRef<Path>>(
         }
         counter.end_stream()?;
     }
+    if !progress(Progress::Counting {
+        done: counter.input_bytes(),
+        total,
+    }) {
+        return Err(cancelled());
+    }
     Ok(counter.finish())
 }
 
@@ -834,6 +840,12 @@ pub fn merge_counts(
         {
             return Err(cancelled());
         }
+    }
+    if !progress(Progress::Merging {
+        done: merges.len() as u64,
+        total: num_merges as u64,
+    }) {
+        return Err(cancelled());
     }
     Ok((m.tokens, merges))
 }
