@@ -649,11 +649,38 @@ fn unpair(p: Pair) -> (u32, u32) {
     ((p >> 32) as u32, p as u32)
 }
 
-/// A heap entry: a pair and its count when pushed (possibly stale; see the module docs).
+/// A heap entry: a pair and its count when pushed (possibly stale; see the module docs), plus
+/// the first 8 bytes of each token (big-endian, zero padded), which decide most ties without
+/// touching the token table.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     count: u64,
+    prefix_a: u64,
+    prefix_b: u64,
     pair: Pair,
+}
+
+/// First 8 bytes as a big-endian integer: if two prefixes differ, they order the two byte
+/// strings as a lexicographic comparison would (a shorter string pads with zeros, which is
+/// never greater than a real continuation).
+#[inline]
+fn prefix(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
+impl Entry {
+    fn new(count: u64, pair: Pair, tokens: &[Vec<u8>]) -> Entry {
+        let (a, b) = unpair(pair);
+        Entry {
+            count,
+            prefix_a: prefix(&tokens[a as usize]),
+            prefix_b: prefix(&tokens[b as usize]),
+            pair,
+        }
+    }
 }
 
 /// Pair order: count, then the greater `(bytes_a, bytes_b)`.
@@ -662,6 +689,16 @@ fn cmp_entries(x: &Entry, y: &Entry, tokens: &[Vec<u8>]) -> Ordering {
     x.count.cmp(&y.count).then_with(|| {
         let (xa, xb) = unpair(x.pair);
         let (ya, yb) = unpair(y.pair);
+        if x.prefix_a != y.prefix_a {
+            return x.prefix_a.cmp(&y.prefix_a);
+        }
+        if xa == ya {
+            // Same first token: the second decides.
+            return x
+                .prefix_b
+                .cmp(&y.prefix_b)
+                .then_with(|| tokens[xb as usize].cmp(&tokens[yb as usize]));
+        }
         (&tokens[xa as usize][..], &tokens[xb as usize][..])
             .cmp(&(&tokens[ya as usize][..], &tokens[yb as usize][..]))
     })
@@ -781,10 +818,7 @@ impl Merger {
         let tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
         let items = pairs
             .iter()
-            .map(|(&p, st)| Entry {
-                count: st.count as u64,
-                pair: p,
-            })
+            .map(|(&p, st)| Entry::new(st.count as u64, p, &tokens))
             .collect();
         let heap = PairHeap::from_vec(items, &tokens);
         Ok(Merger {
@@ -811,7 +845,7 @@ impl Merger {
             self.heap.push(
                 Entry {
                     count: current as u64,
-                    pair: e.pair,
+                    ..e
                 },
                 &self.tokens,
             );
@@ -897,13 +931,8 @@ impl Merger {
         for p in new_pairs {
             let c = self.pairs.get(&p).map_or(0, |st| st.count);
             if c > 0 {
-                self.heap.push(
-                    Entry {
-                        count: c as u64,
-                        pair: p,
-                    },
-                    &self.tokens,
-                );
+                let e = Entry::new(c as u64, p, &self.tokens);
+                self.heap.push(e, &self.tokens);
             }
         }
         n
