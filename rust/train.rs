@@ -21,8 +21,10 @@
 use std::cmp::Ordering;
 use std::fs::File;
 use std::io::Read;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
@@ -406,6 +408,21 @@ struct WorkerCounts {
     total: PretokenCounts,
 }
 
+/// Locks a mutex, ignoring poisoning (counting tasks catch their own panics).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Marks one chunk as done when dropped, and wakes the reader.
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.in_flight) -= 1;
+        self.0.idle.notify_all();
+    }
+}
+
 /// State shared between the reader and the counting tasks.
 struct Shared {
     splitter: SpecialSplitter,
@@ -414,6 +431,9 @@ struct Shared {
     /// Chunks handed to the pool and not yet counted.
     in_flight: Mutex<usize>,
     idle: Condvar,
+    /// Set when a counting task panicked (a bug): `finish` then fails instead of the process
+    /// aborting or the reader waiting forever.
+    failed: AtomicBool,
 }
 
 /// Counts pre-tokens of one or more input streams, in parallel, in bounded memory.
@@ -447,6 +467,7 @@ impl StreamCounter {
                 .collect(),
             in_flight: Mutex::new(0),
             idle: Condvar::new(),
+            failed: AtomicBool::new(false),
         };
         let chunk_size = chunk_size.max(1);
         StreamCounter {
@@ -514,42 +535,51 @@ impl StreamCounter {
         }
         // Bound the chunks in memory: wait while the pool is busy.
         {
-            let mut n = self.shared.in_flight.lock().expect("counter lock");
+            let mut n = lock(&self.shared.in_flight);
             while *n >= self.max_in_flight {
-                n = self.shared.idle.wait(n).expect("counter lock");
+                n = self
+                    .shared
+                    .idle
+                    .wait(n)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
             *n += 1;
         }
         let shared = Arc::clone(&self.shared);
         self.pool.spawn(move || {
-            let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
-            {
-                let mut guard = shared.maps[idx].lock().expect("count map lock");
+            // Decrements the in-flight count even if counting unwinds.
+            let _done = InFlight(&shared);
+            let counted = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
+                let mut guard = lock(&shared.maps[idx]);
                 let WorkerCounts { chunk, total } = &mut *guard;
                 chunk.count_text(&text, &shared.splitter);
                 chunk.drain_merge_into(total);
+            }));
+            if counted.is_err() {
+                shared.failed.store(true, AtomicOrdering::SeqCst);
             }
-            drop(text);
-            let mut n = shared.in_flight.lock().expect("counter lock");
-            *n -= 1;
-            shared.idle.notify_all();
         });
         Ok(())
     }
 
     /// Waits for all chunks and returns the merged counts and the input size in bytes.
-    pub fn finish(self) -> (PretokenCounts, u64) {
+    pub fn finish(self) -> Result<(PretokenCounts, u64)> {
         {
-            let mut n = self.shared.in_flight.lock().expect("counter lock");
+            let mut n = lock(&self.shared.in_flight);
             while *n > 0 {
-                n = self.shared.idle.wait(n).expect("counter lock");
+                n = self
+                    .shared
+                    .idle
+                    .wait(n)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
         }
         let mut maps: Vec<PretokenCounts> = self
             .shared
             .maps
             .iter()
-            .map(|m| std::mem::take(&mut m.lock().expect("count map lock").total))
+            .map(|m| std::mem::take(&mut lock(m).total))
             .collect();
         // Merge into the largest map: fewest insertions.
         maps.sort_by_key(|m| std::cmp::Reverse(m.len()));
@@ -559,7 +589,12 @@ impl StreamCounter {
             m.merge_into(&mut merged);
         }
         let total = merged;
-        (total, self.input_bytes)
+        if self.shared.failed.load(AtomicOrdering::SeqCst) {
+            return Err(BpeError::InvalidArgument(
+                "internal error: a counting task panicked".to_string(),
+            ));
+        }
+        Ok((total, self.input_bytes))
     }
 
     /// Input bytes pushed so far.
@@ -626,7 +661,7 @@ pub fn count_files<P: AsRef<Path>>(
     }) {
         return Err(cancelled());
     }
-    Ok(counter.finish())
+    counter.finish()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1054,7 +1089,7 @@ pub fn train_texts(
         counter.push(t.as_bytes())?;
         counter.end_stream()?;
     }
-    let (counts, input_bytes) = counter.finish();
+    let (counts, input_bytes) = counter.finish()?;
     check_not_empty(&counts, "the input")?;
     train_from_counts(counts, input_bytes, opts, progress)
 }
@@ -1214,7 +1249,7 @@ mod tests {
             }
             c.end_stream().unwrap();
             let mut got = CountMap::default();
-            c.finish().0.drain_into(&mut got);
+            c.finish().unwrap().0.drain_into(&mut got);
             assert_eq!(got, whole, "chunk size {chunk_size}");
         }
     }
