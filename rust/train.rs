@@ -1,2 +1,1318 @@
-//! BPE training: Word plus merge deltas, the pair index and the priority queue with lazy refresh,
-//! ties broken on pair *bytes*. (Filled in by the trainer work.)
+//! BPE training: streaming pre-token counting, then the merge loop.
+//!
+//! 1. Counting (`StreamCounter`): input streams (files, or text pushed from an iterator) are cut
+//!    into chunks at positions where cutting provably changes nothing (see `find_cut`), each
+//!    chunk is validated as UTF-8 (errors carry the absolute byte offset) and counted by a rayon
+//!    task into its worker's `FxHashMap<Box<[u8]>, u64>`. A pre-token's bytes are hashed as a
+//!    borrowed slice; a key is allocated only the first time a worker sees it. At most a few
+//!    chunks are in flight, so memory is bounded by the distinct pre-tokens, not the input.
+//! 2. Merging (`merge_counts`): each distinct pre-token becomes a word (symbol ids) with its
+//!    count. Pair counts live in a hash map, a pair -> words index lists where each pair occurs,
+//!    and a binary heap gives the best pair. Heap entries are refreshed lazily: a pair that
+//!    loses count keeps its old (too high) entry, which is pushed back with the current count
+//!    when it reaches the top; a pair that gains count (new pairs of the new token) gets a
+//!    fresh entry after each merge. Only the words listed for the merged pair are touched.
+//!    Pairs are pairs of token *bytes*: a merge that re-creates an existing token's bytes
+//!    reuses its symbol, as a bytes-keyed reference implementation would.
+//!
+//! Order of pairs: higher count first, ties to the lexicographically greatest
+//! `(bytes_a, bytes_b)` (Python tuple order on the token *bytes*, not on ids).
+
+use std::cmp::Ordering;
+use std::fs::File;
+use std::io::Read;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use rayon::ThreadPool;
+use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry as MapEntry;
+
+use crate::error::{BpeError, Result};
+use crate::pretokenize::{
+    char_class, for_each_pretoken_range, CharClass, Segment, SpecialSplitter,
+};
+
+/// Distinct pre-tokens (their bytes) and how often each occurs.
+pub type CountMap = FxHashMap<Box<[u8]>, u64>;
+
+/// Default chunk size for streaming (bytes). Large enough to amortise task overhead, small
+/// enough that a few chunks in flight stay far below the memory of the counts themselves.
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+
+/// What the trainer reports while it runs (at most about 100 calls per phase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Counting pre-tokens: input bytes read so far (of `total` when known, else 0).
+    Counting { done: u64, total: u64 },
+    /// Merging: merges made so far, of at most `total`.
+    Merging { done: u64, total: u64 },
+}
+
+/// A progress sink. Returning `false` cancels training (it then returns an error).
+pub type ProgressFn<'a> = dyn FnMut(Progress) -> bool + 'a;
+
+fn cancelled() -> BpeError {
+    BpeError::InvalidArgument("training was cancelled by the progress callback".to_string())
+}
+
+/// Training arguments shared by all entry points.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Final vocabulary size: specials + 256 bytes + merges.
+    pub vocab_size: usize,
+    /// Special tokens, in id order; hard boundaries that never enter the counts.
+    pub special_tokens: Vec<String>,
+    /// Worker threads (None: rayon's default, which honours RAYON_NUM_THREADS).
+    pub num_threads: Option<usize>,
+    /// Streaming chunk size in bytes; results never depend on it.
+    pub chunk_size: usize,
+}
+
+impl TrainOptions {
+    pub fn new(vocab_size: usize, special_tokens: Vec<String>) -> Self {
+        TrainOptions {
+            vocab_size,
+            special_tokens,
+            num_threads: None,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+
+    /// Rejects inconsistent arguments with a readable message.
+    pub fn validate(&self) -> Result<()> {
+        let min = 256 + self.special_tokens.len();
+        if self.vocab_size < min {
+            return Err(BpeError::InvalidArgument(format!(
+                "vocab_size {} is too small: it must be at least 256 + {} special tokens = {min}",
+                self.vocab_size,
+                self.special_tokens.len()
+            )));
+        }
+        if self.vocab_size > u32::MAX as usize {
+            return Err(BpeError::InvalidArgument(format!(
+                "vocab_size {} is too large",
+                self.vocab_size
+            )));
+        }
+        for (i, tok) in self.special_tokens.iter().enumerate() {
+            if tok.is_empty() {
+                return Err(BpeError::InvalidArgument(format!(
+                    "special token {i} is empty"
+                )));
+            }
+            if self.special_tokens[..i].contains(tok) {
+                return Err(BpeError::InvalidArgument(format!(
+                    "special token {tok:?} is given twice"
+                )));
+            }
+        }
+        if self.num_threads == Some(0) {
+            return Err(BpeError::InvalidArgument(
+                "num_threads must be at least 1".to_string(),
+            ));
+        }
+        if self.chunk_size == 0 {
+            return Err(BpeError::InvalidArgument(
+                "chunk_size must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rayon pool the training runs on (a local pool, so `num_threads` never touches the
+    /// global one).
+    pub fn build_pool(&self) -> Result<ThreadPool> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.num_threads.unwrap_or(0))
+            .build()
+            .map_err(|e| BpeError::InvalidArgument(format!("cannot start worker threads: {e}")))
+    }
+}
+
+/// The trained tokenizer and a few statistics.
+#[derive(Debug, Clone)]
+pub struct TrainResult {
+    /// Token bytes by id: specials, the 256 bytes, then one per merge.
+    pub vocab: Vec<Vec<u8>>,
+    /// Merges in creation order, as token bytes.
+    pub merges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Number of distinct pre-tokens counted.
+    pub distinct_pretokens: usize,
+    /// Number of pre-tokens counted (with multiplicity).
+    pub total_pretokens: u64,
+    /// Input bytes read.
+    pub input_bytes: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Counting
+// ---------------------------------------------------------------------------------------------
+
+/// Adds each pre-token of the ordinary text in `text` (special tokens removed) to `counts`.
+///
+/// `count_text("a a", ..)` -> `{b"a": 1, b" a": 1}`.
+pub fn count_text(text: &str, splitter: &SpecialSplitter, counts: &mut CountMap) {
+    let mut packed = PretokenCounts::default();
+    packed.count_text(text, splitter);
+    packed.drain_into(counts);
+}
+
+/// Hasher for integer keys (packed pre-tokens, packed pairs): one folded 64x64->128-bit
+/// multiply, which mixes every input bit into every output bit. FxHash's multiply only
+/// carries differences upward, so packed keys that differ only in their high bytes (the last
+/// characters of an 8-byte pre-token) would all share a bucket.
+#[derive(Default, Clone, Copy)]
+pub struct MixHasher(u64);
+
+#[inline(always)]
+fn folded_mul(a: u64, b: u64) -> u64 {
+    let p = (a as u128) * (b as u128);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl std::hash::Hasher for MixHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = folded_mul(self.0 ^ i ^ 0x243F_6A88_85A3_08D3, 0x9E37_79B9_7F4A_7C15);
+    }
+
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.0 = folded_mul(
+            self.0 ^ (i as u64) ^ 0x243F_6A88_85A3_08D3,
+            ((i >> 64) as u64) ^ 0x9E37_79B9_7F4A_7C15,
+        );
+    }
+}
+
+/// A hash map keyed by integers, hashed with `MixHasher`.
+pub type IntMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<MixHasher>>;
+
+/// A packed pre-token as two `u64` halves: 24-byte map entries instead of the 32 that a
+/// 16-byte-aligned `u128` key costs (the counting maps are bound by cache misses).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PackedKey {
+    lo: u64,
+    hi: u64,
+}
+
+impl From<u128> for PackedKey {
+    #[inline]
+    fn from(k: u128) -> Self {
+        PackedKey {
+            lo: k as u64,
+            hi: (k >> 64) as u64,
+        }
+    }
+}
+
+impl From<PackedKey> for u128 {
+    #[inline]
+    fn from(k: PackedKey) -> u128 {
+        ((k.hi as u128) << 64) | k.lo as u128
+    }
+}
+
+impl std::hash::Hash for PackedKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from(*self));
+    }
+}
+
+/// The bytes of a counted pre-token: unpacked from a packed key (no allocation) or borrowed.
+pub enum KeyBytes<'a> {
+    /// A packed key's bytes; the length is in the last byte.
+    Packed([u8; 16]),
+    Slice(&'a [u8]),
+}
+
+impl AsRef<[u8]> for KeyBytes<'_> {
+    #[inline]
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            KeyBytes::Packed(b) => &b[..b[15] as usize],
+            KeyBytes::Slice(s) => s,
+        }
+    }
+}
+
+/// Pre-token counts of one worker. Pre-tokens under 16 bytes (nearly all of them) are packed
+/// into a `u128` (bytes, zero padded, length in the top byte), so hashing and comparing a key
+/// is a few integer instructions instead of a slice hash and a `memcmp`; longer ones are
+/// keyed by their bytes, allocated only on first sight.
+#[derive(Default)]
+pub struct PretokenCounts {
+    short: IntMap<PackedKey, u64>,
+    long: CountMap,
+}
+
+impl PretokenCounts {
+    /// Counts the pre-tokens of the ordinary text of `text`.
+    pub fn count_text(&mut self, text: &str, splitter: &SpecialSplitter) {
+        splitter.for_each_segment(text, |seg| {
+            if let Segment::Text(t) = seg {
+                self.count_segment(t.as_bytes());
+            }
+        });
+    }
+
+    #[inline]
+    fn count_segment(&mut self, b: &[u8]) {
+        let (short, long) = (&mut self.short, &mut self.long);
+        for_each_pretoken_range(b, |i, j| {
+            let len = j - i;
+            if len < 16 {
+                let key = if i + 16 <= b.len() {
+                    // One unaligned load, then mask off the bytes past the pre-token.
+                    let word = u128::from_le_bytes(b[i..i + 16].try_into().expect("16 bytes"));
+                    word & ((1u128 << (8 * len)) - 1)
+                } else {
+                    let mut buf = [0u8; 16];
+                    buf[..len].copy_from_slice(&b[i..j]);
+                    u128::from_le_bytes(buf)
+                } | ((len as u128) << 120);
+                *short.entry(PackedKey::from(key)).or_insert(0) += 1;
+            } else if let Some(c) = long.get_mut(&b[i..j]) {
+                *c += 1;
+            } else {
+                long.insert(b[i..j].into(), 1);
+            }
+        });
+    }
+
+    /// Number of distinct pre-tokens.
+    pub fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds these counts to `other`.
+    pub fn merge_into(self, other: &mut PretokenCounts) {
+        for (k, v) in self.short {
+            *other.short.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in self.long {
+            *other.long.entry(k).or_insert(0) += v;
+        }
+    }
+
+    /// Adds these counts to `other` and empties `self`, keeping its capacity for reuse.
+    pub fn drain_merge_into(&mut self, other: &mut PretokenCounts) {
+        for (k, v) in self.short.drain() {
+            *other.short.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in self.long.drain() {
+            *other.long.entry(k).or_insert(0) += v;
+        }
+    }
+
+    /// Each distinct pre-token's bytes and count, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (KeyBytes<'_>, u64)> + '_ {
+        let short = self
+            .short
+            .iter()
+            .map(|(k, &v)| (KeyBytes::Packed(u128::from(*k).to_le_bytes()), v));
+        let long = self.long.iter().map(|(k, &v)| (KeyBytes::Slice(k), v));
+        short.chain(long)
+    }
+
+    /// Number of pre-tokens counted, with multiplicity.
+    pub fn total(&self) -> u64 {
+        self.short.values().sum::<u64>() + self.long.values().sum::<u64>()
+    }
+
+    /// Moves the counts into a map keyed by the pre-token bytes.
+    pub fn drain_into(self, out: &mut CountMap) {
+        out.reserve(self.len());
+        for (k, v) in self.short {
+            let bytes = u128::from(k).to_le_bytes();
+            let len = bytes[15] as usize;
+            *out.entry(bytes[..len].into()).or_insert(0) += v;
+        }
+        for (k, v) in self.long {
+            *out.entry(k).or_insert(0) += v;
+        }
+    }
+}
+
+#[inline]
+fn is_ascii_space(b: u8) -> bool {
+    b == b' ' || (0x09..=0x0D).contains(&b)
+}
+
+/// Whether the character that ends right before byte `p` is whitespace (`None`: the bytes
+/// there are not a valid UTF-8 character, so `p` is no place to cut).
+fn space_before(buf: &[u8], p: usize) -> Option<bool> {
+    let mut start = p.checked_sub(1)?;
+    while start > 0 && p - start < 4 && buf[start] & 0xC0 == 0x80 {
+        start -= 1;
+    }
+    let s = std::str::from_utf8(&buf[start..p]).ok()?;
+    let mut chars = s.chars();
+    let c = chars.next()?;
+    if chars.next().is_some() {
+        return None;
+    }
+    Some(char_class(c) == CharClass::Space)
+}
+
+/// A position `p` in `buf` where the text may be cut: counting `buf[..p]` and `buf[p..]`
+/// separately gives exactly the counts of the whole, whatever follows `buf`. Searches backward
+/// from the end, so chunks are as large as possible; `None` when there is no such position.
+///
+/// Why it is safe: `p` is chosen with an ASCII whitespace byte at `p` and a non-whitespace
+/// character right before it, and with no occurrence of any special token covering both
+/// `p - 1` and `p`.
+/// - Specials: no match of the left-to-right, longest-first scan can cross `p`, so the scan
+///   reaches `p` with no pending state; what it does from `p` on depends only on `buf[p..]`.
+/// - Pre-tokens: no alternative of the pattern matches a non-whitespace char followed by a
+///   whitespace char, so the pre-token holding `p - 1` ends at `p`; the only lookahead in the
+///   pattern, `\s+(?!\S)`, never looks at `p` from a run ending before `p - 1`, and a greedy
+///   run stopped by the whitespace at `p` stops at the end of a chunk just the same. The
+///   pattern has no lookbehind, so matching from `p` depends only on `buf[p..]`.
+///
+/// The last `max_len` bytes are not considered, so the straddle check sees whole tokens.
+pub fn find_cut(buf: &[u8], splitter: &SpecialSplitter) -> Option<usize> {
+    let margin = splitter.max_len().max(1);
+    let end = buf.len().checked_sub(margin)?;
+    (1..=end).rev().find(|&p| {
+        is_ascii_space(buf[p]) && space_before(buf, p) == Some(false) && !splitter.straddles(buf, p)
+    })
+}
+
+/// A worker's counts: the current chunk is counted into a small map that stays in cache (most
+/// lookups of a chunk hit the same few thousand pre-tokens), then folded into the worker's
+/// total once per chunk, so the large total map sees one lookup per distinct pre-token of a
+/// chunk instead of one per pre-token.
+#[derive(Default)]
+struct WorkerCounts {
+    chunk: PretokenCounts,
+    total: PretokenCounts,
+}
+
+/// Locks a mutex, ignoring poisoning (counting tasks catch their own panics).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Marks one chunk as done when dropped, and wakes the reader.
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.in_flight) -= 1;
+        self.0.idle.notify_all();
+    }
+}
+
+/// State shared between the reader and the counting tasks.
+struct Shared {
+    splitter: SpecialSplitter,
+    /// One map per pool thread (uncontended locks), merged at the end.
+    maps: Vec<Mutex<WorkerCounts>>,
+    /// Chunks handed to the pool and not yet counted.
+    in_flight: Mutex<usize>,
+    idle: Condvar,
+    /// Set when a counting task panicked (a bug): `finish` then fails instead of the process
+    /// aborting or the reader waiting forever.
+    failed: AtomicBool,
+}
+
+/// Counts pre-tokens of one or more input streams, in parallel, in bounded memory.
+///
+/// Each stream (a file, or the text of an iterator) is a unit: pre-tokens never cross from one
+/// stream into the next. Push bytes with `push`, close a stream with `end_stream`, and collect
+/// the counts with `finish`.
+pub struct StreamCounter {
+    shared: Arc<Shared>,
+    pool: Arc<ThreadPool>,
+    chunk_size: usize,
+    max_in_flight: usize,
+    /// Bytes of the current stream not yet handed to the pool.
+    buf: Vec<u8>,
+    /// Absolute offset of `buf[0]` in the current stream (for error messages).
+    offset: u64,
+    /// Buffer length at which to look for a cut again (doubles while no cut is found).
+    next_try: usize,
+    /// Name of the current stream, for error messages.
+    name: String,
+    input_bytes: u64,
+}
+
+impl StreamCounter {
+    pub fn new(special_tokens: &[String], chunk_size: usize, pool: Arc<ThreadPool>) -> Self {
+        let threads = pool.current_num_threads();
+        let shared = Shared {
+            splitter: SpecialSplitter::new(special_tokens),
+            maps: (0..threads)
+                .map(|_| Mutex::new(WorkerCounts::default()))
+                .collect(),
+            in_flight: Mutex::new(0),
+            idle: Condvar::new(),
+            failed: AtomicBool::new(false),
+        };
+        let chunk_size = chunk_size.max(1);
+        StreamCounter {
+            shared: Arc::new(shared),
+            pool,
+            chunk_size,
+            max_in_flight: 2 * threads,
+            buf: Vec::new(),
+            offset: 0,
+            next_try: chunk_size,
+            name: String::new(),
+            input_bytes: 0,
+        }
+    }
+
+    /// Starts a new stream; `name` appears in error messages (a path, or "<iterator>").
+    pub fn begin_stream(&mut self, name: &str) {
+        self.buf.clear();
+        self.offset = 0;
+        self.next_try = self.chunk_size;
+        self.name = name.to_string();
+    }
+
+    /// Appends bytes of the current stream; full chunks are counted in the background.
+    pub fn push(&mut self, data: &[u8]) -> Result<()> {
+        self.input_bytes += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        while self.buf.len() >= self.next_try {
+            match find_cut(&self.buf, &self.shared.splitter) {
+                Some(p) => {
+                    let rest = self.buf[p..].to_vec();
+                    let chunk = std::mem::replace(&mut self.buf, rest);
+                    self.dispatch(chunk, p)?;
+                    self.next_try = self.chunk_size.max(self.buf.len() + 1);
+                }
+                // Pathological input (megabytes without a safe cut): wait for more bytes.
+                None => self.next_try = self.buf.len() * 2,
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the current stream: its remaining bytes are counted.
+    pub fn end_stream(&mut self) -> Result<()> {
+        let chunk = std::mem::take(&mut self.buf);
+        let len = chunk.len();
+        self.dispatch(chunk, len)
+    }
+
+    /// Validates `chunk[..len]` as UTF-8 and hands it to the pool.
+    fn dispatch(&mut self, mut chunk: Vec<u8>, len: usize) -> Result<()> {
+        chunk.truncate(len);
+        let offset = self.offset;
+        self.offset += len as u64;
+        let text = String::from_utf8(chunk).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            BpeError::InvalidUtf8 {
+                path: self.name.clone(),
+                offset: offset + at as u64,
+                byte: e.as_bytes()[at],
+            }
+        })?;
+        if text.is_empty() {
+            return Ok(());
+        }
+        // Bound the chunks in memory: wait while the pool is busy.
+        {
+            let mut n = lock(&self.shared.in_flight);
+            while *n >= self.max_in_flight {
+                n = self
+                    .shared
+                    .idle
+                    .wait(n)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            *n += 1;
+        }
+        let shared = Arc::clone(&self.shared);
+        self.pool.spawn(move || {
+            // Decrements the in-flight count even if counting unwinds.
+            let _done = InFlight(&shared);
+            let counted = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
+                let mut guard = lock(&shared.maps[idx]);
+                let WorkerCounts { chunk, total } = &mut *guard;
+                chunk.count_text(&text, &shared.splitter);
+                chunk.drain_merge_into(total);
+            }));
+            if counted.is_err() {
+                shared.failed.store(true, AtomicOrdering::SeqCst);
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits for all chunks and returns the merged counts and the input size in bytes.
+    pub fn finish(self) -> Result<(PretokenCounts, u64)> {
+        {
+            let mut n = lock(&self.shared.in_flight);
+            while *n > 0 {
+                n = self
+                    .shared
+                    .idle
+                    .wait(n)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        let mut maps: Vec<PretokenCounts> = self
+            .shared
+            .maps
+            .iter()
+            .map(|m| std::mem::take(&mut lock(m).total))
+            .collect();
+        // Merge into the largest map: fewest insertions.
+        maps.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        let mut maps = maps.into_iter();
+        let mut merged = maps.next().unwrap_or_default();
+        for m in maps {
+            m.merge_into(&mut merged);
+        }
+        let total = merged;
+        if self.shared.failed.load(AtomicOrdering::SeqCst) {
+            return Err(BpeError::InvalidArgument(
+                "internal error: a counting task panicked".to_string(),
+            ));
+        }
+        Ok((total, self.input_bytes))
+    }
+
+    /// Input bytes pushed so far.
+    pub fn input_bytes(&self) -> u64 {
+        self.input_bytes
+    }
+}
+
+/// Counts the pre-tokens of several files (each an independent stream).
+pub fn count_files<P: AsRef<Path>>(
+    paths: &[P],
+    special_tokens: &[String],
+    chunk_size: usize,
+    pool: Arc<ThreadPool>,
+    progress: &mut ProgressFn,
+) -> Result<(PretokenCounts, u64)> {
+    // Open everything first, so a missing file fails before any work.
+    let mut files = Vec::with_capacity(paths.len());
+    let mut total = 0u64;
+    for p in paths {
+        let path = p.as_ref();
+        let name = path.display().to_string();
+        let io = |source| BpeError::Io {
+            path: name.clone(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.is_dir() {
+            return Err(BpeError::IsADirectory { path: name });
+        }
+        total += meta.len();
+        files.push((File::open(path).map_err(io)?, name));
+    }
+    let mut counter = StreamCounter::new(special_tokens, chunk_size, pool);
+    let read_size = chunk_size.clamp(1, 1 << 20);
+    let mut block = vec![0u8; read_size];
+    let step = (total / 100).max(1);
+    let mut next_report = 0u64;
+    for (mut file, name) in files {
+        counter.begin_stream(&name);
+        loop {
+            let n = match file.read(&mut block) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(BpeError::Io { path: name, source }),
+            };
+            counter.push(&block[..n])?;
+            if counter.input_bytes() >= next_report {
+                next_report = counter.input_bytes() + step;
+                if !progress(Progress::Counting {
+                    done: counter.input_bytes(),
+                    total,
+                }) {
+                    return Err(cancelled());
+                }
+            }
+        }
+        counter.end_stream()?;
+    }
+    if !progress(Progress::Counting {
+        done: counter.input_bytes(),
+        total,
+    }) {
+        return Err(cancelled());
+    }
+    counter.finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Merging
+// ---------------------------------------------------------------------------------------------
+
+/// Token bytes by symbol id, and the merges as symbol-id pairs.
+pub type MergeOutput = (Vec<Vec<u8>>, Vec<(u32, u32)>);
+
+/// A pair of symbol ids packed as `a << 32 | b` (one cheap hash key).
+type Pair = u64;
+
+#[inline]
+fn pair(a: u32, b: u32) -> Pair {
+    ((a as u64) << 32) | b as u64
+}
+
+#[inline]
+fn unpair(p: Pair) -> (u32, u32) {
+    ((p >> 32) as u32, p as u32)
+}
+
+/// A heap entry: a pair and its count when pushed (possibly stale; see the module docs), plus
+/// the first 8 bytes of each token (big-endian, zero padded), which decide most ties without
+/// touching the token table.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    count: u64,
+    prefix_a: u64,
+    prefix_b: u64,
+    pair: Pair,
+}
+
+/// First 8 bytes as a big-endian integer: if two prefixes differ, they order the two byte
+/// strings as a lexicographic comparison would (a shorter string pads with zeros, which is
+/// never greater than a real continuation).
+#[inline]
+fn prefix(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
+impl Entry {
+    fn new(count: u64, pair: Pair, tokens: &[Vec<u8>]) -> Entry {
+        let (a, b) = unpair(pair);
+        Entry {
+            count,
+            prefix_a: prefix(&tokens[a as usize]),
+            prefix_b: prefix(&tokens[b as usize]),
+            pair,
+        }
+    }
+}
+
+/// Pair order: count, then the greater `(bytes_a, bytes_b)`.
+#[inline]
+fn cmp_entries(x: &Entry, y: &Entry, tokens: &[Vec<u8>]) -> Ordering {
+    x.count.cmp(&y.count).then_with(|| {
+        let (xa, xb) = unpair(x.pair);
+        let (ya, yb) = unpair(y.pair);
+        if x.prefix_a != y.prefix_a {
+            return x.prefix_a.cmp(&y.prefix_a);
+        }
+        if xa == ya {
+            // Same first token: the second decides.
+            return x
+                .prefix_b
+                .cmp(&y.prefix_b)
+                .then_with(|| tokens[xb as usize].cmp(&tokens[yb as usize]));
+        }
+        (&tokens[xa as usize][..], &tokens[xb as usize][..])
+            .cmp(&(&tokens[ya as usize][..], &tokens[yb as usize][..]))
+    })
+}
+
+/// A max-heap whose order needs the token bytes (std's BinaryHeap cannot borrow them).
+#[derive(Default)]
+struct PairHeap {
+    items: Vec<Entry>,
+}
+
+impl PairHeap {
+    /// Builds the heap from unordered entries in linear time.
+    fn from_vec(items: Vec<Entry>, tokens: &[Vec<u8>]) -> PairHeap {
+        let mut heap = PairHeap { items };
+        for i in (0..heap.items.len() / 2).rev() {
+            heap.sift_down(i, tokens);
+        }
+        heap
+    }
+
+    fn push(&mut self, e: Entry, tokens: &[Vec<u8>]) {
+        self.items.push(e);
+        let mut i = self.items.len() - 1;
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if cmp_entries(&self.items[i], &self.items[parent], tokens) != Ordering::Greater {
+                break;
+            }
+            self.items.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn pop(&mut self, tokens: &[Vec<u8>]) -> Option<Entry> {
+        let last = self.items.pop()?;
+        if self.items.is_empty() {
+            return Some(last);
+        }
+        let top = std::mem::replace(&mut self.items[0], last);
+        self.sift_down(0, tokens);
+        Some(top)
+    }
+
+    fn sift_down(&mut self, mut i: usize, tokens: &[Vec<u8>]) {
+        let n = self.items.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut best = i;
+            if l < n && cmp_entries(&self.items[l], &self.items[best], tokens) == Ordering::Greater
+            {
+                best = l;
+            }
+            if r < n && cmp_entries(&self.items[r], &self.items[best], tokens) == Ordering::Greater
+            {
+                best = r;
+            }
+            if best == i {
+                break;
+            }
+            self.items.swap(i, best);
+            i = best;
+        }
+    }
+}
+
+/// Per-pair state: the current count and the words that contain (or once contained) the
+/// pair. Stale word entries are harmless: merging a word without the pair changes nothing.
+#[derive(Default)]
+struct PairStat {
+    count: i64,
+    words: Vec<u32>,
+}
+
+/// Header slots of a word in the arena: current length, then the count as two halves.
+const WORD_HEADER: usize = 3;
+
+/// The merge loop state: words, pair stats, and the heap.
+struct Merger {
+    /// All words, each as `[len, count_lo, count_hi, sym0, sym1, ...]`, addressed by the offset
+    /// of its header. One contiguous array: visiting a word costs one cache miss, not three
+    /// (vector header, symbols, count), and words shrink in place.
+    arena: Vec<u32>,
+    /// Token bytes by symbol id: the 256 bytes, then one per merge.
+    tokens: Vec<Vec<u8>>,
+    pairs: IntMap<Pair, PairStat>,
+    heap: PairHeap,
+    /// Symbol of each merged token's bytes (the first merge that made them).
+    by_bytes: FxHashMap<Vec<u8>, u32>,
+    /// Reused buffer for the pairs that gained count in a merge.
+    scratch: Vec<Pair>,
+}
+
+impl Merger {
+    fn new<K: AsRef<[u8]>>(counts: impl IntoIterator<Item = (K, u64)>) -> Result<Merger> {
+        let mut arena: Vec<u32> = Vec::new();
+        let mut pairs: IntMap<Pair, PairStat> = IntMap::default();
+        for (k, c) in counts {
+            let k = k.as_ref();
+            // Single bytes have no pairs and never change.
+            if k.len() < 2 {
+                continue;
+            }
+            let w = u32::try_from(arena.len()).map_err(|_| {
+                BpeError::InvalidArgument(
+                    "too many distinct pre-tokens for the merge arena (4 G symbols)".into(),
+                )
+            })?;
+            arena.extend_from_slice(&[k.len() as u32, c as u32, (c >> 32) as u32]);
+            arena.extend(k.iter().map(|&b| b as u32));
+            for s in k.windows(2) {
+                let stat = pairs.entry(pair(s[0] as u32, s[1] as u32)).or_default();
+                stat.count += c as i64;
+                if stat.words.last() != Some(&w) {
+                    stat.words.push(w);
+                }
+            }
+        }
+        let tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        let items = pairs
+            .iter()
+            .map(|(&p, st)| Entry::new(st.count as u64, p, &tokens))
+            .collect();
+        let heap = PairHeap::from_vec(items, &tokens);
+        Ok(Merger {
+            arena,
+            tokens,
+            pairs,
+            heap,
+            by_bytes: FxHashMap::default(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The best pair with its exact current count, or None when no pair has a positive count.
+    fn pop_best(&mut self) -> Option<(Pair, u64)> {
+        while let Some(e) = self.heap.pop(&self.tokens) {
+            let current = self.pairs.get(&e.pair).map_or(0, |st| st.count);
+            if current <= 0 {
+                continue;
+            }
+            if current as u64 == e.count {
+                return Some((e.pair, e.count));
+            }
+            // Stale: re-queue at the current count. (Entries below the current count are
+            // harmless: whenever a pair gains count, `apply` pushes its new count.)
+            self.heap.push(
+                Entry {
+                    count: current as u64,
+                    ..e
+                },
+                &self.tokens,
+            );
+        }
+        None
+    }
+
+    /// Merges `best` into a new token everywhere and updates pair stats and heap.
+    fn apply(&mut self, best: Pair) -> u32 {
+        let (a, b) = unpair(best);
+        let mut merged = self.tokens[a as usize].clone();
+        merged.extend_from_slice(&self.tokens[b as usize]);
+        // Pairs are pairs of *bytes* (SPEC §1): if an earlier merge already made these bytes
+        // (another split of the same string), words use that symbol, so its pairs are counted
+        // together. The vocabulary still gets one id per merge.
+        let n = match self.by_bytes.get(&merged) {
+            Some(&id) => id,
+            None => {
+                let id = self.tokens.len() as u32;
+                self.by_bytes.insert(merged.clone(), id);
+                id
+            }
+        };
+        self.tokens.push(merged);
+
+        // Every occurrence of `best` goes now, and no later merge can create it again (new
+        // pairs always contain the new token), so its stats can go too.
+        let mut ws = self
+            .pairs
+            .remove(&best)
+            .map(|st| st.words)
+            .unwrap_or_default();
+        ws.sort_unstable();
+        ws.dedup();
+        let mut new_pairs = std::mem::take(&mut self.scratch);
+        new_pairs.clear();
+        let pairs = &mut self.pairs;
+        for &w in &ws {
+            let o = w as usize;
+            let len = self.arena[o] as usize;
+            let c = (self.arena[o + 1] as u64 | (self.arena[o + 2] as u64) << 32) as i64;
+            let word = &mut self.arena[o + WORD_HEADER..o + WORD_HEADER + len];
+            let mut add = |p: Pair, delta: i64| match pairs.entry(p) {
+                MapEntry::Occupied(mut o) => {
+                    let st = o.get_mut();
+                    st.count += delta;
+                    if st.count == 0 {
+                        // No word holds the pair any more: drop it (keeps the map small).
+                        o.remove();
+                    } else if delta > 0 {
+                        new_pairs.push(p);
+                        if st.words.last() != Some(&w) {
+                            st.words.push(w);
+                        }
+                    }
+                }
+                MapEntry::Vacant(v) => {
+                    let mut st = PairStat {
+                        count: delta,
+                        words: Vec::new(),
+                    };
+                    if delta > 0 {
+                        new_pairs.push(p);
+                        st.words.push(w);
+                    }
+                    v.insert(st);
+                }
+            };
+            // In place: `out` is the write index, never ahead of the read index `i`, so the
+            // right neighbour word[i + 2] is still unmerged and word[out - 1] is the merged left.
+            let (mut i, mut out) = (0, 0);
+            while i < len {
+                if i + 1 < len && word[i] == a && word[i + 1] == b {
+                    if out > 0 {
+                        let left = word[out - 1];
+                        add(pair(left, a), -c);
+                        add(pair(left, n), c);
+                    }
+                    if i + 2 < len {
+                        let right = word[i + 2];
+                        add(pair(b, right), -c);
+                        add(pair(n, right), c);
+                    }
+                    word[out] = n;
+                    i += 2;
+                } else {
+                    word[out] = word[i];
+                    i += 1;
+                }
+                out += 1;
+            }
+            self.arena[o] = out as u32;
+        }
+        // Decrements of `best` itself (overlaps such as a a a) re-created an entry; drop it.
+        self.pairs.remove(&best);
+        // Pairs that gained count: new pairs, or (after a byte-identical merge) old pairs of
+        // the reused symbol, whose heap entries are now too low; push their current count.
+        new_pairs.sort_unstable();
+        new_pairs.dedup();
+        for &p in &new_pairs {
+            let c = self.pairs.get(&p).map_or(0, |st| st.count);
+            if c > 0 {
+                let e = Entry::new(c as u64, p, &self.tokens);
+                self.heap.push(e, &self.tokens);
+            }
+        }
+        self.scratch = new_pairs;
+        n
+    }
+}
+
+/// Runs up to `num_merges` merges on the counted pre-tokens. Returns the token bytes by symbol
+/// id (256 bytes, then one per merge) and the merges as symbol-id pairs. Stops early when no
+/// pair is left.
+pub fn merge_counts<K: AsRef<[u8]>>(
+    counts: impl IntoIterator<Item = (K, u64)>,
+    num_merges: usize,
+    progress: &mut ProgressFn,
+) -> Result<MergeOutput> {
+    let mut m = Merger::new(counts)?;
+    let mut merges = Vec::with_capacity(num_merges);
+    let step = (num_merges / 100).max(1);
+    while merges.len() < num_merges {
+        let Some((best, _count)) = m.pop_best() else {
+            break;
+        };
+        m.apply(best);
+        merges.push(unpair(best));
+        if merges.len() % step == 0
+            && !progress(Progress::Merging {
+                done: merges.len() as u64,
+                total: num_merges as u64,
+            })
+        {
+            return Err(cancelled());
+        }
+    }
+    if !progress(Progress::Merging {
+        done: merges.len() as u64,
+        total: num_merges as u64,
+    }) {
+        return Err(cancelled());
+    }
+    Ok((m.tokens, merges))
+}
+
+/// Turns counts into the final vocabulary and merges (specials first, then bytes, then
+/// merges), as SPEC §1 numbers them.
+pub fn train_from_counts(
+    counts: PretokenCounts,
+    input_bytes: u64,
+    opts: &TrainOptions,
+    progress: &mut ProgressFn,
+) -> Result<TrainResult> {
+    opts.validate()?;
+    let distinct_pretokens = counts.len();
+    let total_pretokens = counts.total();
+    let num_merges = opts.vocab_size - 256 - opts.special_tokens.len();
+    let (tokens, merge_ids) = merge_counts(counts.iter(), num_merges, progress)?;
+    let mut vocab: Vec<Vec<u8>> = opts
+        .special_tokens
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    let merges = merge_ids
+        .iter()
+        .map(|&(a, b)| (tokens[a as usize].clone(), tokens[b as usize].clone()))
+        .collect();
+    vocab.extend(tokens);
+    Ok(TrainResult {
+        vocab,
+        merges,
+        distinct_pretokens,
+        total_pretokens,
+        input_bytes,
+    })
+}
+
+/// An empty corpus is an error: a tokenizer trained on nothing is never what the caller meant.
+fn check_not_empty(counts: &PretokenCounts, what: &str) -> Result<()> {
+    if counts.is_empty() {
+        return Err(BpeError::InvalidArgument(format!(
+            "{what} contains no text to train on (empty, or only special tokens)"
+        )));
+    }
+    Ok(())
+}
+
+/// Trains on one or more files (each an independent stream of text).
+pub fn train_files<P: AsRef<Path>>(
+    paths: &[P],
+    opts: &TrainOptions,
+    progress: &mut ProgressFn,
+) -> Result<TrainResult> {
+    opts.validate()?;
+    if paths.is_empty() {
+        return Err(BpeError::InvalidArgument(
+            "no input files given".to_string(),
+        ));
+    }
+    let pool = Arc::new(opts.build_pool()?);
+    let (counts, input_bytes) =
+        count_files(paths, &opts.special_tokens, opts.chunk_size, pool, progress)?;
+    let what = if paths.len() == 1 {
+        paths[0].as_ref().display().to_string()
+    } else {
+        "the input".to_string()
+    };
+    check_not_empty(&counts, &what)?;
+    train_from_counts(counts, input_bytes, opts, progress)
+}
+
+/// Trains on in-memory texts (each an independent stream). Used by tests and small callers.
+pub fn train_texts(
+    texts: &[&str],
+    opts: &TrainOptions,
+    progress: &mut ProgressFn,
+) -> Result<TrainResult> {
+    opts.validate()?;
+    let pool = Arc::new(opts.build_pool()?);
+    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, pool);
+    for t in texts {
+        counter.begin_stream("<text>");
+        counter.push(t.as_bytes())?;
+        counter.end_stream()?;
+    }
+    let (counts, input_bytes) = counter.finish()?;
+    check_not_empty(&counts, "the input")?;
+    train_from_counts(counts, input_bytes, opts, progress)
+}
+
+/// Public wrapper of the empty-corpus check for stream callers (the Python iterator path).
+pub fn ensure_not_empty(counts: &PretokenCounts, what: &str) -> Result<()> {
+    check_not_empty(counts, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_progress() -> impl FnMut(Progress) -> bool {
+        |_| true
+    }
+
+    fn counts_of(words: &[(&str, u64)]) -> CountMap {
+        words
+            .iter()
+            .map(|(w, c)| (w.as_bytes().to_vec().into_boxed_slice(), *c))
+            .collect()
+    }
+
+    fn merges_of(words: &[(&str, u64)], n: usize) -> Vec<(String, String)> {
+        let (tokens, merges) = merge_counts(counts_of(words), n, &mut no_progress()).unwrap();
+        merges
+            .iter()
+            .map(|&(a, b)| {
+                (
+                    String::from_utf8(tokens[a as usize].clone()).unwrap(),
+                    String::from_utf8(tokens[b as usize].clone()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn s(a: &str, b: &str) -> (String, String) {
+        (a.to_string(), b.to_string())
+    }
+
+    #[test]
+    fn hand_built_example() {
+        // The classic example: low x5, lower x2, widest x3, newest x6.
+        let words = [("low", 5), ("lower", 2), ("widest", 3), ("newest", 6)];
+        let got = merges_of(&words, 6);
+        assert_eq!(
+            got,
+            vec![
+                s("s", "t"),
+                s("e", "st"),
+                s("o", "w"),
+                s("l", "ow"),
+                s("w", "est"),
+                s("n", "e")
+            ]
+        );
+    }
+
+    #[test]
+    fn overlapping_pairs_merge_left_to_right() {
+        // "aaa": pair (a,a) counts 2 occurrences but merges as [aa, a]; then (aa, a).
+        let got = merges_of(&[("aaa", 1)], 5);
+        assert_eq!(got, vec![s("a", "a"), s("aa", "a")]);
+        // "aaaa" -> [aa, aa] -> [aaaa].
+        let got = merges_of(&[("aaaa", 1)], 5);
+        assert_eq!(got, vec![s("a", "a"), s("aa", "aa")]);
+    }
+
+    #[test]
+    fn chained_merges_and_early_stop() {
+        let got = merges_of(&[("abcd", 3)], 100);
+        // All pairs tie at 3: greatest bytes first.
+        assert_eq!(got, vec![s("c", "d"), s("b", "cd"), s("a", "bcd")]);
+    }
+
+    #[test]
+    fn tie_break_on_bytes_not_ids() {
+        // ("BA","A") beats ("B","ZZ"): b"BA" > b"B" although "ZZ" > "A".
+        let words = [("BA", 10), ("ZZ", 10), ("BAA", 1), ("BZZ", 1)];
+        let got = merges_of(&words, 4);
+        assert_eq!(&got[..2], &[s("Z", "Z"), s("B", "A")]);
+        assert_eq!(got[2], s("BA", "A"));
+        assert_eq!(got[3], s("B", "ZZ"));
+    }
+
+    #[test]
+    fn empty_input() {
+        let (tokens, merges) = merge_counts(CountMap::default(), 10, &mut no_progress()).unwrap();
+        assert_eq!(tokens.len(), 256);
+        assert!(merges.is_empty());
+        let opts = TrainOptions::new(300, vec!["<|e|>".into()]);
+        assert!(matches!(
+            train_texts(&[""], &opts, &mut no_progress()),
+            Err(BpeError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            train_texts(&["<|e|><|e|>"], &opts, &mut no_progress()),
+            Err(BpeError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn specials_never_split_or_counted() {
+        let specials = vec!["<|e|>".to_string()];
+        let opts = TrainOptions::new(256 + 1 + 50, specials);
+        let r = train_texts(&["ab<|e|>ab<|e|>ab<|e|>"], &opts, &mut no_progress()).unwrap();
+        assert_eq!(r.vocab[0], b"<|e|>");
+        assert_eq!(r.vocab[1], vec![0u8]);
+        assert_eq!(r.merges, vec![(b"a".to_vec(), b"b".to_vec())]);
+        assert_eq!(r.vocab.len(), 1 + 256 + 1);
+        for (a, b) in &r.merges {
+            assert!(!a.contains(&b'<') && !b.contains(&b'<'));
+        }
+    }
+
+    #[test]
+    fn ids_specials_then_bytes_then_merges() {
+        let opts = TrainOptions::new(256 + 2 + 1, vec!["<a>".into(), "<b>".into()]);
+        let r = train_texts(&["xyxy"], &opts, &mut no_progress()).unwrap();
+        assert_eq!(r.vocab[0], b"<a>");
+        assert_eq!(r.vocab[1], b"<b>");
+        assert_eq!(r.vocab[2 + 65], b"A");
+        assert_eq!(r.vocab[258], b"xy");
+    }
+
+    #[test]
+    fn validation() {
+        let mk = |v, sp: &[&str]| {
+            TrainOptions::new(v, sp.iter().map(|s| s.to_string()).collect()).validate()
+        };
+        assert!(mk(256, &[]).is_ok());
+        assert!(mk(256, &["<a>"]).is_err());
+        assert!(mk(300, &["<a>", "<a>"]).is_err());
+        assert!(mk(300, &[""]).is_err());
+    }
+
+    #[test]
+    fn cuts_never_change_counts() {
+        let text =
+            "Hello  world,\n\n it's <|e|>  a test\u{3000}\u{3000}x ok.<|e|>\n中文。\n\t\tend  \n";
+        let specials = vec!["<|e|>".to_string()];
+        let splitter = SpecialSplitter::new(&specials);
+        let mut whole = CountMap::default();
+        count_text(text, &splitter, &mut whole);
+        for chunk_size in 1..40 {
+            let pool = Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(2)
+                    .build()
+                    .unwrap(),
+            );
+            let mut c = StreamCounter::new(&specials, chunk_size, pool);
+            c.begin_stream("t");
+            for piece in text.as_bytes().chunks(3) {
+                c.push(piece).unwrap();
+            }
+            c.end_stream().unwrap();
+            let mut got = CountMap::default();
+            c.finish().unwrap().0.drain_into(&mut got);
+            assert_eq!(got, whole, "chunk size {chunk_size}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_offset_is_absolute() {
+        let mut data = b"abc def ghi jkl mno pqr ".repeat(10);
+        data.push(0xFF);
+        data.extend_from_slice(b" more text");
+        for chunk_size in [1, 7, 64, 1 << 20] {
+            let pool = Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap(),
+            );
+            let mut c = StreamCounter::new(&[], chunk_size, pool);
+            c.begin_stream("f");
+            let r = c.push(&data).and_then(|_| c.end_stream());
+            match r {
+                Err(BpeError::InvalidUtf8 { offset, byte, .. }) => {
+                    assert_eq!(offset, 240);
+                    assert_eq!(byte, 0xFF);
+                }
+                other => panic!("expected InvalidUtf8, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn thread_count_and_chunking_do_not_change_results() {
+        let text = "the cat sat on the mat; the cat's hat. ".repeat(50)
+            + "<|e|>"
+            + &"dogs and cats 123 ".repeat(30);
+        let mut base = TrainOptions::new(256 + 1 + 40, vec!["<|e|>".into()]);
+        let r1 = train_texts(&[&text], &base, &mut no_progress()).unwrap();
+        base.num_threads = Some(2);
+        base.chunk_size = 17;
+        let r2 = train_texts(&[&text], &base, &mut no_progress()).unwrap();
+        assert_eq!(r1.merges, r2.merges);
+        assert_eq!(r1.vocab, r2.vocab);
+        assert!(r1.merges.len() >= 20, "{}", r1.merges.len());
+    }
+}
