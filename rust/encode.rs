@@ -15,8 +15,10 @@
 //! Parallel work (batches, large texts, files) cuts text only at *safe cuts*: positions where the
 //! encoding of the two halves concatenates to the encoding of the whole (see `is_safe_cut`).
 //!
-//!     let enc = Encoder::new(vocab, merges, specials)?;
-//!     let ids = enc.encode("Hello, world!");
+//! ```ignore
+//! let enc = Encoder::new(vocab, merges, specials)?;
+//! let ids = enc.encode("Hello, world!");
+//! ```
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
