@@ -153,10 +153,35 @@ fn class_at(t: &ClassTable, b: &[u8], i: usize) -> (u8, usize) {
     (t.get(cp), len)
 }
 
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of the result is set iff that byte of `w` is an ASCII letter.
+/// (SWAR: `| 0x20` folds upper case onto lower case; with the high bit cleared first, adding
+/// per-byte constants cannot carry into the next byte.)
+#[inline(always)]
+fn ascii_letter_mask(w: u64) -> u64 {
+    let v = (w | 0x2020_2020_2020_2020) & 0x7F7F_7F7F_7F7F_7F7F;
+    let at_least_a = v.wrapping_add(0x1F1F_1F1F_1F1F_1F1F); // high bit iff v >= 0x61 ('a')
+    let above_z = v.wrapping_add(0x0505_0505_0505_0505); // high bit iff v >= 0x7B ('z' + 1)
+    at_least_a & !above_z & !w & HIGH_BITS
+}
+
 /// End of the run of characters of class `class` starting at `i`.
 #[inline(always)]
 fn run_end(t: &ClassTable, b: &[u8], mut i: usize, class: u8) -> usize {
     let n = b.len();
+    if class == L {
+        // ASCII letters 8 at a time; the byte loop below takes over at the first other byte.
+        while i + 8 <= n {
+            let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+            let other = !ascii_letter_mask(w) & HIGH_BITS;
+            if other != 0 {
+                i += (other.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+    }
     while i < n {
         let c = b[i];
         if c < 0x80 {
@@ -285,6 +310,8 @@ pub struct SpecialSplitter {
     by_length: Vec<usize>,
     /// `first_byte[b]`: some special token starts with byte `b` (skips most positions cheaply).
     first_byte: Vec<bool>,
+    /// The distinct first bytes, for a SIMD search (memchr) when there are at most three.
+    first_bytes: Vec<u8>,
 }
 
 impl SpecialSplitter {
@@ -297,10 +324,12 @@ impl SpecialSplitter {
         for &i in &by_length {
             first_byte[tokens[i].as_bytes()[0] as usize] = true;
         }
+        let first_bytes = (0..=255u8).filter(|&b| first_byte[b as usize]).collect();
         SpecialSplitter {
             tokens: tokens.to_vec(),
             by_length,
             first_byte,
+            first_bytes,
         }
     }
 
@@ -344,6 +373,19 @@ impl SpecialSplitter {
         })
     }
 
+    /// The first position at or after `pos` whose byte starts some special token.
+    #[inline]
+    fn next_candidate(&self, bytes: &[u8], pos: usize) -> Option<usize> {
+        let rest = &bytes[pos..];
+        let found = match self.first_bytes[..] {
+            [a] => memchr::memchr(a, rest),
+            [a, b] => memchr::memchr2(a, b, rest),
+            [a, b, c] => memchr::memchr3(a, b, c, rest),
+            _ => rest.iter().position(|&b| self.first_byte[b as usize]),
+        };
+        found.map(|i| pos + i)
+    }
+
     /// Calls `f` on each segment of `text`, in order. Empty text segments are skipped.
     pub fn for_each_segment<'a>(&self, text: &'a str, mut f: impl FnMut(Segment<'a>)) {
         if self.is_empty() {
@@ -356,9 +398,9 @@ impl SpecialSplitter {
         let mut start = 0;
         let mut pos = 0;
         while pos < bytes.len() {
-            if !self.first_byte[bytes[pos] as usize] {
-                pos += 1;
-                continue;
+            match self.next_candidate(bytes, pos) {
+                Some(p) => pos = p,
+                None => break,
             }
             if let Some((idx, len)) = self.match_at_bytes(bytes, pos) {
                 if start < pos {
@@ -595,6 +637,29 @@ mod tests {
                 regex_pretokens(&re, &text),
                 "text {text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn ascii_letter_mask_matches_the_class_table() {
+        for byte in 0..=255u8 {
+            for pos in 0..8 {
+                let mut bytes = [b'a'; 8];
+                bytes[pos] = byte;
+                let mask = ascii_letter_mask(u64::from_le_bytes(bytes));
+                let is_letter = mask & (0x80u64 << (8 * pos)) != 0;
+                assert_eq!(
+                    is_letter,
+                    byte.is_ascii_alphabetic(),
+                    "byte {byte:#04x} at {pos}"
+                );
+                // The other bytes stay letters.
+                assert_eq!(
+                    mask.count_ones(),
+                    7 + is_letter as u32,
+                    "byte {byte:#04x} at {pos}"
+                );
+            }
         }
     }
 
