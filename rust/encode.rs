@@ -8,7 +8,8 @@
 //! Speed comes from three layers, tried in order for each pre-token:
 //! 1. `whole`: vocabulary tokens whose own BPE is themselves (checked once at construction), so
 //!    most pre-tokens of real text are a single hash lookup;
-//! 2. a bounded per-call cache of pre-token bytes -> ids for the rest;
+//! 2. a bounded cache of pre-token bytes -> ids for the rest (per thread for large work, per
+//!    call for small texts and streaming, so `encode_iterable` memory stays flat);
 //! 3. merging: a scan over a small array for short pieces, a linked list plus a heap for long
 //!    ones, so one huge pre-token costs O(n log n), not O(n^2).
 //!
@@ -44,6 +45,8 @@ const CACHE_MAX_PIECE: usize = 256;
 const CACHE_MAX_ENTRIES: usize = 1 << 16;
 /// Texts shorter than this are encoded on the calling thread even by the parallel entry points.
 const PARALLEL_MIN_BYTES: usize = 1 << 17;
+/// `encode` of texts at least this long uses the thread's long-lived cache.
+const THREAD_CACHE_MIN_BYTES: usize = 1 << 20;
 /// Target chunk size for parallel encoding of one text or file.
 const CHUNK_BYTES: usize = 1 << 20;
 /// Pre-tokens looked up together by `encode_ordinary_into`.
@@ -234,7 +237,8 @@ impl Cache {
 }
 
 thread_local! {
-    /// The cache of a worker thread, reused across the parallel tasks it runs.
+    /// A thread's long-lived cache: used by rayon workers across the tasks they run, and by
+    /// `encode` on large texts.
     static WORKER_CACHE: RefCell<Cache> = RefCell::new(Cache::new());
 }
 
@@ -587,16 +591,28 @@ impl Encoder {
     }
 
     /// Encodes text on the calling thread (special tokens recognised).
+    ///
+    /// Large texts use this thread's long-lived cache (bounded; see `CACHE_MAX_ENTRIES`), so
+    /// rare pre-tokens are merged once per thread rather than once per call; small ones use a
+    /// cache that lives only for the call, which keeps streaming memory flat.
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        let mut out = Vec::with_capacity(text.len() / 4 + 1);
-        self.encode_into(text, &mut out, &mut Cache::new());
+        let mut out = Vec::with_capacity(text.len() / 3 + 1);
+        if text.len() >= THREAD_CACHE_MIN_BYTES {
+            self.with_worker_cache(|cache| self.encode_into(text, &mut out, cache));
+        } else {
+            self.encode_into(text, &mut out, &mut Cache::new());
+        }
         out
     }
 
     /// Encodes text on the calling thread with special tokens treated as ordinary text.
     pub fn encode_ordinary(&self, text: &str) -> Vec<u32> {
-        let mut out = Vec::with_capacity(text.len() / 4 + 1);
-        self.encode_ordinary_into(text, &mut out, &mut Cache::new());
+        let mut out = Vec::with_capacity(text.len() / 3 + 1);
+        if text.len() >= THREAD_CACHE_MIN_BYTES {
+            self.with_worker_cache(|cache| self.encode_ordinary_into(text, &mut out, cache));
+        } else {
+            self.encode_ordinary_into(text, &mut out, &mut Cache::new());
+        }
         out
     }
 
@@ -606,7 +622,7 @@ impl Encoder {
             .par_iter()
             .map(|t| {
                 let t = t.as_ref();
-                let mut out = Vec::with_capacity(t.len() / 4 + 1);
+                let mut out = Vec::with_capacity(t.len() / 3 + 1);
                 self.with_worker_cache(|cache| self.encode_into(t, &mut out, cache));
                 out
             })
@@ -625,7 +641,7 @@ impl Encoder {
             .par_windows(2)
             .map(|w| {
                 let piece = &text[w[0]..w[1]];
-                let mut out = Vec::with_capacity(piece.len() / 4 + 1);
+                let mut out = Vec::with_capacity(piece.len() / 3 + 1);
                 self.with_worker_cache(|cache| self.encode_into(piece, &mut out, cache));
                 out
             })
@@ -651,7 +667,12 @@ impl Encoder {
         let bytes = text.as_bytes();
         let cut = (1..bytes.len()).rev().find(|&p| self.is_safe_cut(bytes, p));
         match cut {
-            Some(p) => (self.encode(&text[..p]), p),
+            Some(p) => {
+                // A per-call cache, never the thread's: streaming must not grow memory.
+                let mut out = Vec::with_capacity(p / 3 + 1);
+                self.encode_into(&text[..p], &mut out, &mut Cache::new());
+                (out, p)
+            }
             None => (Vec::new(), 0),
         }
     }
