@@ -409,7 +409,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         else contextlib.nullcontext
     )
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None  # fp16 needs loss scaling
-    cosine_iters = ocfg.cosine_cycle_iters if ocfg.cosine_cycle_iters is not None else run.max_steps
+    cosine_iters = ocfg.cosine_cycle_iters if ocfg.cosine_cycle_iters is not None else max(run.max_steps, ocfg.warmup_iters)
     tokens_per_step = run.batch_size * mcfg.context_length
 
     def lr_at(it: int) -> float:
@@ -465,7 +465,8 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
 
     # 4. The loop. Device-side accumulators avoid a host sync per step.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss/norm
-    loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+    acc_dtype = torch.float64 if param_dtype == torch.float64 else torch.float32
+    loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
     steps_since_log, train_loss, val_loss, val_ppl = 0, None, None, None
     last_ckpt_step = start_step if run.resume else None
     grad_norm = torch.zeros((), device=device)
@@ -485,16 +486,18 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         do_log = last or do_eval or next_step % run.log_interval == 0
         do_ckpt = last or (run.checkpoint_interval > 0 and next_step % run.checkpoint_interval == 0)
 
-        step_loss = torch.zeros((), dtype=torch.float32, device=device)
+        step_loss = torch.zeros((), dtype=acc_dtype, device=device)
         for micro in range(run.grad_accum_steps):
             x, y = batch
-            batch = stream.next() if not (last and micro == run.grad_accum_steps - 1) else None  # prefetch
+            # Prefetch the next batch before this one's compute (on cuda its copy overlaps). Also after
+            # the last step: the checkpointed stream state is "before the pending batch".
+            batch = stream.next()
             sync = micro == run.grad_accum_steps - 1
             with (fwd.no_sync() if ddp.enabled and not sync else contextlib.nullcontext()):
                 with autocast():
                     loss = cross_entropy(fwd(x), y) / run.grad_accum_steps
                 (scaler.scale(loss) if scaler else loss).backward()
-            step_loss += loss.detach().float()
+            step_loss += loss.detach()
         if scaler is not None:
             scaler.unscale_(optimizer)
         if ocfg.grad_clip > 0:
