@@ -48,9 +48,17 @@ def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
 
 
 def _trunc_normal_(weight: Tensor, std: float) -> Tensor:
-    """Fill `weight` in place from N(0, std^2) truncated to [-3 std, 3 std]."""
+    """Fill `weight` in place from N(0, std^2) truncated to [-3 std, 3 std].
+
+    Inverse-CDF sampling: u uniform on [Phi(-3), Phi(3)], x = std * Phi^-1(u), where
+    Phi^-1(u) = sqrt(2) erfinv(2u - 1). Sampled in float32 (or better) so bf16 weights get exact tails.
+    """
+    edge = math.erf(3.0 / math.sqrt(2.0))  # 2 Phi(3) - 1
     with torch.no_grad():
-        return torch.nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3.0 * std, b=3.0 * std)
+        sample = torch.empty_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32))
+        sample.uniform_(-edge, edge).erfinv_().mul_(std * math.sqrt(2.0))
+        sample.clamp_(-3.0 * std, 3.0 * std)  # erfinv rounding may land a hair outside
+        return weight.copy_(sample)
 
 
 class Linear(Module):
@@ -246,7 +254,10 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
         if mask.dtype != torch.bool:
             raise ValueError(f"attention mask must be boolean (True = may attend), got {mask.dtype}")
         scores = torch.where(mask, scores, float("-inf"))
-    return softmax(scores, dim=-1) @ v  # (..., queries, d_v)
+    # Under bf16/fp16 autocast the scores arrive in half precision; normalise them in float32 (as
+    # autocast does for torch's softmax), then multiply with v in its own dtype.
+    probs = softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1)  # (..., queries, keys)
+    return probs.to(v.dtype) @ v  # (..., queries, d_v)
 
 
 class CausalMask(Module):
@@ -295,7 +306,7 @@ class MultiHeadSelfAttention(Module):
         if rope is None and theta is not None:
             if max_seq_len is None:
                 raise ValueError("building RoPE from theta needs max_seq_len")
-            rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device)
+            rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device, dtype=dtype)
         if rope is not None and rope.d_k != self.d_k:
             raise ValueError(f"RoPE d_k={rope.d_k} does not match d_model/num_heads={self.d_k}")
         self.rope = rope

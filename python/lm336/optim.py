@@ -11,8 +11,8 @@
   after the Adam step instead changes the result by O(lr^2 wd) per step), and eps is added to the
   bias-corrected sqrt(v_hat) as in the paper (the "efficient" form m / (sqrt(v) + eps) differs by a
   factor sqrt(1 - b2^t) on eps only).
-  A multi-tensor path (`torch._foreach_*`, one kernel launch per op for all parameters) is used on
-  accelerators by default and gives the same numbers as the per-parameter loop.
+  A multi-tensor path (`torch._foreach_*`: one call per op for all parameters, one kernel launch
+  per op on GPU) is the default; it gives the same numbers as the per-parameter loop.
 - `lr_cosine_schedule`: linear warm-up, cosine decay, then a floor.
 - `clip_gradients`: one global L2 norm over all gradients; never syncs with the host.
 
@@ -60,8 +60,8 @@ class AdamW(torch.optim.Optimizer):
         betas: (beta1, beta2) moment decay rates.
         eps: added to sqrt(v_hat).
         weight_decay: decoupled decay coefficient (multiplied by lr).
-        foreach: True = multi-tensor `torch._foreach_*` ops, False = per-parameter loop,
-            None = multi-tensor for parameters on accelerators, loop on CPU.
+        foreach: True (default) = multi-tensor `torch._foreach_*` ops, False = the plain
+            per-parameter loop (same numbers, slower: see benches/bench_lm_components.py).
     """
 
     def __init__(
@@ -72,7 +72,7 @@ class AdamW(torch.optim.Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.01,
         *,
-        foreach: bool | None = None,
+        foreach: bool = True,
     ):
         if not lr >= 0.0:
             raise ValueError(f"learning rate must be >= 0, got {lr}")
@@ -113,10 +113,7 @@ class AdamW(torch.optim.Optimizer):
             if not params:
                 continue
             # 2. Update, per parameter or as multi-tensor batches.
-            foreach = group["foreach"]
-            if foreach is None:
-                foreach = all(p.device.type != "cpu" for p in params)
-            update = _adamw_foreach if foreach else _adamw_loop
+            update = _adamw_foreach if group["foreach"] else _adamw_loop
             update(params, grads, exp_avgs, exp_avg_sqs, steps, group)
         return loss
 
@@ -201,8 +198,9 @@ def clip_gradients(parameters: Iterable[Tensor] | Tensor, max_l2_norm: float, ep
         buckets[(g.device, g.dtype)].append(g)
     norms = []
     for (_, dtype), bucket in buckets.items():
-        acc = torch.promote_types(dtype, torch.float32)
-        norms.extend(n.to(device=device, dtype=acc) for n in torch._foreach_norm([g.to(acc) for g in bucket] if acc != dtype else bucket))
+        acc = torch.promote_types(dtype, torch.float32)  # bf16 squares summed in bf16 would drift
+        bucket_norms = torch._foreach_norm([g.to(acc) for g in bucket] if acc != dtype else bucket)
+        norms.extend(n.to(device=device, dtype=acc) for n in bucket_norms)
     acc_dtype = torch.float64 if any(n.dtype == torch.float64 for n in norms) else torch.float32
     total = torch.stack([n.to(acc_dtype) for n in norms]).pow(2).sum().sqrt()  # ()
     scale = torch.where(total > max_l2_norm, max_l2_norm / (total + eps), 1.0)  # () ; no host sync
