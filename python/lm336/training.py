@@ -338,9 +338,10 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     # 1. Device, precision, seeds, run directory.
     device = _resolve_device(run.device, ddp.local_rank, ddp.enabled)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        if device.index is not None:
+            torch.cuda.set_device(device)
         if run.tf32:  # TF32 tensor cores for float32 matmuls (10 mantissa bits; bf16 autocast is coarser)
-            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.set_float32_matmul_precision("high")
             torch.backends.cudnn.allow_tf32 = True
     param_dtype = _DTYPES[run.dtype]
     amp_name = ("bfloat16" if device.type == "cuda" else "none") if run.autocast == "auto" else run.autocast
