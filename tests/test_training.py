@@ -419,3 +419,30 @@ def test_wandb_receives_the_log_when_asked(tmp_path, data, monkeypatch):
     train(_cfg(tmp_path, data, "run.wandb=true", "run.max_steps=4"))
     assert [c[0] for c in calls[:-1]] == [1, 2, 3, 4] and calls[-1] == "finish"
     assert "val_loss" in calls[-2][1] and "val_loss" not in calls[0][1]
+
+
+# --- the accelerator code paths, exercised on the CPU ---------------------------------------------
+
+
+def test_bf16_autocast_and_dict_or_path_configs(tmp_path, data):
+    cfg = _cfg(tmp_path, data, "run.autocast=bfloat16", "run.max_steps=6", "optimizer.lr=1e-2")
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps(cfg.to_dict()))
+    a = train(str(config_file))
+    log = _log(a["run_dir"])
+    assert all(math.isfinite(r["train_loss"]) for r in log) and log[-1]["train_loss"] < log[0]["train_loss"]
+    b = train(apply_overrides(cfg, [f"run.out_dir={tmp_path / 'b'}"]).to_dict())
+    assert a["final_val_loss"] == b["final_val_loss"]  # same run from a path and from a dict
+    # bf16 matmuls, float32 master weights: close to the float32 run, but not equal
+    c = train(apply_overrides(cfg, ["run.autocast=none", f"run.out_dir={tmp_path / 'c'}"]))
+    assert c["final_val_loss"] != a["final_val_loss"]
+    assert abs(c["final_val_loss"] - a["final_val_loss"]) < 0.05
+
+
+@pytest.mark.slow
+def test_torch_compile_gives_the_eager_loss_curve(tmp_path, data):
+    eager = train(_cfg(tmp_path, data, "run.max_steps=5", f"run.out_dir={tmp_path / 'eager'}"))
+    compiled = train(_cfg(tmp_path, data, "run.max_steps=5", "run.compile=true", f"run.out_dir={tmp_path / 'c'}"))
+    la = torch.tensor([r["train_loss"] for r in _log(eager["run_dir"])])
+    lb = torch.tensor([r["train_loss"] for r in _log(compiled["run_dir"])])
+    torch.testing.assert_close(la, lb, rtol=1e-4, atol=1e-5)

@@ -309,11 +309,11 @@ def _as_tuple(x):
 # --- 5. the loop --------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, *, return_model: bool = False) -> dict:
+def train(cfg: TrainConfig | dict | str | os.PathLike, *, return_model: bool = False) -> dict:
     """Train a TransformerLM as `cfg` says; see the module docstring for the stages.
 
     Args:
-        cfg: a TrainConfig (validated again here).
+        cfg: a TrainConfig (validated again here), its dict form, or a TOML/JSON config path.
         return_model: also return the trained (unwrapped) model under "model" (not written to disk).
 
     Returns:
@@ -324,7 +324,9 @@ def train(cfg: TrainConfig, *, return_model: bool = False) -> dict:
         DivergedError: the loss or gradient norm became NaN/inf (the last good checkpoint is kept).
         DataError, FileNotFoundError: unusable token files. ConfigError: an invalid config.
     """
-    cfg = TrainConfig.from_dict(cfg.to_dict())  # validate, and never mutate the caller's object
+    if isinstance(cfg, (str, os.PathLike)):
+        cfg = load_config(cfg)
+    cfg = TrainConfig.from_dict(cfg if isinstance(cfg, dict) else cfg.to_dict())  # validated private copy
     ddp = _setup_distributed(cfg.run.device)
     try:
         return _train(cfg, ddp, return_model)
