@@ -446,3 +446,10 @@ def test_torch_compile_gives_the_eager_loss_curve(tmp_path, data):
     la = torch.tensor([r["train_loss"] for r in _log(eager["run_dir"])])
     lb = torch.tensor([r["train_loss"] for r in _log(compiled["run_dir"])])
     torch.testing.assert_close(la, lb, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on a machine without CUDA")
+def test_cuda_request_falls_back_to_cpu(tmp_path, data):
+    with pytest.warns(UserWarning, match="CUDA is not available; training on the CPU"):
+        summary = train(_cfg(tmp_path, data, "run.device=cuda", "run.max_steps=2"))
+    assert summary["steps"] == 2

@@ -391,11 +391,17 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         del ckpt
     elif ckpt_path.exists() and ddp.master:
         warnings.warn(f"{ckpt_path} exists and run.resume is off: starting afresh and overwriting it", stacklevel=3)
-    fwd = torch.compile(model) if use_compile else model
+    fwd = eval_fwd = torch.compile(model) if use_compile else model
     if ddp.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
+        # The buffers (RoPE tables, causal mask) are constants: no need to broadcast them every step
+        # (the option was renamed in newer PyTorch).
+        import inspect
+
+        no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                   else "broadcast_buffers")  # fmt: skip
+        fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None, **{no_sync: False})
     params = list(model.parameters())
 
     if ddp.master:
@@ -424,19 +430,20 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
 
     @torch.no_grad()
     def evaluate() -> tuple[float, float]:
-        """Mean loss over the fixed validation windows (every process its share, then summed)."""
-        fwd.eval()
+        """Mean loss over the fixed validation windows (every process its share, then summed).
+        Runs the model without the DDP wrapper: no collectives until the one all-reduce."""
+        eval_fwd.eval()
         total = torch.zeros((), dtype=torch.float64, device=device)
         for i in range(0, len(val_starts_mine), micro_batch):
             x, y = _windows(val_tokens, val_starts_mine[i : i + micro_batch], mcfg.context_length, device)
             with autocast():
-                total += cross_entropy(fwd(x), y).double() * y.numel()
+                total += cross_entropy(eval_fwd(x), y).double() * y.numel()
         count = torch.tensor(float(len(val_starts_mine) * mcfg.context_length), dtype=torch.float64, device=device)
         if ddp.enabled:
             both = torch.stack([total, count])
             dist.all_reduce(both)
             total, count = both[0], both[1]
-        fwd.train()
+        eval_fwd.train()
         loss = float(total / count)  # syncs: evaluation is a log step
         return loss, math.exp(min(loss, 700.0))
 
