@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError, TrainConfig, apply_overrides, load_config
+from .config import ConfigError, TrainConfig, apply_overrides, config_keys, load_config
 from .data import check_token_range, get_batch, load_checkpoint, read_checkpoint, save_checkpoint
 from .model import TransformerLM
 from .optim import AdamW, clip_gradients, cross_entropy, lr_cosine_schedule
@@ -628,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lm336 train",
         description="Train a Transformer LM on memory-mapped token arrays.",
-        epilog="Keys: " + ", ".join(__import__("lm336.config", fromlist=["config_keys"]).config_keys()),
+        epilog="Config keys: " + ", ".join(config_keys()),
     )
     p.add_argument("--config", help="TOML or JSON config file (default: built-in defaults)")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
