@@ -1,14 +1,15 @@
 """Timing of lm336 components against their torch peers, same shapes, same process.
 
-    PYTHONPATH=python python benches/bench_lm_components.py [--device cuda] [--repeats 20]
+    PYTHONPATH=python python benches/bench_lm_components.py [--device cuda] [--repeats 10] [--threads 1]
 
-Compares, as forward + backward (medians in ms, ratio ours / peer):
-1. causal multi-head attention: ours (fused QKV matmul, own softmax) vs nn.Linear + F.scaled_dot_product_attention
-2. cross-entropy: ours vs F.cross_entropy
-3. one AdamW step over the reference model's parameters: ours (loop / multi-tensor) vs torch.optim.AdamW
-4. a full training step of the reference TinyStories shape (d_model 512, 4 layers, 16 heads, d_ff 1344)
-   for ours vs the same model with F.scaled_dot_product_attention swapped in.
-Prints the thread count and device; on CPU use small batches (2 shared cores here).
+Each line times ours and the peer alternately (so load changes on a shared machine hit both alike)
+and prints medians in ms and the ratio ours / peer:
+1. causal multi-head attention fwd+bwd: ours (fused QKV matmul, own softmax) vs nn.Linear and
+   F.scaled_dot_product_attention
+2. cross-entropy fwd+bwd: ours vs F.cross_entropy
+3. one AdamW step over the reference model's parameters: ours (loop / multi-tensor) vs torch.optim.AdamW(foreach)
+4. a full training step of the reference TinyStories shape (d_model 512, 4 layers, 16 heads, d_ff 1344):
+   ours vs the same model with F.scaled_dot_product_attention swapped in for our attention kernel.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import lm336.layers as layers
 from lm336 import AdamW, MultiHeadSelfAttention, TransformerLM, cross_entropy
 
 
@@ -29,21 +31,22 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def median_ms(fn, device, repeats, warmup=3):
+def compare(name, ours, peer, device, repeats, warmup=2):
+    """Time two callables alternately; print and return their medians (ms)."""
     for _ in range(warmup):
-        fn()
+        ours()
+        peer()
     sync(device)
-    times = []
+    times = ([], [])
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def report(name, ours, peer):
-    print(f"{name:<48} ours {ours:9.3f} ms   peer {peer:9.3f} ms   ratio {ours / peer:5.2f}")
+        for fn, out in zip((ours, peer), times):
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            out.append((time.perf_counter() - t0) * 1e3)
+    a, b = statistics.median(times[0]), statistics.median(times[1])
+    print(f"{name:<50} ours {a:9.3f} ms   peer {b:9.3f} ms   ratio {a / b:5.2f}")
+    return a, b
 
 
 class TorchAttention(nn.Module):
@@ -58,17 +61,25 @@ class TorchAttention(nn.Module):
 
     def forward(self, x):
         b, t, d = x.shape
-        q, k, v = (p(x).view(b, t, self.h, d // self.h).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        q, k, v = (p(x).view(b, t, self.h, d // self.h).transpose(1, 2) for p in projections)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.output_proj(out.transpose(1, 2).reshape(b, t, d))
+
+
+def torch_sdpa(q, k, v, mask=None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=None, help="default 4 on CPU, 32 on CUDA")
+    parser.add_argument("--batch-size", type=int, default=None, help="sequences (default 4 on CPU, 32 on CUDA)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     batch = args.batch_size or (32 if device.type == "cuda" else 4)
     seq, d_model, heads, vocab = 256, 512, 16, 10_000
@@ -76,35 +87,29 @@ def main(argv=None):
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} batch={batch} seq={seq}")
 
     # 1. Attention, forward + backward.
-    ours = MultiHeadSelfAttention(d_model, heads, theta=None, max_seq_len=seq, device=device)
+    ours = MultiHeadSelfAttention(d_model, heads, max_seq_len=seq, device=device)
     peer = TorchAttention(d_model, heads, device)
     x = torch.randn(batch, seq, d_model, device=device, requires_grad=True)
-    report(
-        "attention fwd+bwd (no RoPE)",
-        median_ms(lambda: ours(x).sum().backward(), device, args.repeats),
-        median_ms(lambda: peer(x).sum().backward(), device, args.repeats),
-    )
+    compare("attention fwd+bwd (no RoPE)", lambda: ours(x).sum().backward(), lambda: peer(x).sum().backward(),
+            device, args.repeats)  # fmt: skip
 
     # 2. Cross-entropy, forward + backward.
     logits = torch.randn(batch * seq, vocab, device=device, requires_grad=True)
     targets = torch.randint(0, vocab, (batch * seq,), device=device)
-    report(
-        "cross_entropy fwd+bwd",
-        median_ms(lambda: cross_entropy(logits, targets).backward(), device, args.repeats),
-        median_ms(lambda: F.cross_entropy(logits, targets).backward(), device, args.repeats),
-    )
+    compare("cross_entropy fwd+bwd", lambda: cross_entropy(logits, targets).backward(),
+            lambda: F.cross_entropy(logits, targets).backward(), device, args.repeats)  # fmt: skip
 
     # 3. AdamW step over the reference model's parameters.
     model = TransformerLM(vocab, seq, d_model, 4, heads, 1344, 10_000.0, device=device)
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3
     torch_opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, foreach=True)
-    torch_step = median_ms(torch_opt.step, device, args.repeats)
     for foreach in (False, True):
         opt = AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, foreach=foreach)
-        report(f"AdamW step ({'multi-tensor' if foreach else 'loop'}) vs torch foreach", median_ms(opt.step, device, args.repeats), torch_step)
+        name = f"AdamW step ({'multi-tensor' if foreach else 'loop'}) vs torch foreach"
+        compare(name, opt.step, torch_opt.step, device, args.repeats)
 
-    # 4. A full training step: ours vs ours with torch's attention kernel.
+    # 4. A full training step: ours vs ours with torch's attention kernel swapped in.
     ids = torch.randint(0, vocab, (batch, seq), device=device)
     opt = AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
 
@@ -114,16 +119,16 @@ def main(argv=None):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    ours_ms = median_ms(train_step, device, args.repeats)
-    import lm336.layers as layers
+    ours_sdpa = layers.scaled_dot_product_attention
 
-    original = layers.scaled_dot_product_attention
-    layers.scaled_dot_product_attention = lambda q, k, v, mask=None: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    try:
-        peer_ms = median_ms(train_step, device, args.repeats)
-    finally:
-        layers.scaled_dot_product_attention = original
-    report("train step (TinyStories shape) vs F.sdpa inside", ours_ms, peer_ms)
+    def peer_step():
+        layers.scaled_dot_product_attention = torch_sdpa
+        try:
+            train_step()
+        finally:
+            layers.scaled_dot_product_attention = ours_sdpa
+
+    ours_ms, _ = compare("train step (TinyStories shape) vs F.sdpa inside", train_step, peer_step, device, args.repeats)
     print(f"ours: {batch * seq / ours_ms * 1e3:,.0f} tokens/s")
 
 
