@@ -218,8 +218,8 @@ def test_run_directory_log_and_summary(tmp_path, data):
 def test_validation_uses_fixed_windows(tmp_path, data):
     assert validation_starts(1000, 99, 4).tolist() == [0, 300, 600, 900]
     # Evaluation does not touch the training stream: different eval settings, same train losses.
-    a = train(_cfg(tmp_path, data, f"run.out_dir={tmp_path / 'a'}", "run.eval_interval=2"))
-    b = train(_cfg(tmp_path, data, f"run.out_dir={tmp_path / 'b'}", "run.eval_interval=0"))
+    a = train(_cfg(tmp_path, data, f"run.out_dir={tmp_path / 'a'}", "run.eval_interval=2", "run.max_steps=8"))
+    b = train(_cfg(tmp_path, data, f"run.out_dir={tmp_path / 'b'}", "run.eval_interval=0", "run.max_steps=8"))
     assert [r["train_loss"] for r in _log(a["run_dir"])] == [r["train_loss"] for r in _log(b["run_dir"])]
     assert a["final_val_loss"] == b["final_val_loss"]
 
