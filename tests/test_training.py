@@ -453,3 +453,23 @@ def test_cuda_request_falls_back_to_cpu(tmp_path, data):
     with pytest.warns(UserWarning, match="CUDA is not available; training on the CPU"):
         summary = train(_cfg(tmp_path, data, "run.device=cuda", "run.max_steps=2"))
     assert summary["steps"] == 2
+
+
+def test_resume_drops_log_lines_past_the_checkpoint_and_a_torn_line(tmp_path, data):
+    cfg = _cfg(tmp_path, data, "run.max_steps=10", "run.checkpoint_interval=5", "run.eval_interval=5",
+               "optimizer.cosine_cycle_iters=10")  # fmt: skip
+    train(cfg)
+    full = _log(tmp_path / "run")
+    # As if killed while writing step 8's line: checkpoint at 5, lines up to 7, then a torn line.
+    train(apply_overrides(cfg, ["run.max_steps=5"]))
+    log_path = tmp_path / "run" / "log.jsonl"
+    lines = log_path.read_text().splitlines()
+    assert len(lines) == 5
+    extra = [json.dumps(r) for r in full[5:7]] + [json.dumps(full[7])[:20]]
+    log_path.write_text("\n".join(lines + extra))
+    train(apply_overrides(cfg, ["run.resume=true"]))
+
+    def no_time(rows):
+        return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+    assert no_time(_log(tmp_path / "run")) == no_time(full)

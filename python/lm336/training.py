@@ -264,7 +264,13 @@ def _truncate_log(path: Path, last_step: int) -> None:
         return
     from .data import _atomic_write
 
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):  # a line torn by the kill, or not ours
+            continue
     with _atomic_write()(path, "w") as f:
         f.write("".join(line + "\n" for line in kept))
 
