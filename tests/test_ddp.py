@@ -94,3 +94,27 @@ def test_batch_not_divisible_by_processes_is_a_clear_error(tmp_path):
     cfg = _cfg(tmp_path, "run.batch_size=3")
     with pytest.raises(Exception, match="divisible by processes"):
         mp.spawn(_worker, args=(cfg.to_dict(), _free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+
+
+@pytest.mark.slow
+def test_torchrun_launches_the_cli(tmp_path):
+    """The real launcher: torchrun --nproc-per-node 2 -m lm336 train --config ..."""
+    import subprocess
+    import sys
+
+    import lm336
+
+    cfg = _cfg(tmp_path)
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps(cfg.to_dict()))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(Path(lm336.__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    launcher = [sys.executable, "-m", "torch.distributed.run"]  # = torchrun, for this interpreter
+    done = subprocess.run(
+        [*launcher, "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m", "lm336", "train",
+         "--config", str(config_file)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout[done.stdout.index("{") :])["steps"] == 8  # the summary, printed once
+    assert read_checkpoint(tmp_path / "run" / "ckpt.pt")["iteration"] == 8
