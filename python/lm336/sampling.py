@@ -215,18 +215,21 @@ def generate_ids(model, prompt_ids: Sequence[int], **kwargs) -> list[int]:
 def _prompt_ids(tokenizer, prompt: str, eos_token: str | None) -> tuple[list[int], int | None]:
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-    eos_id = None
-    if eos_token is not None:
+    def lookup(token: str) -> int | None:
         try:
-            eos_id = tokenizer.token_to_id(eos_token)
+            return tokenizer.token_to_id(token)
         except (KeyError, ValueError):
-            eos_id = None
+            return None
+
+    eos_id = lookup(eos_token) if eos_token is not None else None
     ids = tokenizer.encode(prompt) if prompt else []
     if not ids:
         # An empty prompt means "a new document": condition on the document separator.
-        if eos_id is None:
-            raise ValueError(f"empty prompt and the tokenizer has no {eos_token!r} token to start a document from")
-        ids = [eos_id]
+        start = eos_token or EOT
+        start_id = lookup(start)
+        if start_id is None:
+            raise ValueError(f"empty prompt and the tokenizer has no {start!r} token to start a document from")
+        ids = [start_id]
     return ids, eos_id
 
 
@@ -316,11 +319,13 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def _read_checkpoint(path: Path) -> dict:
+    from .data import read_checkpoint
+
     try:
-        from .data import read_checkpoint
-    except ImportError:  # NOTE: fall back to the raw file when lm336.data is not available
-        return torch.load(path, map_location="cpu", weights_only=False)
-    return read_checkpoint(path)
+        return read_checkpoint(path)
+    except ValueError:
+        # NOTE: extras such as numpy RNG states need full unpickling; the user chose this file.
+        return read_checkpoint(path, weights_only=False)
 
 
 def _model_config_from(raw: dict, checkpoint: Path):
