@@ -1,20 +1,52 @@
 """Configuration dataclasses: `ModelConfig` (architecture) and `TrainConfig` (the run).
 
-Every field has a comment with its unit; the CLI builds these from flags / TOML / `--set key=value`.
+`TrainConfig` nests four sections, each a dataclass whose every field says its unit and, where a
+feature can be switched off, the value that disables it:
 
-    cfg = ModelConfig(vocab_size=10_000, context_length=256, d_model=512, num_layers=4,
-                      num_heads=16, d_ff=1344)
+    model      ModelConfig      architecture (SPEC section 4)
+    optimizer  OptimizerConfig  AdamW, the cosine schedule, gradient clipping
+    data       DataConfig       token arrays on disk
+    run        RunConfig        steps, batch, evaluation, checkpoints, device and speed switches
+
+Configs come from TOML (one table per section) or JSON files, and dotted overrides whose strings are
+converted to each field's declared type:
+
+    cfg = load_config("configs/tinystories-17m.toml", ["optimizer.lr=3e-3", "run.batch_size=64"])
+    cfg = apply_overrides(cfg, ["model.norm=post"])
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+Unknown keys and bad values raise `ConfigError` (a `ValueError`) naming the key, the expected type
+and the closest known keys.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+NORMS = ("pre", "post", "none")
+POSITIONS = ("rope", "nope")
+FFNS = ("swiglu", "silu")
+TOKEN_DTYPES = ("uint16", "uint32", "int32", "int64")
+PARAM_DTYPES = ("float32", "float64", "bfloat16")
+AUTOCAST_DTYPES = ("auto", "none", "bfloat16", "float16")
+
+
+class ConfigError(ValueError):
+    """A configuration file, dict or override that cannot be turned into a valid config."""
 
 
 @dataclass
 class ModelConfig:
     vocab_size: int = 10_000  # tokens in the vocabulary, specials included
-    context_length: int = 256  # longest sequence the model accepts (tokens)
+    context_length: int = 256  # longest sequence the model accepts (tokens); also the training length
     d_model: int = 512  # residual stream width
     num_layers: int = 4  # Transformer blocks
     num_heads: int = 16  # attention heads; d_model must be divisible by it
@@ -28,3 +60,314 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def validate(self) -> None:
+        """Raise ConfigError on an architecture that cannot be built."""
+        for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
+            _require(getattr(self, name) > 0, f"model.{name} must be positive, got {getattr(self, name)}")
+        _require(
+            self.d_model % self.num_heads == 0,
+            f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})",
+        )
+        _require(self.d_ff is None or self.d_ff > 0, f"model.d_ff must be positive or none, got {self.d_ff}")
+        if self.position == "rope":
+            _require(
+                (self.d_model // self.num_heads) % 2 == 0,
+                f"RoPE rotates pairs: the head size d_model/num_heads = {self.d_model // self.num_heads} must be even",
+            )
+        _require(self.rope_theta > 0, f"model.rope_theta must be positive, got {self.rope_theta}")
+        _require(self.eps > 0, f"model.eps must be positive, got {self.eps}")
+        _choice("model.norm", self.norm, NORMS)
+        _choice("model.position", self.position, POSITIONS)
+        _choice("model.ffn", self.ffn, FFNS)
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 1e-3  # peak learning rate, reached at the end of warm-up
+    min_lr: float = 1e-4  # floor the cosine decays to, held after cosine_cycle_iters
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW (beta1, beta2)
+    eps: float = 1e-8  # AdamW denominator epsilon
+    weight_decay: float = 0.1  # decoupled weight decay per unit lr; 0 = disable
+    warmup_iters: int = 100  # optimizer steps of linear warm-up from 0 to lr; 0 = disable
+    cosine_cycle_iters: int | None = None  # step at which the cosine reaches min_lr; None = run.max_steps
+    grad_clip: float = 1.0  # max global L2 norm of the gradients; 0 = disable clipping
+
+    def validate(self) -> None:
+        _require(self.lr >= 0 and math.isfinite(self.lr), f"optimizer.lr must be finite and >= 0, got {self.lr}")
+        _require(0 <= self.min_lr and math.isfinite(self.min_lr), f"optimizer.min_lr must be finite and >= 0, got {self.min_lr}")
+        _require(
+            len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+            f"optimizer.betas must be two numbers in [0, 1), got {self.betas}",
+        )
+        _require(self.eps > 0, f"optimizer.eps must be positive, got {self.eps}")
+        _require(self.weight_decay >= 0, f"optimizer.weight_decay must be >= 0, got {self.weight_decay}")
+        _require(self.warmup_iters >= 0, f"optimizer.warmup_iters must be >= 0, got {self.warmup_iters}")
+        _require(self.grad_clip >= 0, f"optimizer.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        if self.cosine_cycle_iters is not None:
+            _require(
+                self.cosine_cycle_iters >= self.warmup_iters,
+                f"optimizer.cosine_cycle_iters ({self.cosine_cycle_iters}) must be >= optimizer.warmup_iters "
+                f"({self.warmup_iters})",
+            )
+
+
+@dataclass
+class DataConfig:
+    train_path: str = ""  # training tokens: a raw little-endian .bin of `dtype`, or a .npy
+    val_path: str = ""  # validation tokens (same formats); "" = hold out the last val_fraction of train_path
+    dtype: str = "uint16"  # element type of raw .bin files: uint16 | uint32 | int32 | int64 (.npy carry their own)
+    val_fraction: float = 0.05  # share of train_path held out when val_path is ""; unused otherwise
+
+    def validate(self) -> None:
+        _choice("data.dtype", self.dtype, TOKEN_DTYPES)
+        _require(0.0 < self.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/default"  # run directory: config.json, log.jsonl, ckpt.pt, summary.json
+    max_steps: int = 1000  # optimizer steps to train for (tokens = max_steps * batch_size * context_length)
+    batch_size: int = 32  # sequences per optimizer step, summed over processes and accumulation micro-steps
+    grad_accum_steps: int = 1  # micro-batches per optimizer step and process; 1 = no accumulation
+    eval_interval: int = 100  # steps between validation passes; 0 = only after the last step
+    eval_batches: int = 10  # validation batches of batch_size sequences, always the same windows; 0 = no validation
+    log_interval: int = 10  # steps between log lines (each one syncs the device once)
+    checkpoint_interval: int = 500  # steps between checkpoints; 0 = only after the last step
+    seed: int = 0  # seeds model init and the batch stream (each process draws its own stream)
+    device: str = "auto"  # "auto" (cuda if present, else cpu) | "cpu" | "cuda" | "cuda:1" ...; cpu is the fallback
+    dtype: str = "float32"  # parameter dtype: float32 | float64 | bfloat16 (AdamW state follows it)
+    autocast: str = "auto"  # matmul dtype under autocast: "auto" (bfloat16 on cuda, none on cpu) | "none" | "bfloat16" | "float16"
+    compile: bool | None = None  # torch.compile the model; None = on for cuda, off for cpu
+    tf32: bool = True  # allow TF32 matmuls on Ampere+ GPUs (float32 runs only); false = exact float32
+    resume: bool = False  # continue from out_dir/ckpt.pt (model, optimizer, step, RNG states)
+    progress: bool = True  # tqdm progress bar on the console; false = plain log lines
+    wandb: bool = False  # log to Weights & Biases (needs the wandb package)
+    wandb_project: str = "lm336"  # W&B project name
+    wandb_run_name: str = ""  # W&B run name; "" = the out_dir's name
+
+    def validate(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum_steps", "log_interval"):
+            _require(getattr(self, name) > 0, f"run.{name} must be positive, got {getattr(self, name)}")
+        for name in ("eval_interval", "eval_batches", "checkpoint_interval"):
+            _require(getattr(self, name) >= 0, f"run.{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        _require(
+            self.batch_size % self.grad_accum_steps == 0,
+            f"run.batch_size ({self.batch_size}) must be divisible by run.grad_accum_steps ({self.grad_accum_steps})",
+        )
+        _require(bool(self.out_dir), "run.out_dir must not be empty")
+        _choice("run.dtype", self.dtype, PARAM_DTYPES)
+        _choice("run.autocast", self.autocast, AUTOCAST_DTYPES)
+        _require(
+            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+            f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}",
+        )
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)  # architecture
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # AdamW + schedule + clipping
+    data: DataConfig = field(default_factory=DataConfig)  # token arrays
+    run: RunConfig = field(default_factory=RunConfig)  # loop, logging, checkpoints, device
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (tuples become lists), JSON- and TOML-ready."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build and validate a config from a nested dict (missing keys keep their defaults)."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a config must be a mapping of sections, got {type(d).__name__}")
+        cfg = _build(cls, d, prefix="")
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> TrainConfig:
+        """Check every section; returns self so calls chain. Raises ConfigError."""
+        self.model.validate()
+        self.optimizer.validate()
+        self.data.validate()
+        self.run.validate()
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.run.batch_size * self.model.context_length
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
+    """Read a TOML (.toml) or JSON (anything else) config and apply dotted overrides.
+
+    Args:
+        path: config file; None starts from the defaults.
+        overrides: strings "section.field=value", e.g. "optimizer.lr=1e-3".
+
+    Returns:
+        A validated TrainConfig.
+    """
+    if path is None:
+        data: dict = {}
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        if path.is_dir():
+            raise IsADirectoryError(f"config file {path} is a directory")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as e:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+            raise ConfigError(f"{path}: cannot parse config: {e}") from e
+    try:
+        cfg = _build(TrainConfig, data, prefix="")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
+    """Return a copy of `cfg` with "section.field=value" overrides applied, then validated.
+
+    Values are converted to the field's type: ints accept "1_000" and "3.2e8" (when integral),
+    bools accept true/false/1/0/yes/no/on/off, optional fields accept "none"/"null", tuples accept
+    "0.9,0.95" or "[0.9, 0.95]". A bare field name ("lr=1e-3") works when exactly one section has it.
+
+        apply_overrides(cfg, ["optimizer.lr=1e-3", "model.norm=post"]).optimizer.lr -> 0.001
+    """
+    d = asdict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.field=value")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        section, name = _resolve_key(key)
+        ftype = _field_types(type(getattr(cfg, section)))[name]
+        d[section][name] = _convert(raw, ftype, f"{section}.{name}", from_string=True)
+    return TrainConfig.from_dict(d)
+
+
+def config_keys() -> list[str]:
+    """Every dotted key a TrainConfig accepts, e.g. ["model.vocab_size", ...]."""
+    return [f"{s}.{n}" for s, cls in _sections().items() for n in _field_types(cls)]
+
+
+# --- internals -------------------------------------------------------------------------------
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _sections() -> dict[str, type]:
+    return {name: t for name, t in _field_types(TrainConfig).items()}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _unknown(key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else f"; known keys: {', '.join(known)}"
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def _resolve_key(key: str) -> tuple[str, str]:
+    keys = config_keys()
+    if key in keys:
+        section, name = key.split(".", 1)
+        return section, name
+    if "." not in key:  # bare field name: accept it when unambiguous
+        owners = [k for k in keys if k.split(".", 1)[1] == key]
+        if len(owners) == 1:
+            section, name = owners[0].split(".", 1)
+            return section, name
+        if len(owners) > 1:
+            raise ConfigError(f"config key {key!r} is ambiguous: use one of {', '.join(owners)}")
+    raise _unknown(key, keys)
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Instantiate dataclass `cls` from a (possibly partial) mapping, converting each value."""
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table/mapping, got {type(data).__name__}")
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in types_:
+            raise _unknown(prefix + key, [prefix + k for k in types_])
+        t = types_[key]
+        if dataclasses.is_dataclass(t):
+            kwargs[key] = _build(t, value, prefix=f"{prefix}{key}.")
+        else:
+            kwargs[key] = _convert(value, t, prefix + key, from_string=False)
+    return cls(**kwargs)
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+_NONE = {"none", "null", "~", ""}
+
+
+def _convert(value: Any, t: Any, key: str, *, from_string: bool) -> Any:
+    """Convert `value` (a string from the command line, or a TOML/JSON value) to type `t`."""
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin in (typing.Union, types.UnionType):  # Optional[X]
+        inner = [a for a in args if a is not type(None)]
+        if value is None or (isinstance(value, str) and from_string and value.strip().lower() in _NONE):
+            return None
+        return _convert(value, inner[0], key, from_string=from_string)
+    if origin is tuple:
+        if isinstance(value, str):
+            text = value.strip().strip("[]()")
+            parts: list[Any] = [p.strip() for p in text.split(",") if p.strip()]
+        elif isinstance(value, (list, tuple)):
+            parts = list(value)
+        else:
+            raise ConfigError(f"{key} expects {len(args)} comma-separated values, got {value!r}")
+        if len(parts) != len(args):
+            raise ConfigError(f"{key} expects {len(args)} values, got {len(parts)}: {value!r}")
+        return tuple(_convert(p, a, key, from_string=isinstance(p, str)) for p, a in zip(parts, args))
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError(f"{key} expects a boolean (true/false), got {value!r}")
+    if t is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} expects an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(value.replace("_", "")) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} expects an integer, got {value!r}") from None
+        if not number.is_integer():
+            raise ConfigError(f"{key} expects an integer, got {value!r}")
+        return int(number)
+    if t is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} expects a number, got {value!r}")
+        try:
+            return float(value.replace("_", "")) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} expects a number, got {value!r}") from None
+    if t is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} expects a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {t}")  # internal: a new field type needs a converter
