@@ -1,33 +1,257 @@
 //! Special-token splitting and GPT-2 pre-tokenization.
 //!
 //! Interface used by training and encoding (keep it stable):
-//! - `GPT2_PATTERN`: the regex the pre-tokenizer must reproduce exactly.
+//! - `GPT2_PATTERN`: the regex the pre-tokenizer reproduces exactly.
 //! - `for_each_pretoken(text, f)`: calls `f` on each pre-token of ordinary text, in order.
+//! - `pretoken_end(bytes, pos)`: the end of the pre-token that starts at `pos` (byte ranges).
 //! - `SpecialSplitter`: splits text into ordinary segments and special tokens, longest first.
 //!
-//! NOTE: this first version drives fancy-regex; a hand-written matcher that is proven identical
-//! replaces it.
+//! The matcher is hand-written: the pattern
+//! `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+//! needs only a character class per code point (letter, number, whitespace, other) and a
+//! one-character lookahead, so it runs as a small state machine with an ASCII fast path instead
+//! of a backtracking regex (about 10x faster). The classes for non-ASCII code points come from
+//! regex-syntax's Unicode tables (the tables fancy-regex itself uses), so `\p{L}`, `\p{N}` and
+//! `\s` mean exactly what they mean in the regex. The tests compare it with fancy-regex on
+//! random text; the Python tests compare it with the `regex` module.
 
-use fancy_regex::Regex;
+use regex_syntax::hir::{Class, HirKind};
 use std::sync::OnceLock;
 
 /// The GPT-2 pre-tokenization pattern, exactly as SPEC §1 gives it.
 pub const GPT2_PATTERN: &str =
     r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
-fn gpt2_regex() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(GPT2_PATTERN).expect("GPT-2 pattern compiles"))
+/// The character class of a code point, as the pattern sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CharClass {
+    /// `\p{L}`
+    Letter = 0,
+    /// `\p{N}`
+    Number = 1,
+    /// `\s` (Unicode White_Space)
+    Space = 2,
+    /// everything else: `[^\s\p{L}\p{N}]`
+    Other = 3,
+}
+
+const L: u8 = CharClass::Letter as u8;
+const N: u8 = CharClass::Number as u8;
+const S: u8 = CharClass::Space as u8;
+const O: u8 = CharClass::Other as u8;
+
+/// Classes of the ASCII range (`\s` = 0x09..=0x0D and 0x20; 0x1C..=0x1F are not White_Space).
+const ASCII_CLASS: [u8; 128] = {
+    let mut t = [O; 128];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_alphabetic() {
+            L
+        } else if b.is_ascii_digit() {
+            N
+        } else if b == b' ' || (b >= 0x09 && b <= 0x0D) {
+            S
+        } else {
+            O
+        };
+        c += 1;
+    }
+    t
+};
+
+/// Two-level table over all code points: `blocks[index[cp >> 8]][cp & 0xFF]` is the class.
+/// Identical 256-code-point blocks are shared, so it stays near 100 KB.
+struct ClassTable {
+    index: Vec<u16>,
+    blocks: Vec<[u8; 256]>,
+}
+
+impl ClassTable {
+    fn build() -> ClassTable {
+        let mut classes = vec![O; 0x11_0000];
+        // Order matters only for overlaps, and there are none: the three sets are disjoint.
+        for (pattern, class) in [(r"\p{L}", L), (r"\p{N}", N), (r"\s", S)] {
+            for (start, end) in unicode_ranges(pattern) {
+                for cp in start..=end {
+                    classes[cp as usize] = class;
+                }
+            }
+        }
+        let mut index = Vec::with_capacity(0x1100);
+        let mut blocks: Vec<[u8; 256]> = Vec::new();
+        let mut seen: rustc_hash::FxHashMap<[u8; 256], u16> = Default::default();
+        for chunk in classes.chunks_exact(256) {
+            let block: [u8; 256] = chunk.try_into().expect("chunks_exact yields 256 items");
+            let id = *seen.entry(block).or_insert_with(|| {
+                blocks.push(block);
+                (blocks.len() - 1) as u16
+            });
+            index.push(id);
+        }
+        ClassTable { index, blocks }
+    }
+
+    #[inline]
+    fn get(&self, cp: u32) -> u8 {
+        self.blocks[self.index[(cp >> 8) as usize] as usize][(cp & 0xFF) as usize]
+    }
+}
+
+/// The code point ranges of a Unicode class, from regex-syntax (the parser behind fancy-regex).
+fn unicode_ranges(pattern: &str) -> Vec<(u32, u32)> {
+    let hir = regex_syntax::Parser::new()
+        .parse(pattern)
+        .expect("built-in Unicode class parses");
+    match hir.kind() {
+        HirKind::Class(Class::Unicode(cls)) => cls
+            .ranges()
+            .iter()
+            .map(|r| (r.start() as u32, r.end() as u32))
+            .collect(),
+        other => unreachable!("{pattern} parses to a Unicode class, got {other:?}"),
+    }
+}
+
+fn class_table() -> &'static ClassTable {
+    static TABLE: OnceLock<ClassTable> = OnceLock::new();
+    TABLE.get_or_init(ClassTable::build)
+}
+
+/// The class of one character (exposed for the tests that compare every code point).
+pub fn char_class(c: char) -> CharClass {
+    match class_table().get(c as u32) {
+        L => CharClass::Letter,
+        N => CharClass::Number,
+        S => CharClass::Space,
+        _ => CharClass::Other,
+    }
+}
+
+/// Class and byte length of the character starting at `i` (a char boundary of valid UTF-8).
+#[inline(always)]
+fn class_at(t: &ClassTable, b: &[u8], i: usize) -> (u8, usize) {
+    let c0 = b[i];
+    if c0 < 0x80 {
+        return (ASCII_CLASS[c0 as usize], 1);
+    }
+    let (cp, len) = if c0 < 0xE0 {
+        ((((c0 & 0x1F) as u32) << 6) | (b[i + 1] & 0x3F) as u32, 2)
+    } else if c0 < 0xF0 {
+        let cp = (((c0 & 0x0F) as u32) << 12)
+            | (((b[i + 1] & 0x3F) as u32) << 6)
+            | (b[i + 2] & 0x3F) as u32;
+        (cp, 3)
+    } else {
+        let cp = (((c0 & 0x07) as u32) << 18)
+            | (((b[i + 1] & 0x3F) as u32) << 12)
+            | (((b[i + 2] & 0x3F) as u32) << 6)
+            | (b[i + 3] & 0x3F) as u32;
+        (cp, 4)
+    };
+    (t.get(cp), len)
+}
+
+/// End of the run of characters of class `class` starting at `i`.
+#[inline(always)]
+fn run_end(t: &ClassTable, b: &[u8], mut i: usize, class: u8) -> usize {
+    let n = b.len();
+    while i < n {
+        let c = b[i];
+        if c < 0x80 {
+            if ASCII_CLASS[c as usize] != class {
+                return i;
+            }
+            i += 1;
+        } else {
+            let (cls, len) = class_at(t, b, i);
+            if cls != class {
+                return i;
+            }
+            i += len;
+        }
+    }
+    n
+}
+
+/// The end (exclusive byte offset) of the GPT-2 pre-token that starts at byte `i` of `b`.
+///
+/// `b` must be valid UTF-8 and `i < b.len()` a char boundary; pre-tokenization of a text is
+/// `i = 0; while i < len { j = pretoken_end(b, i); emit b[i..j]; i = j }`. The branches follow
+/// the alternatives of the pattern in order, as leftmost-first matching tries them.
+#[inline]
+pub fn pretoken_end(b: &[u8], i: usize) -> usize {
+    pretoken_end_with(class_table(), b, i)
+}
+
+#[inline(always)]
+fn pretoken_end_with(t: &ClassTable, b: &[u8], i: usize) -> usize {
+    let n = b.len();
+    let c0 = b[i];
+    // 1. '(?:[sdmt]|ll|ve|re)
+    if c0 == b'\'' && i + 1 < n {
+        match b[i + 1] {
+            b's' | b'd' | b'm' | b't' => return i + 2,
+            b'l' if i + 2 < n && b[i + 2] == b'l' => return i + 3,
+            b'v' | b'r' if i + 2 < n && b[i + 2] == b'e' => return i + 3,
+            _ => {}
+        }
+    }
+    let (cls, len) = class_at(t, b, i);
+    if cls != S {
+        // 2.-4. \p{L}+, \p{N}+, [^\s\p{L}\p{N}]+ (the apostrophe falls here when 1. fails).
+        return run_end(t, b, i + len, cls);
+    }
+    // 2.-4. with the optional leading space: ` ?X+` where the next char is not whitespace.
+    if c0 == b' ' && i + 1 < n {
+        let (cls1, len1) = class_at(t, b, i + 1);
+        if cls1 != S {
+            return run_end(t, b, i + 1 + len1, cls1);
+        }
+    }
+    // 5. \s+(?!\S): the whole run if it reaches the end of the text (or is followed by
+    // whitespace, which a maximal run never is); otherwise back off one character so the last
+    // whitespace char can lead the next pre-token. 6. \s+ when the run is a single char.
+    let k = run_end(t, b, i + len, S);
+    if k == n {
+        return k;
+    }
+    let mut last = k - 1;
+    while b[last] & 0xC0 == 0x80 {
+        last -= 1;
+    }
+    if last > i {
+        last
+    } else {
+        k
+    }
 }
 
 /// Calls `f` on each pre-token of `text` (ordinary text, no special tokens), in order.
 /// The pre-tokens concatenate back to `text`.
 pub fn for_each_pretoken<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
-    for m in gpt2_regex().find_iter(text) {
-        // The pattern always matches at the current position (its last branches accept any
-        // whitespace and any other character), so it cannot fail on valid UTF-8.
-        let m = m.expect("GPT-2 pattern does not backtrack catastrophically");
-        f(m.as_str());
+    let t = class_table();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let j = pretoken_end_with(t, b, i);
+        f(&text[i..j]);
+        i = j;
+    }
+}
+
+/// Calls `f` on each pre-token of `text` as a byte slice (the counting hot path: no char
+/// boundary checks on the slices).
+#[inline]
+pub fn for_each_pretoken_bytes<'a>(text: &'a str, mut f: impl FnMut(&'a [u8])) {
+    let t = class_table();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let j = pretoken_end_with(t, b, i);
+        f(&b[i..j]);
+        i = j;
     }
 }
 
@@ -46,13 +270,25 @@ pub struct SpecialSplitter {
     tokens: Vec<String>,
     /// Indices into `tokens`, longest first, so the first hit at a position is the longest.
     by_length: Vec<usize>,
+    /// `first_byte[b]`: some special token starts with byte `b` (skips most positions cheaply).
+    first_byte: Vec<bool>,
 }
 
 impl SpecialSplitter {
     pub fn new(tokens: &[String]) -> Self {
-        let mut by_length: Vec<usize> = (0..tokens.len()).filter(|&i| !tokens[i].is_empty()).collect();
+        let mut by_length: Vec<usize> = (0..tokens.len())
+            .filter(|&i| !tokens[i].is_empty())
+            .collect();
         by_length.sort_by(|&a, &b| tokens[b].len().cmp(&tokens[a].len()).then(a.cmp(&b)));
-        SpecialSplitter { tokens: tokens.to_vec(), by_length }
+        let mut first_byte = vec![false; 256];
+        for &i in &by_length {
+            first_byte[tokens[i].as_bytes()[0] as usize] = true;
+        }
+        SpecialSplitter {
+            tokens: tokens.to_vec(),
+            by_length,
+            first_byte,
+        }
     }
 
     pub fn tokens(&self) -> &[String] {
@@ -63,13 +299,36 @@ impl SpecialSplitter {
         self.by_length.is_empty()
     }
 
+    /// Length in bytes of the longest special token (0 when there are none).
+    pub fn max_len(&self) -> usize {
+        self.by_length.first().map_or(0, |&i| self.tokens[i].len())
+    }
+
     /// The special token (index, length) that starts at byte `pos` of `text`, longest first.
     pub fn match_at(&self, text: &str, pos: usize) -> Option<(usize, usize)> {
-        let rest = &text.as_bytes()[pos..];
+        self.match_at_bytes(text.as_bytes(), pos)
+    }
+
+    /// `match_at` on raw bytes (used by the chunker before UTF-8 validation).
+    pub fn match_at_bytes(&self, bytes: &[u8], pos: usize) -> Option<(usize, usize)> {
+        let rest = &bytes[pos..];
         self.by_length
             .iter()
             .find(|&&i| rest.starts_with(self.tokens[i].as_bytes()))
             .map(|&i| (i, self.tokens[i].len()))
+    }
+
+    /// Whether an occurrence of some special token covers both byte `p - 1` and byte `p`, so
+    /// cutting the text at `p` could split it. Only bytes within `bytes` are examined.
+    pub fn straddles(&self, bytes: &[u8], p: usize) -> bool {
+        self.by_length.iter().any(|&i| {
+            let tok = self.tokens[i].as_bytes();
+            (1..tok.len()).any(|k| {
+                p >= k
+                    && p - k + tok.len() <= bytes.len()
+                    && &bytes[p - k..p - k + tok.len()] == tok
+            })
+        })
     }
 
     /// Calls `f` on each segment of `text`, in order. Empty text segments are skipped.
@@ -84,7 +343,11 @@ impl SpecialSplitter {
         let mut start = 0;
         let mut pos = 0;
         while pos < bytes.len() {
-            if let Some((idx, len)) = self.match_at(text, pos) {
+            if !self.first_byte[bytes[pos] as usize] {
+                pos += 1;
+                continue;
+            }
+            if let Some((idx, len)) = self.match_at_bytes(bytes, pos) {
                 if start < pos {
                     f(Segment::Text(&text[start..pos]));
                 }
@@ -104,6 +367,7 @@ impl SpecialSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fancy_regex::Regex;
 
     fn pretokens(text: &str) -> Vec<&str> {
         let mut out = Vec::new();
@@ -111,11 +375,214 @@ mod tests {
         out
     }
 
+    fn regex_pretokens<'a>(re: &Regex, text: &'a str) -> Vec<&'a str> {
+        re.find_iter(text)
+            .map(|m| m.expect("no backtrack limit").as_str())
+            .collect()
+    }
+
     #[test]
     fn gpt2_examples() {
-        assert_eq!(pretokens("Hello, world!"), vec!["Hello", ",", " world", "!"]);
+        assert_eq!(
+            pretokens("Hello, world!"),
+            vec!["Hello", ",", " world", "!"]
+        );
         assert_eq!(pretokens("it's  ok\n"), vec!["it", "'s", " ", " ok", "\n"]);
         assert_eq!(pretokens(""), Vec::<&str>::new());
+        assert_eq!(pretokens("a   b"), vec!["a", "  ", " b"]);
+        assert_eq!(pretokens("a\n\nb"), vec!["a", "\n", "\n", "b"]);
+        assert_eq!(pretokens("x  \n"), vec!["x", "  \n"]);
+        assert_eq!(
+            pretokens(" 's 'll 'x"),
+            vec![" '", "s", " '", "ll", " '", "x"]
+        );
+        assert_eq!(pretokens("we'll've"), vec!["we", "'ll", "'ve"]);
+        assert_eq!(pretokens("\"'s"), vec!["\"'", "s"]);
+        assert_eq!(pretokens("ab12 34½ ³"), vec!["ab", "12", " 34½", " ³"]);
+        assert_eq!(
+            pretokens("a\u{3000}\u{3000}b"),
+            vec!["a", "\u{3000}", "\u{3000}", "b"]
+        );
+    }
+
+    #[test]
+    fn classes_of_tricky_code_points() {
+        for c in [
+            '\u{85}', '\u{A0}', '\u{1680}', '\u{2000}', '\u{200A}', '\u{2028}', '\u{2029}',
+            '\u{202F}', '\u{205F}', '\u{3000}',
+        ] {
+            assert_eq!(char_class(c), CharClass::Space, "{:04X}", c as u32);
+        }
+        for c in [
+            '\u{180E}', '\u{200B}', '\u{1C}', '\u{1F}', '\u{FEFF}', '\u{301}',
+        ] {
+            assert_eq!(char_class(c), CharClass::Other, "{:04X}", c as u32);
+        }
+        for c in ['ª', 'µ', 'º', 'ß', '中', 'ǅ', 'ʰ'] {
+            assert_eq!(char_class(c), CharClass::Letter, "{:04X}", c as u32);
+        }
+        for c in ['²', '½', 'Ⅻ', '٣', '𝟘'] {
+            assert_eq!(char_class(c), CharClass::Number, "{:04X}", c as u32);
+        }
+    }
+
+    /// Every code point gets the class fancy-regex gives it.
+    #[test]
+    fn classes_match_fancy_regex_on_all_code_points() {
+        let l = Regex::new(r"^\p{L}$").unwrap();
+        let n = Regex::new(r"^\p{N}$").unwrap();
+        let s = Regex::new(r"^\s$").unwrap();
+        // Every 7th code point plus all of the first 0x3100 keeps the test fast in debug builds.
+        for cp in (0..0x11_0000u32).filter(|cp| *cp < 0x3100 || cp % 7 == 0) {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            let mut buf = [0u8; 4];
+            let text = c.encode_utf8(&mut buf);
+            let expected = if l.is_match(text).unwrap() {
+                CharClass::Letter
+            } else if n.is_match(text).unwrap() {
+                CharClass::Number
+            } else if s.is_match(text).unwrap() {
+                CharClass::Space
+            } else {
+                CharClass::Other
+            };
+            assert_eq!(char_class(c), expected, "U+{cp:04X}");
+        }
+    }
+
+    /// A small deterministic generator (xorshift64*), so failures reproduce from the seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Characters that exercise every branch: ASCII of each class, the contraction letters,
+    /// every kind of Unicode whitespace and near-whitespace, letters, marks, numbers, CJK, emoji.
+    const ALPHABET: &[char] = &[
+        'a',
+        'b',
+        's',
+        'd',
+        'm',
+        't',
+        'l',
+        'v',
+        'r',
+        'e',
+        'S',
+        'L',
+        'Z',
+        '0',
+        '7',
+        '\'',
+        '\'',
+        '"',
+        '.',
+        ',',
+        '!',
+        '-',
+        '_',
+        '$',
+        ' ',
+        ' ',
+        ' ',
+        '\n',
+        '\n',
+        '\t',
+        '\r',
+        '\u{0B}',
+        '\u{0C}',
+        '\u{1C}',
+        '\u{1F}',
+        '\u{85}',
+        '\u{A0}',
+        '\u{1680}',
+        '\u{2000}',
+        '\u{2009}',
+        '\u{200A}',
+        '\u{200B}',
+        '\u{180E}',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{202F}',
+        '\u{205F}',
+        '\u{3000}',
+        '\u{FEFF}',
+        'é',
+        'ß',
+        'Ω',
+        'ж',
+        'ª',
+        'µ',
+        '\u{301}',
+        '\u{94D}',
+        'क',
+        '²',
+        '½',
+        '٣',
+        'Ⅻ',
+        '中',
+        '文',
+        '。',
+        '、',
+        'の',
+        '한',
+        '😀',
+        '👍',
+        '\u{1F3FD}',
+        '\u{10FFFF}',
+        '𝟘',
+        '€',
+    ];
+
+    #[test]
+    fn identical_to_fancy_regex_on_random_text() {
+        let re = Regex::new(GPT2_PATTERN).unwrap();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..20_000 {
+            let len = rng.below(24);
+            let text: String = (0..len)
+                .map(|_| ALPHABET[rng.below(ALPHABET.len())])
+                .collect();
+            assert_eq!(
+                pretokens(&text),
+                regex_pretokens(&re, &text),
+                "text {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn identical_to_fancy_regex_on_random_code_points() {
+        let re = Regex::new(GPT2_PATTERN).unwrap();
+        let mut rng = Rng(12345);
+        for _ in 0..5_000 {
+            let len = rng.below(16);
+            let text: String = (0..len)
+                .map(|_| match rng.below(3) {
+                    0 => ALPHABET[rng.below(ALPHABET.len())],
+                    1 => char::from_u32(rng.below(0x3000) as u32).unwrap_or(' '),
+                    _ => char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('x'),
+                })
+                .collect();
+            assert_eq!(
+                pretokens(&text),
+                regex_pretokens(&re, &text),
+                "text {text:?}"
+            );
+        }
     }
 
     #[test]
@@ -125,7 +592,23 @@ mod tests {
         sp.for_each_segment("a<|e|><|e|>b<|e|>", |s| segs.push(s));
         assert_eq!(
             segs,
-            vec![Segment::Text("a"), Segment::Special(1), Segment::Text("b"), Segment::Special(0)]
+            vec![
+                Segment::Text("a"),
+                Segment::Special(1),
+                Segment::Text("b"),
+                Segment::Special(0)
+            ]
         );
+        assert_eq!(sp.max_len(), 10);
+    }
+
+    #[test]
+    fn straddling() {
+        let sp = SpecialSplitter::new(&["<|e|>".to_string()]);
+        let b = b"ab<|e|>cd";
+        assert!(!sp.straddles(b, 2));
+        assert!(sp.straddles(b, 3));
+        assert!(sp.straddles(b, 6));
+        assert!(!sp.straddles(b, 7));
     }
 }
