@@ -47,14 +47,12 @@ def _cut_point(path: Path, size: int, valid_fraction: float) -> int:
     target = int(size * (1.0 - valid_fraction))
     marker = EOT.encode()
     with open(path, "rb") as f:
-        # Start a marker's length early so a separator straddling the target is found.
-        start = max(0, target - len(marker))
+        # Start a separator line's length early so one ending at the target (or straddling it) is found.
+        start = max(0, target - len(marker) - 1)
         f.seek(start)
         tail = f.read()
     for sep in (marker, b"\n"):
         i = tail.find(sep)
-        if sep == marker and i < 0:  # no separator after the target: take the last one before it
-            i = tail.rfind(sep, 0, target - start)
         if 0 <= i:
             cut = start + i + len(sep)
             if sep == marker and tail[i + len(sep) : i + len(sep) + 1] == b"\n":
