@@ -140,7 +140,7 @@ def time_train_step(cfg, device: str = "cpu", warmup: int = 2, steps: int = 3) -
         clip_gradients(list(model.parameters()), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        float(loss)  # waits for the device
+        float(loss.detach())  # waits for the device
         if i >= warmup:
             times.append(time.perf_counter() - t)
     return statistics.median(times)
@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget in minutes (default 3)")
     p.add_argument("--max-steps", type=int, default=0, help="train exactly this many steps instead; 0 = fit --minutes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for PyTorch; 0 = PyTorch's default (one per core). On a busy machine 1 can be faster")
     p.add_argument("--valid-fraction", type=float, default=0.05, help="share of the corpus held out (default 0.05)")
     p.add_argument("--corpus-mb", type=float, default=3.0, help="size of the generated corpus in MB (default 3)")
     p.add_argument("--corpus-seed", type=int, default=0, help="seed of the generated corpus (default 0)")
@@ -234,6 +236,10 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     from .sampling import generate
     from .training import train
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     run_dir = Path(args.out)
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +289,7 @@ def run_pipeline(args: argparse.Namespace) -> dict:
         cfg.run.max_steps = plan_steps(60 * args.minutes, step_s, cfg.run.eval_batches, args.evals)
         plan = f"{cfg.run.max_steps} steps of {1000 * step_s:.0f} ms to fit {args.minutes:g} min"
     steps = cfg.run.max_steps
-    cfg.run.eval_interval = max(1, steps // max(args.evals, 1))
+    cfg.run.eval_interval = max(1, -(-steps // max(args.evals, 1)))  # ceil: no extra pass right before the last
     cfg.run.log_interval = max(1, min(10, steps // 20))
     cfg.run.checkpoint_interval = max(cfg.run.eval_interval, steps // 4)
     if cfg.optimizer.warmup_iters > steps // 5:
@@ -366,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.minutes <= 0 and not args.max_steps:
         raise SystemExit("lm336 pipeline: --minutes must be positive (or give --max-steps)")
-    if args.max_steps < 0:
-        raise SystemExit("lm336 pipeline: --max-steps must be >= 0")
+    if args.max_steps < 0 or args.threads < 0:
+        raise SystemExit("lm336 pipeline: --max-steps and --threads must be >= 0")
     if args.text_file is not None and not Path(args.text_file).is_file():
         raise SystemExit(f"lm336 pipeline: {args.text_file}: no such file")
     run_pipeline(args)
