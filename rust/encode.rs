@@ -1,2 +1,718 @@
 //! Encoding: rank-ordered merging of one pre-token, cached, plus batch and file encoding.
-//! (Filled in by the encoder work.)
+//!
+//! An `Encoder` is built once from the vocabulary, the merges (in rank order) and the special
+//! tokens. Encoding splits text at special tokens (longest first), pre-tokenizes each ordinary
+//! segment with the GPT-2 pattern and merges each pre-token by repeatedly merging its
+//! lowest-rank adjacent pair, leftmost first, which reproduces GPT-2 (and tiktoken) exactly.
+//!
+//! Speed comes from three layers, tried in order for each pre-token:
+//! 1. `whole`: vocabulary tokens whose own BPE is themselves (checked once at construction), so
+//!    most pre-tokens of real text are a single hash lookup;
+//! 2. a bounded per-call cache of pre-token bytes -> ids for the rest;
+//! 3. merging: a scan over a small array for short pieces, a linked list plus a heap for long
+//!    ones, so one huge pre-token costs O(n log n), not O(n^2).
+//!
+//! Parallel work (batches, large texts, files) cuts text only at *safe cuts*: positions where the
+//! encoding of the two halves concatenates to the encoding of the whole (see `is_safe_cut`).
+//!
+//! ```ignore
+//! let enc = Encoder::new(vocab, merges, specials)?;
+//! let ids = enc.encode("Hello, world!");
+//! ```
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::error::{BpeError, Result};
+use crate::pretokenize::{for_each_pretoken, SpecialSplitter};
+
+/// Pieces up to this many bytes merge with the array scan; longer ones use the heap.
+const SCAN_MAX_PIECE: usize = 64;
+/// Pieces longer than this are not cached (they are rare and would bloat the cache).
+const CACHE_MAX_PIECE: usize = 256;
+/// The cache is cleared when it reaches this many entries, so memory stays bounded.
+const CACHE_MAX_ENTRIES: usize = 1 << 14;
+/// Texts shorter than this are encoded on the calling thread even by the parallel entry points.
+const PARALLEL_MIN_BYTES: usize = 1 << 17;
+/// Target chunk size for parallel encoding of one text or file.
+const CHUNK_BYTES: usize = 1 << 20;
+/// No id: marks dead nodes in the heap merge and "no pair" in the scan merge.
+const NONE: u32 = u32::MAX;
+
+/// Width of the little-endian integers written by the array and file encoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Width {
+    U16,
+    U32,
+}
+
+impl Width {
+    pub fn from_bytes(n: usize) -> Result<Width> {
+        match n {
+            2 => Ok(Width::U16),
+            4 => Ok(Width::U32),
+            _ => Err(BpeError::InvalidArgument(format!(
+                "token width must be 2 or 4 bytes, not {n}"
+            ))),
+        }
+    }
+
+    pub fn bytes(self) -> usize {
+        match self {
+            Width::U16 => 2,
+            Width::U32 => 4,
+        }
+    }
+
+    fn max_id(self) -> u64 {
+        match self {
+            Width::U16 => u16::MAX as u64,
+            Width::U32 => u32::MAX as u64,
+        }
+    }
+
+    /// Appends `ids` to `out` as little-endian integers of this width.
+    pub fn extend_le(self, ids: &[u32], out: &mut Vec<u8>) {
+        match self {
+            Width::U16 => {
+                out.reserve(ids.len() * 2);
+                for &id in ids {
+                    out.extend_from_slice(&(id as u16).to_le_bytes());
+                }
+            }
+            Width::U32 => {
+                out.reserve(ids.len() * 4);
+                for &id in ids {
+                    out.extend_from_slice(&id.to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// A bounded cache of pre-token bytes -> ids; one per call or per parallel task, never shared.
+#[derive(Default)]
+pub struct Cache {
+    map: FxHashMap<Box<[u8]>, (u32, u32)>,
+    ids: Vec<u32>,
+}
+
+impl Cache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn get(&self, piece: &[u8]) -> Option<&[u32]> {
+        self.map
+            .get(piece)
+            .map(|&(start, len)| &self.ids[start as usize..(start + len) as usize])
+    }
+
+    fn insert(&mut self, piece: &[u8], ids: &[u32]) {
+        if self.map.len() >= CACHE_MAX_ENTRIES {
+            self.map.clear();
+            self.ids.clear();
+        }
+        let start = self.ids.len() as u32;
+        self.ids.extend_from_slice(ids);
+        self.map.insert(piece.into(), (start, ids.len() as u32));
+    }
+}
+
+/// Statistics of one `encode_file` run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileStats {
+    pub bytes: u64,
+    pub tokens: u64,
+    pub chunks: u64,
+}
+
+/// A byte-level BPE encoder: vocabulary, merge ranks and special tokens, built once.
+pub struct Encoder {
+    /// id -> token bytes (`None` for ids the vocabulary skips).
+    tokens: Vec<Option<Box<[u8]>>>,
+    byte_ids: [u32; 256],
+    /// (left id, right id) -> (rank, merged id).
+    ranks: FxHashMap<(u32, u32), (u32, u32)>,
+    /// Tokens whose own BPE is the single token: a pre-token equal to one is that id.
+    whole: FxHashMap<Box<[u8]>, u32>,
+    specials: SpecialSplitter,
+    special_ids: Vec<u32>,
+    /// First bytes of the special tokens: a cheap filter before `SpecialSplitter::match_at`.
+    special_first: [bool; 256],
+    /// Specials that contain a safe-cut pattern, so a cut there must check they do not straddle it.
+    cut_specials: Vec<Box<[u8]>>,
+}
+
+impl Encoder {
+    /// Builds an encoder.
+    ///
+    /// Args: `vocab` as (id, bytes) pairs; `merges` in rank order as (left bytes, right bytes);
+    /// `specials` as (text, id) pairs, each id already in `vocab` with the text's UTF-8 bytes.
+    /// Every single byte must have a token; each merge's parts and result must be tokens.
+    pub fn new(
+        vocab: Vec<(u32, Vec<u8>)>,
+        merges: Vec<(Vec<u8>, Vec<u8>)>,
+        specials: Vec<(String, u32)>,
+    ) -> Result<Self> {
+        let arg = |msg: String| BpeError::InvalidArgument(msg);
+        // 1. id -> bytes, rejecting duplicate ids and ids that do not fit.
+        let max_id = vocab.iter().map(|&(id, _)| id).max().unwrap_or(0);
+        if max_id == NONE {
+            return Err(arg(format!("token id {max_id} is too large")));
+        }
+        let mut tokens: Vec<Option<Box<[u8]>>> = vec![None; max_id as usize + 1];
+        for (id, bytes) in vocab {
+            if bytes.is_empty() {
+                return Err(arg(format!("token id {id} has empty bytes")));
+            }
+            let slot = &mut tokens[id as usize];
+            if slot.is_some() {
+                return Err(arg(format!(
+                    "token id {id} appears twice in the vocabulary"
+                )));
+            }
+            *slot = Some(bytes.into_boxed_slice());
+        }
+        // 2. bytes -> id (lowest id wins on duplicates).
+        let mut special_ids = Vec::with_capacity(specials.len());
+        for (text, id) in &specials {
+            match tokens.get(*id as usize).and_then(|t| t.as_deref()) {
+                Some(b) if b == text.as_bytes() => special_ids.push(*id),
+                _ => {
+                    return Err(arg(format!(
+                        "special token {text:?} does not have id {id} in the vocabulary"
+                    )))
+                }
+            }
+        }
+        let mut by_bytes: FxHashMap<&[u8], u32> = FxHashMap::default();
+        for (id, t) in tokens.iter().enumerate() {
+            if let Some(t) = t {
+                by_bytes.entry(&t[..]).or_insert(id as u32);
+            }
+        }
+        let mut byte_ids = [NONE; 256];
+        for (b, slot) in byte_ids.iter_mut().enumerate() {
+            *slot = *by_bytes
+                .get(&[b as u8][..])
+                .ok_or_else(|| arg(format!("the vocabulary has no token for byte 0x{b:02x}")))?;
+        }
+        // 3. merge ranks; the first occurrence of a repeated merge keeps its rank.
+        let mut ranks = FxHashMap::default();
+        ranks.reserve(merges.len());
+        for (rank, (a, b)) in merges.iter().enumerate() {
+            let lookup = |t: &[u8]| {
+                by_bytes.get(t).copied().ok_or_else(|| {
+                    arg(format!(
+                        "merge {rank} ({} + {}): token {} is not in the vocabulary",
+                        show(a),
+                        show(b),
+                        show(t)
+                    ))
+                })
+            };
+            let ia = lookup(a)?;
+            let ib = lookup(b)?;
+            let joined = [&a[..], &b[..]].concat();
+            let ij = lookup(&joined)?;
+            ranks.entry((ia, ib)).or_insert((rank as u32, ij));
+        }
+        let names: Vec<String> = specials.iter().map(|(t, _)| t.clone()).collect();
+        let mut special_first = [false; 256];
+        for t in &names {
+            if let Some(&b) = t.as_bytes().first() {
+                special_first[b as usize] = true;
+            }
+        }
+        let cut_specials = names
+            .iter()
+            .filter(|t| t.as_bytes().windows(2).any(|w| cut_pattern(w[0], w[1])))
+            .map(|t| t.as_bytes().into())
+            .collect();
+        drop(by_bytes);
+        let mut enc = Encoder {
+            tokens,
+            byte_ids,
+            ranks,
+            whole: FxHashMap::default(),
+            specials: SpecialSplitter::new(&names),
+            special_ids,
+            special_first,
+            cut_specials,
+        };
+        // 4. the whole-token fast path: only tokens that BPE actually produces from their bytes.
+        let mut whole = FxHashMap::default();
+        whole.reserve(enc.tokens.len());
+        let mut out = Vec::new();
+        for (id, t) in enc.tokens.iter().enumerate() {
+            let Some(bytes) = t else { continue };
+            out.clear();
+            enc.merge_piece(bytes, &mut out);
+            if out.len() == 1 && out[0] == id as u32 {
+                whole.insert(bytes.clone(), id as u32);
+            }
+        }
+        enc.whole = whole;
+        Ok(enc)
+    }
+
+    /// One more than the largest id.
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn token_bytes(&self, id: u32) -> Option<&[u8]> {
+        self.tokens.get(id as usize).and_then(|t| t.as_deref())
+    }
+
+    pub fn special_tokens(&self) -> &[String] {
+        self.specials.tokens()
+    }
+
+    // --------------------------------------------------------------------------------------
+    // One pre-token
+    // --------------------------------------------------------------------------------------
+
+    fn rank(&self, a: u32, b: u32) -> (u32, u32) {
+        self.ranks.get(&(a, b)).copied().unwrap_or((NONE, NONE))
+    }
+
+    /// Merges `piece` (the bytes of one pre-token) by rank and appends the ids to `out`.
+    /// No cache, no whole-token shortcut: this is the definition the fast paths must equal.
+    pub fn merge_piece(&self, piece: &[u8], out: &mut Vec<u32>) {
+        if piece.len() <= SCAN_MAX_PIECE {
+            self.merge_scan(piece, out)
+        } else {
+            self.merge_heap(piece, out)
+        }
+    }
+
+    /// Short pieces: ids and pair ranks in stack arrays; each step scans for the lowest rank
+    /// (leftmost on ties), merges, and refreshes the two neighbouring pairs.
+    fn merge_scan(&self, piece: &[u8], out: &mut Vec<u32>) {
+        let n = piece.len();
+        debug_assert!(n <= SCAN_MAX_PIECE);
+        let mut ids = [0u32; SCAN_MAX_PIECE];
+        // pairs[i] = (rank, merged id) of (ids[i], ids[i + 1]).
+        let mut pairs = [(NONE, NONE); SCAN_MAX_PIECE];
+        for (i, &b) in piece.iter().enumerate() {
+            ids[i] = self.byte_ids[b as usize];
+        }
+        for i in 0..n.saturating_sub(1) {
+            pairs[i] = self.rank(ids[i], ids[i + 1]);
+        }
+        let mut len = n;
+        while len > 1 {
+            let mut best = NONE;
+            let mut at = 0;
+            for (i, p) in pairs[..len - 1].iter().enumerate() {
+                if p.0 < best {
+                    best = p.0;
+                    at = i;
+                }
+            }
+            if best == NONE {
+                break;
+            }
+            ids[at] = pairs[at].1;
+            ids.copy_within(at + 2..len, at + 1);
+            pairs.copy_within(at + 2..len, at + 1);
+            len -= 1;
+            if at + 1 < len {
+                pairs[at] = self.rank(ids[at], ids[at + 1]);
+            } else {
+                pairs[at] = (NONE, NONE);
+            }
+            if at > 0 {
+                pairs[at - 1] = self.rank(ids[at - 1], ids[at]);
+            }
+        }
+        out.extend_from_slice(&ids[..len]);
+    }
+
+    /// Long pieces: a doubly linked list of tokens and a min-heap of (rank, position) with lazy
+    /// invalidation; O(n log n) however the merges fall.
+    fn merge_heap(&self, piece: &[u8], out: &mut Vec<u32>) {
+        let n = piece.len();
+        let mut ids: Vec<u32> = piece.iter().map(|&b| self.byte_ids[b as usize]).collect();
+        let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
+        let mut next: Vec<u32> = (1..=n as u32).collect();
+        let mut heap = BinaryHeap::with_capacity(n);
+        for i in 0..n - 1 {
+            let (r, _) = self.rank(ids[i], ids[i + 1]);
+            if r != NONE {
+                heap.push(Reverse((r, i as u32)));
+            }
+        }
+        while let Some(Reverse((r, pos))) = heap.pop() {
+            let i = pos as usize;
+            if ids[i] == NONE {
+                continue;
+            }
+            let j = next[i] as usize;
+            if j >= n {
+                continue;
+            }
+            // A rank names exactly one pair, so an equal rank means the entry is still current.
+            let (cur, merged) = self.rank(ids[i], ids[j]);
+            if cur != r {
+                continue;
+            }
+            ids[i] = merged;
+            ids[j] = NONE;
+            let k = next[j];
+            next[i] = k;
+            if (k as usize) < n {
+                prev[k as usize] = i as u32;
+                let (rk, _) = self.rank(merged, ids[k as usize]);
+                if rk != NONE {
+                    heap.push(Reverse((rk, i as u32)));
+                }
+            }
+            let p = prev[i];
+            if p != NONE {
+                let (rp, _) = self.rank(ids[p as usize], merged);
+                if rp != NONE {
+                    heap.push(Reverse((rp, p)));
+                }
+            }
+        }
+        out.extend(ids.into_iter().filter(|&id| id != NONE));
+    }
+
+    /// Encodes one pre-token through the whole-token table, the cache, then merging.
+    #[inline]
+    fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>, cache: &mut Cache) {
+        if let Some(&id) = self.whole.get(piece) {
+            out.push(id);
+            return;
+        }
+        if piece.len() > CACHE_MAX_PIECE {
+            self.merge_piece(piece, out);
+            return;
+        }
+        if let Some(ids) = cache.get(piece) {
+            out.extend_from_slice(ids);
+            return;
+        }
+        let start = out.len();
+        self.merge_piece(piece, out);
+        cache.insert(piece, &out[start..]);
+    }
+
+    // --------------------------------------------------------------------------------------
+    // Text
+    // --------------------------------------------------------------------------------------
+
+    /// Encodes text with no special tokens recognised (they are ordinary text).
+    pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) {
+        for_each_pretoken(text, |p| self.encode_piece(p.as_bytes(), out, cache));
+    }
+
+    /// Encodes text, turning each special token (longest first) into its id.
+    pub fn encode_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) {
+        if self.specials.is_empty() {
+            return self.encode_ordinary_into(text, out, cache);
+        }
+        let bytes = text.as_bytes();
+        let (mut start, mut i) = (0, 0);
+        while i < bytes.len() {
+            if self.special_first[bytes[i] as usize] {
+                if let Some((idx, len)) = self.specials.match_at(text, i) {
+                    self.encode_ordinary_into(&text[start..i], out, cache);
+                    out.push(self.special_ids[idx]);
+                    i += len;
+                    start = i;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        self.encode_ordinary_into(&text[start..], out, cache);
+    }
+
+    /// Encodes text on the calling thread (special tokens recognised).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len() / 4 + 1);
+        self.encode_into(text, &mut out, &mut Cache::new());
+        out
+    }
+
+    /// Encodes text on the calling thread with special tokens treated as ordinary text.
+    pub fn encode_ordinary(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len() / 4 + 1);
+        self.encode_ordinary_into(text, &mut out, &mut Cache::new());
+        out
+    }
+
+    /// Encodes many texts in parallel (current rayon pool), one id list per text.
+    pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<Vec<u32>> {
+        texts
+            .par_iter()
+            .map_init(Cache::new, |cache, t| {
+                let t = t.as_ref();
+                let mut out = Vec::with_capacity(t.len() / 4 + 1);
+                self.encode_into(t, &mut out, cache);
+                out
+            })
+            .collect()
+    }
+
+    /// Encodes one (large) text in parallel chunks cut at safe cuts; the ids are those of
+    /// `encode`. Returns one id vector per chunk, in order.
+    pub fn encode_chunks(&self, text: &str) -> Vec<Vec<u32>> {
+        if text.len() < PARALLEL_MIN_BYTES {
+            return vec![self.encode(text)];
+        }
+        let chunk = (text.len() / (4 * rayon::current_num_threads())).clamp(1 << 16, CHUNK_BYTES);
+        let bounds = self.chunk_bounds(text.as_bytes(), chunk, true);
+        bounds
+            .par_windows(2)
+            .map_init(Cache::new, |cache, w| {
+                let piece = &text[w[0]..w[1]];
+                let mut out = Vec::with_capacity(piece.len() / 4 + 1);
+                self.encode_into(piece, &mut out, cache);
+                out
+            })
+            .collect()
+    }
+
+    /// `encode` in parallel, as little-endian integers of `width`.
+    pub fn encode_to_le_bytes(&self, text: &str, width: Width) -> Result<Vec<u8>> {
+        self.check_width(width)?;
+        let chunks = self.encode_chunks(text);
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        let mut out = Vec::with_capacity(total * width.bytes());
+        for c in &chunks {
+            width.extend_le(c, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Encodes the longest prefix of `text` that ends at a safe cut and returns the ids and the
+    /// prefix length in bytes (0 and no ids when there is no safe cut). Streaming encoders call
+    /// this on a buffer and keep the unencoded tail for the next call.
+    pub fn encode_prefix(&self, text: &str) -> (Vec<u32>, usize) {
+        let bytes = text.as_bytes();
+        let cut = (1..bytes.len()).rev().find(|&p| self.is_safe_cut(bytes, p));
+        match cut {
+            Some(p) => (self.encode(&text[..p]), p),
+            None => (Vec::new(), 0),
+        }
+    }
+
+    fn check_width(&self, width: Width) -> Result<()> {
+        let top = self.tokens.len() as u64 - 1;
+        if top > width.max_id() {
+            return Err(BpeError::InvalidArgument(format!(
+                "a {}-byte token array cannot hold ids up to {top}; use a wider dtype",
+                width.bytes()
+            )));
+        }
+        Ok(())
+    }
+
+    // --------------------------------------------------------------------------------------
+    // Safe cuts
+    // --------------------------------------------------------------------------------------
+
+    /// Whether cutting `bytes` at `p` leaves the encoding unchanged: encode(text[..p]) followed by
+    /// encode(text[p..]) equals encode(text).
+    ///
+    /// The rule: bytes[p - 1] is printable ASCII (not whitespace) and bytes[p] is ASCII
+    /// whitespace (space, tab, CR, LF), and no special token occurrence covers both bytes.
+    /// Why it holds for the GPT-2 pattern: no branch can put a whitespace character after a
+    /// non-whitespace one inside one match (the only space a non-whitespace branch takes is its
+    /// leading optional one), so a pre-token starts at p; and every match before p ends by p - 1
+    /// whether or not the text continues, because the only lookahead, `\s+(?!\S)`, looks at the
+    /// character after a whitespace run, which lies before p - 1. The pattern has no lookbehind,
+    /// so the right half starts fresh. The special-token scan cannot differ either, as no
+    /// occurrence crosses the cut. NOTE: a special token that might straddle the cut but runs
+    /// past the end of `bytes` makes the cut unsafe.
+    pub fn is_safe_cut(&self, bytes: &[u8], p: usize) -> bool {
+        if p == 0 || p >= bytes.len() || !cut_pattern(bytes[p - 1], bytes[p]) {
+            return false;
+        }
+        for s in &self.cut_specials {
+            let len = s.len();
+            for q in (p + 1).saturating_sub(len)..p {
+                let end = (q + len).min(bytes.len());
+                if bytes[q..end] == s[..end - q] {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Chunk boundaries [0, c1, c2, ..., end] for `bytes`, each cut safe and about `chunk`
+    /// bytes apart. With `last` false the final boundary is the last safe cut found (the rest
+    /// is left for the caller to carry); with `last` true it is `bytes.len()`.
+    fn chunk_bounds(&self, bytes: &[u8], chunk: usize, last: bool) -> Vec<usize> {
+        let mut bounds = vec![0];
+        let mut pos = 0;
+        while pos + chunk < bytes.len() {
+            match (pos + chunk..bytes.len()).find(|&p| self.is_safe_cut(bytes, p)) {
+                Some(p) => {
+                    bounds.push(p);
+                    pos = p;
+                }
+                None => break,
+            }
+        }
+        if last && pos < bytes.len() {
+            bounds.push(bytes.len());
+        }
+        bounds
+    }
+
+    // --------------------------------------------------------------------------------------
+    // Files
+    // --------------------------------------------------------------------------------------
+
+    /// Encodes the UTF-8 file `input` into `output` as little-endian integers of `width`,
+    /// starting at byte `header_len` of `output` (the bytes before it are zeros, for the caller
+    /// to fill with a header). The file is read in blocks, cut at safe cuts into chunks encoded
+    /// in parallel on the current rayon pool and written in order; memory is bounded by the
+    /// block size (plus the longest stretch of text without a safe cut). `progress` counts the
+    /// input bytes done. Invalid UTF-8 is reported with its absolute byte offset.
+    pub fn encode_file(
+        &self,
+        input: &Path,
+        output: &Path,
+        header_len: u64,
+        width: Width,
+        progress: &AtomicU64,
+    ) -> Result<FileStats> {
+        self.check_width(width)?;
+        let in_name = input.display().to_string();
+        let io_in = |e: std::io::Error| BpeError::Io {
+            path: in_name.clone(),
+            source: e,
+        };
+        if input.is_dir() {
+            return Err(BpeError::IsADirectory { path: in_name });
+        }
+        let mut reader = File::open(input).map_err(io_in)?;
+        let out_name = output.display().to_string();
+        let io_out = |e: std::io::Error| BpeError::Io {
+            path: out_name.clone(),
+            source: e,
+        };
+        let mut writer = BufWriter::with_capacity(1 << 20, File::create(output).map_err(io_out)?);
+        writer
+            .write_all(&vec![0u8; header_len as usize])
+            .map_err(io_out)?;
+
+        let threads = rayon::current_num_threads().max(1);
+        let block = CHUNK_BYTES * threads * 4;
+        let mut stats = FileStats::default();
+        // `buf` holds the carried tail of the previous block followed by newly read bytes;
+        // `base` is the absolute file offset of buf[0].
+        let mut buf: Vec<u8> = Vec::with_capacity(block + CHUNK_BYTES);
+        let mut base: u64 = 0;
+        let mut eof = false;
+        let mut bytes_out = Vec::new();
+        while !eof {
+            // 1. Fill the buffer to at least one block beyond the carried tail (or to EOF).
+            let want = buf.len() + block;
+            while buf.len() < want {
+                let old = buf.len();
+                buf.resize(want, 0);
+                let n = reader.read(&mut buf[old..]).map_err(io_in)?;
+                buf.truncate(old + n);
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+            }
+            // 2. Cut into chunks at safe cuts; without EOF the tail after the last cut waits.
+            let bounds = self.chunk_bounds(&buf, CHUNK_BYTES, eof);
+            // 3. Validate and encode the chunks in parallel.
+            let results: Vec<Result<Vec<u32>>> = bounds
+                .par_windows(2)
+                .map_init(Cache::new, |cache, w| {
+                    let piece = &buf[w[0]..w[1]];
+                    let text = std::str::from_utf8(piece).map_err(|e| BpeError::InvalidUtf8 {
+                        path: in_name.clone(),
+                        offset: base + (w[0] + e.valid_up_to()) as u64,
+                        byte: piece[e.valid_up_to()],
+                    })?;
+                    let mut out = Vec::with_capacity(piece.len() / 3 + 1);
+                    self.encode_into(text, &mut out, cache);
+                    progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                    Ok(out)
+                })
+                .collect();
+            // 4. Write in order; the first error in file order wins.
+            for r in results {
+                let ids = r?;
+                stats.tokens += ids.len() as u64;
+                stats.chunks += 1;
+                bytes_out.clear();
+                width.extend_le(&ids, &mut bytes_out);
+                writer.write_all(&bytes_out).map_err(io_out)?;
+            }
+            let done = *bounds.last().unwrap_or(&0);
+            stats.bytes += done as u64;
+            base += done as u64;
+            buf.drain(..done);
+        }
+        debug_assert!(buf.is_empty());
+        let file = writer.into_inner().map_err(|e| io_out(e.into_error()))?;
+        file.sync_all().map_err(io_out)?;
+        Ok(stats)
+    }
+
+    // --------------------------------------------------------------------------------------
+    // Decoding
+    // --------------------------------------------------------------------------------------
+
+    /// Concatenates the bytes of `ids`; an id the vocabulary lacks is `BpeError::UnknownId`.
+    pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            out.extend_from_slice(self.token_bytes(id).ok_or(BpeError::UnknownId(id as u64))?);
+        }
+        Ok(out)
+    }
+}
+
+/// The byte pair a safe cut sits between: printable ASCII, then ASCII whitespace.
+#[inline]
+fn cut_pattern(before: u8, at: u8) -> bool {
+    (0x21..=0x7e).contains(&before) && matches!(at, b' ' | b'\n' | b'\t' | b'\r')
+}
+
+/// Token bytes for messages: the text when UTF-8, else the escaped bytes.
+fn show(t: &[u8]) -> String {
+    match std::str::from_utf8(t) {
+        Ok(s) => format!("{s:?}"),
+        Err(_) => format!("{:?}", t.escape_ascii().to_string()),
+    }
+}
+
+/// Runs `f` on a local pool of `n` threads, or on the global pool (RAYON_NUM_THREADS) when None.
+pub fn with_threads<T: Send>(n: Option<usize>, f: impl FnOnce() -> T + Send) -> Result<T> {
+    match n {
+        None => Ok(f()),
+        Some(0) => Err(BpeError::InvalidArgument(
+            "num_threads must be at least 1".into(),
+        )),
+        Some(n) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|e| BpeError::InvalidArgument(format!("cannot start {n} threads: {e}")))?;
+            Ok(pool.install(f))
+        }
+    }
+}

@@ -1,2 +1,980 @@
-//! BPE training: Word plus merge deltas, the pair index and the priority queue with lazy refresh,
-//! ties broken on pair *bytes*. (Filled in by the trainer work.)
+//! BPE training: streaming pre-token counting, then the merge loop.
+//!
+//! 1. Counting (`StreamCounter`): input streams (files, or text pushed from an iterator) are cut
+//!    into chunks at positions where cutting provably changes nothing (see `find_cut`), each
+//!    chunk is validated as UTF-8 (errors carry the absolute byte offset) and counted by a rayon
+//!    task into its worker's `FxHashMap<Box<[u8]>, u64>`. A pre-token's bytes are hashed as a
+//!    borrowed slice; a key is allocated only the first time a worker sees it. At most a few
+//!    chunks are in flight, so memory is bounded by the distinct pre-tokens, not the input.
+//! 2. Merging (`merge_counts`): each distinct pre-token becomes a word (symbol ids) with its
+//!    count. Pair counts live in a hash map, a pair -> words index lists where each pair occurs,
+//!    and a binary heap gives the best pair. Heap entries are refreshed lazily: counts of old
+//!    pairs only ever fall, so a popped entry whose count is stale is pushed back with the
+//!    current count; new pairs (those containing the new token) are pushed after each merge.
+//!    Only the words listed for the merged pair are touched.
+//!
+//! Order of pairs: higher count first, ties to the lexicographically greatest
+//! `(bytes_a, bytes_b)` (Python tuple order on the token *bytes*, not on ids).
+
+use std::cmp::Ordering;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+
+use rayon::ThreadPool;
+use rustc_hash::FxHashMap;
+
+use crate::error::{BpeError, Result};
+use crate::pretokenize::{
+    char_class, for_each_pretoken_bytes, CharClass, Segment, SpecialSplitter,
+};
+
+/// Distinct pre-tokens (their bytes) and how often each occurs.
+pub type CountMap = FxHashMap<Box<[u8]>, u64>;
+
+/// Default chunk size for streaming (bytes). Large enough to amortise task overhead, small
+/// enough that a few chunks in flight stay far below the memory of the counts themselves.
+pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
+
+/// What the trainer reports while it runs (at most about 100 calls per phase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Counting pre-tokens: input bytes read so far (of `total` when known, else 0).
+    Counting { done: u64, total: u64 },
+    /// Merging: merges made so far, of at most `total`.
+    Merging { done: u64, total: u64 },
+}
+
+/// A progress sink. Returning `false` cancels training (it then returns an error).
+pub type ProgressFn<'a> = dyn FnMut(Progress) -> bool + 'a;
+
+fn cancelled() -> BpeError {
+    BpeError::InvalidArgument("training was cancelled by the progress callback".to_string())
+}
+
+/// Training arguments shared by all entry points.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Final vocabulary size: specials + 256 bytes + merges.
+    pub vocab_size: usize,
+    /// Special tokens, in id order; hard boundaries that never enter the counts.
+    pub special_tokens: Vec<String>,
+    /// Worker threads (None: rayon's default, which honours RAYON_NUM_THREADS).
+    pub num_threads: Option<usize>,
+    /// Streaming chunk size in bytes; results never depend on it.
+    pub chunk_size: usize,
+}
+
+impl TrainOptions {
+    pub fn new(vocab_size: usize, special_tokens: Vec<String>) -> Self {
+        TrainOptions {
+            vocab_size,
+            special_tokens,
+            num_threads: None,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+
+    /// Rejects inconsistent arguments with a readable message.
+    pub fn validate(&self) -> Result<()> {
+        let min = 256 + self.special_tokens.len();
+        if self.vocab_size < min {
+            return Err(BpeError::InvalidArgument(format!(
+                "vocab_size {} is too small: it must be at least 256 + {} special tokens = {min}",
+                self.vocab_size,
+                self.special_tokens.len()
+            )));
+        }
+        if self.vocab_size > u32::MAX as usize {
+            return Err(BpeError::InvalidArgument(format!(
+                "vocab_size {} is too large",
+                self.vocab_size
+            )));
+        }
+        for (i, tok) in self.special_tokens.iter().enumerate() {
+            if tok.is_empty() {
+                return Err(BpeError::InvalidArgument(format!(
+                    "special token {i} is empty"
+                )));
+            }
+            if self.special_tokens[..i].contains(tok) {
+                return Err(BpeError::InvalidArgument(format!(
+                    "special token {tok:?} is given twice"
+                )));
+            }
+        }
+        if self.num_threads == Some(0) {
+            return Err(BpeError::InvalidArgument(
+                "num_threads must be at least 1".to_string(),
+            ));
+        }
+        if self.chunk_size == 0 {
+            return Err(BpeError::InvalidArgument(
+                "chunk_size must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rayon pool the training runs on (a local pool, so `num_threads` never touches the
+    /// global one).
+    pub fn build_pool(&self) -> Result<ThreadPool> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.num_threads.unwrap_or(0))
+            .build()
+            .map_err(|e| BpeError::InvalidArgument(format!("cannot start worker threads: {e}")))
+    }
+}
+
+/// The trained tokenizer and a few statistics.
+#[derive(Debug, Clone)]
+pub struct TrainResult {
+    /// Token bytes by id: specials, the 256 bytes, then one per merge.
+    pub vocab: Vec<Vec<u8>>,
+    /// Merges in creation order, as token bytes.
+    pub merges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Number of distinct pre-tokens counted.
+    pub distinct_pretokens: usize,
+    /// Number of pre-tokens counted (with multiplicity).
+    pub total_pretokens: u64,
+    /// Input bytes read.
+    pub input_bytes: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Counting
+// ---------------------------------------------------------------------------------------------
+
+/// Adds each pre-token of the ordinary text in `text` (special tokens removed) to `counts`.
+///
+/// `count_text("a a", ..)` -> `{b"a": 1, b" a": 1}`.
+pub fn count_text(text: &str, splitter: &SpecialSplitter, counts: &mut CountMap) {
+    splitter.for_each_segment(text, |seg| {
+        if let Segment::Text(t) = seg {
+            for_each_pretoken_bytes(t, |p| {
+                // Look up by borrowed slice; allocate the key only on first sight.
+                if let Some(c) = counts.get_mut(p) {
+                    *c += 1;
+                } else {
+                    counts.insert(p.into(), 1);
+                }
+            });
+        }
+    });
+}
+
+#[inline]
+fn is_ascii_space(b: u8) -> bool {
+    b == b' ' || (0x09..=0x0D).contains(&b)
+}
+
+/// Whether the character that ends right before byte `p` is whitespace (`None`: the bytes
+/// there are not a valid UTF-8 character, so `p` is no place to cut).
+fn space_before(buf: &[u8], p: usize) -> Option<bool> {
+    let mut start = p.checked_sub(1)?;
+    while start > 0 && p - start < 4 && buf[start] & 0xC0 == 0x80 {
+        start -= 1;
+    }
+    let s = std::str::from_utf8(&buf[start..p]).ok()?;
+    let mut chars = s.chars();
+    let c = chars.next()?;
+    if chars.next().is_some() {
+        return None;
+    }
+    Some(char_class(c) == CharClass::Space)
+}
+
+/// A position `p` in `buf` where the text may be cut: counting `buf[..p]` and `buf[p..]`
+/// separately gives exactly the counts of the whole, whatever follows `buf`. Searches backward
+/// from the end, so chunks are as large as possible; `None` when there is no such position.
+///
+/// Why it is safe: `p` is chosen with an ASCII whitespace byte at `p` and a non-whitespace
+/// character right before it, and with no occurrence of any special token covering both
+/// `p - 1` and `p`.
+/// - Specials: no match of the left-to-right, longest-first scan can cross `p`, so the scan
+///   reaches `p` with no pending state; what it does from `p` on depends only on `buf[p..]`.
+/// - Pre-tokens: no alternative of the pattern matches a non-whitespace char followed by a
+///   whitespace char, so the pre-token holding `p - 1` ends at `p`; the only lookahead in the
+///   pattern, `\s+(?!\S)`, never looks at `p` from a run ending before `p - 1`, and a greedy
+///   run stopped by the whitespace at `p` stops at the end of a chunk just the same. The
+///   pattern has no lookbehind, so matching from `p` depends only on `buf[p..]`.
+///
+/// The last `max_len` bytes are not considered, so the straddle check sees whole tokens.
+pub fn find_cut(buf: &[u8], splitter: &SpecialSplitter) -> Option<usize> {
+    let margin = splitter.max_len().max(1);
+    let end = buf.len().checked_sub(margin)?;
+    (1..=end).rev().find(|&p| {
+        is_ascii_space(buf[p]) && space_before(buf, p) == Some(false) && !splitter.straddles(buf, p)
+    })
+}
+
+/// State shared between the reader and the counting tasks.
+struct Shared {
+    splitter: SpecialSplitter,
+    /// One map per pool thread (uncontended locks), merged at the end.
+    maps: Vec<Mutex<CountMap>>,
+    /// Chunks handed to the pool and not yet counted.
+    in_flight: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// Counts pre-tokens of one or more input streams, in parallel, in bounded memory.
+///
+/// Each stream (a file, or the text of an iterator) is a unit: pre-tokens never cross from one
+/// stream into the next. Push bytes with `push`, close a stream with `end_stream`, and collect
+/// the counts with `finish`.
+pub struct StreamCounter {
+    shared: Arc<Shared>,
+    pool: Arc<ThreadPool>,
+    chunk_size: usize,
+    max_in_flight: usize,
+    /// Bytes of the current stream not yet handed to the pool.
+    buf: Vec<u8>,
+    /// Absolute offset of `buf[0]` in the current stream (for error messages).
+    offset: u64,
+    /// Buffer length at which to look for a cut again (doubles while no cut is found).
+    next_try: usize,
+    /// Name of the current stream, for error messages.
+    name: String,
+    input_bytes: u64,
+}
+
+impl StreamCounter {
+    pub fn new(special_tokens: &[String], chunk_size: usize, pool: Arc<ThreadPool>) -> Self {
+        let threads = pool.current_num_threads();
+        let shared = Shared {
+            splitter: SpecialSplitter::new(special_tokens),
+            maps: (0..threads)
+                .map(|_| Mutex::new(CountMap::default()))
+                .collect(),
+            in_flight: Mutex::new(0),
+            idle: Condvar::new(),
+        };
+        let chunk_size = chunk_size.max(1);
+        StreamCounter {
+            shared: Arc::new(shared),
+            pool,
+            chunk_size,
+            max_in_flight: 2 * threads,
+            buf: Vec::new(),
+            offset: 0,
+            next_try: chunk_size,
+            name: String::new(),
+            input_bytes: 0,
+        }
+    }
+
+    /// Starts a new stream; `name` appears in error messages (a path, or "<iterator>").
+    pub fn begin_stream(&mut self, name: &str) {
+        self.buf.clear();
+        self.offset = 0;
+        self.next_try = self.chunk_size;
+        self.name = name.to_string();
+    }
+
+    /// Appends bytes of the current stream; full chunks are counted in the background.
+    pub fn push(&mut self, data: &[u8]) -> Result<()> {
+        self.input_bytes += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        while self.buf.len() >= self.next_try {
+            match find_cut(&self.buf, &self.shared.splitter) {
+                Some(p) => {
+                    let rest = self.buf[p..].to_vec();
+                    let chunk = std::mem::replace(&mut self.buf, rest);
+                    self.dispatch(chunk, p)?;
+                    self.next_try = self.chunk_size.max(self.buf.len() + 1);
+                }
+                // Pathological input (megabytes without a safe cut): wait for more bytes.
+                None => self.next_try = self.buf.len() * 2,
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the current stream: its remaining bytes are counted.
+    pub fn end_stream(&mut self) -> Result<()> {
+        let chunk = std::mem::take(&mut self.buf);
+        let len = chunk.len();
+        self.dispatch(chunk, len)
+    }
+
+    /// Validates `chunk[..len]` as UTF-8 and hands it to the pool.
+    fn dispatch(&mut self, mut chunk: Vec<u8>, len: usize) -> Result<()> {
+        chunk.truncate(len);
+        let offset = self.offset;
+        self.offset += len as u64;
+        let text = String::from_utf8(chunk).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            BpeError::InvalidUtf8 {
+                path: self.name.clone(),
+                offset: offset + at as u64,
+                byte: e.as_bytes()[at],
+            }
+        })?;
+        if text.is_empty() {
+            return Ok(());
+        }
+        // Bound the chunks in memory: wait while the pool is busy.
+        {
+            let mut n = self.shared.in_flight.lock().expect("counter lock");
+            while *n >= self.max_in_flight {
+                n = self.shared.idle.wait(n).expect("counter lock");
+            }
+            *n += 1;
+        }
+        let shared = Arc::clone(&self.shared);
+        self.pool.spawn(move || {
+            let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
+            {
+                let mut counts = shared.maps[idx].lock().expect("count map lock");
+                count_text(&text, &shared.splitter, &mut counts);
+            }
+            drop(text);
+            let mut n = shared.in_flight.lock().expect("counter lock");
+            *n -= 1;
+            shared.idle.notify_all();
+        });
+        Ok(())
+    }
+
+    /// Waits for all chunks and returns the merged counts and the input size in bytes.
+    pub fn finish(self) -> (CountMap, u64) {
+        {
+            let mut n = self.shared.in_flight.lock().expect("counter lock");
+            while *n > 0 {
+                n = self.shared.idle.wait(n).expect("counter lock");
+            }
+        }
+        let mut maps: Vec<CountMap> = self
+            .shared
+            .maps
+            .iter()
+            .map(|m| std::mem::take(&mut *m.lock().expect("count map lock")))
+            .collect();
+        // Merge into the largest map: fewest insertions.
+        maps.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        let mut maps = maps.into_iter();
+        let mut total = maps.next().unwrap_or_default();
+        for m in maps {
+            for (k, v) in m {
+                *total.entry(k).or_insert(0) += v;
+            }
+        }
+        (total, self.input_bytes)
+    }
+
+    /// Input bytes pushed so far.
+    pub fn input_bytes(&self) -> u64 {
+        self.input_bytes
+    }
+}
+
+/// Counts the pre-tokens of several files (each an independent stream).
+pub fn count_files<P: AsRef<Path>>(
+    paths: &[P],
+    special_tokens: &[String],
+    chunk_size: usize,
+    pool: Arc<ThreadPool>,
+    progress: &mut ProgressFn,
+) -> Result<(CountMap, u64)> {
+    // Open everything first, so a missing file fails before any work.
+    let mut files = Vec::with_capacity(paths.len());
+    let mut total = 0u64;
+    for p in paths {
+        let path = p.as_ref();
+        let name = path.display().to_string();
+        let io = |source| BpeError::Io {
+            path: name.clone(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.is_dir() {
+            return Err(BpeError::IsADirectory { path: name });
+        }
+        total += meta.len();
+        files.push((File::open(path).map_err(io)?, name));
+    }
+    let mut counter = StreamCounter::new(special_tokens, chunk_size, pool);
+    let read_size = chunk_size.clamp(1, 1 << 20);
+    let mut block = vec![0u8; read_size];
+    let step = (total / 100).max(1);
+    let mut next_report = 0u64;
+    for (mut file, name) in files {
+        counter.begin_stream(&name);
+        loop {
+            let n = match file.read(&mut block) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(BpeError::Io { path: name, source }),
+            };
+            counter.push(&block[..n])?;
+            if counter.input_bytes() >= next_report {
+                next_report = counter.input_bytes() + step;
+                if !progress(Progress::Counting {
+                    done: counter.input_bytes(),
+                    total,
+                }) {
+                    return Err(cancelled());
+                }
+            }
+        }
+        counter.end_stream()?;
+    }
+    Ok(counter.finish())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Merging
+// ---------------------------------------------------------------------------------------------
+
+/// Token bytes by symbol id, and the merges as symbol-id pairs.
+pub type MergeOutput = (Vec<Vec<u8>>, Vec<(u32, u32)>);
+
+/// A pair of symbol ids packed as `a << 32 | b` (one cheap hash key).
+type Pair = u64;
+
+#[inline]
+fn pair(a: u32, b: u32) -> Pair {
+    ((a as u64) << 32) | b as u64
+}
+
+#[inline]
+fn unpair(p: Pair) -> (u32, u32) {
+    ((p >> 32) as u32, p as u32)
+}
+
+/// A heap entry: a pair and its count when pushed (possibly stale; see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    count: u64,
+    pair: Pair,
+}
+
+/// Pair order: count, then the greater `(bytes_a, bytes_b)`.
+#[inline]
+fn cmp_entries(x: &Entry, y: &Entry, tokens: &[Vec<u8>]) -> Ordering {
+    x.count.cmp(&y.count).then_with(|| {
+        let (xa, xb) = unpair(x.pair);
+        let (ya, yb) = unpair(y.pair);
+        (&tokens[xa as usize][..], &tokens[xb as usize][..])
+            .cmp(&(&tokens[ya as usize][..], &tokens[yb as usize][..]))
+    })
+}
+
+/// A max-heap whose order needs the token bytes (std's BinaryHeap cannot borrow them).
+#[derive(Default)]
+struct PairHeap {
+    items: Vec<Entry>,
+}
+
+impl PairHeap {
+    fn push(&mut self, e: Entry, tokens: &[Vec<u8>]) {
+        self.items.push(e);
+        let mut i = self.items.len() - 1;
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if cmp_entries(&self.items[i], &self.items[parent], tokens) != Ordering::Greater {
+                break;
+            }
+            self.items.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn pop(&mut self, tokens: &[Vec<u8>]) -> Option<Entry> {
+        let last = self.items.pop()?;
+        if self.items.is_empty() {
+            return Some(last);
+        }
+        let top = std::mem::replace(&mut self.items[0], last);
+        let n = self.items.len();
+        let mut i = 0;
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut best = i;
+            if l < n && cmp_entries(&self.items[l], &self.items[best], tokens) == Ordering::Greater
+            {
+                best = l;
+            }
+            if r < n && cmp_entries(&self.items[r], &self.items[best], tokens) == Ordering::Greater
+            {
+                best = r;
+            }
+            if best == i {
+                break;
+            }
+            self.items.swap(i, best);
+            i = best;
+        }
+        Some(top)
+    }
+}
+
+/// The merge loop state: words, pair counts, the pair -> words index, and the heap.
+struct Merger {
+    /// Symbol ids of each distinct pre-token (2+ symbols; single bytes have no pairs).
+    words: Vec<Vec<u32>>,
+    counts: Vec<u64>,
+    /// Token bytes by symbol id: the 256 bytes, then one per merge.
+    tokens: Vec<Vec<u8>>,
+    pair_counts: FxHashMap<Pair, i64>,
+    /// Words that contain (or once contained) each pair; stale entries are harmless.
+    where_: FxHashMap<Pair, Vec<u32>>,
+    heap: PairHeap,
+}
+
+impl Merger {
+    fn new(counts: impl IntoIterator<Item = (Box<[u8]>, u64)>) -> Merger {
+        let mut words = Vec::new();
+        let mut wcounts = Vec::new();
+        for (k, c) in counts {
+            if k.len() >= 2 {
+                words.push(k.iter().map(|&b| b as u32).collect::<Vec<u32>>());
+                wcounts.push(c);
+            }
+        }
+        let tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        let mut pair_counts: FxHashMap<Pair, i64> = FxHashMap::default();
+        let mut where_: FxHashMap<Pair, Vec<u32>> = FxHashMap::default();
+        for (w, (word, &c)) in words.iter().zip(&wcounts).enumerate() {
+            for s in word.windows(2) {
+                let p = pair(s[0], s[1]);
+                *pair_counts.entry(p).or_insert(0) += c as i64;
+                let list = where_.entry(p).or_default();
+                if list.last() != Some(&(w as u32)) {
+                    list.push(w as u32);
+                }
+            }
+        }
+        let mut heap = PairHeap {
+            items: Vec::with_capacity(pair_counts.len()),
+        };
+        for (&p, &c) in &pair_counts {
+            heap.push(
+                Entry {
+                    count: c as u64,
+                    pair: p,
+                },
+                &tokens,
+            );
+        }
+        Merger {
+            words,
+            counts: wcounts,
+            tokens,
+            pair_counts,
+            where_,
+            heap,
+        }
+    }
+
+    /// The best pair with its exact current count, or None when no pair has a positive count.
+    fn pop_best(&mut self) -> Option<(Pair, u64)> {
+        while let Some(e) = self.heap.pop(&self.tokens) {
+            let current = self.pair_counts.get(&e.pair).copied().unwrap_or(0);
+            if current <= 0 {
+                continue;
+            }
+            if current as u64 == e.count {
+                return Some((e.pair, e.count));
+            }
+            // Stale: old pairs only lose count, so re-queue at the current count.
+            self.heap.push(
+                Entry {
+                    count: current as u64,
+                    pair: e.pair,
+                },
+                &self.tokens,
+            );
+        }
+        None
+    }
+
+    /// Merges `best` into a new token everywhere and updates counts, index and heap.
+    fn apply(&mut self, best: Pair) -> u32 {
+        let (a, b) = unpair(best);
+        let n = self.tokens.len() as u32;
+        let mut merged = self.tokens[a as usize].clone();
+        merged.extend_from_slice(&self.tokens[b as usize]);
+        self.tokens.push(merged);
+
+        let mut ws = self.where_.remove(&best).unwrap_or_default();
+        ws.sort_unstable();
+        ws.dedup();
+        let mut new_pairs: Vec<Pair> = Vec::new();
+        for &w in &ws {
+            let c = self.counts[w as usize] as i64;
+            let word = &mut self.words[w as usize];
+            let pc = &mut self.pair_counts;
+            let where_ = &mut self.where_;
+            let mut add = |p: Pair, delta: i64| {
+                *pc.entry(p).or_insert(0) += delta;
+                if delta > 0 {
+                    new_pairs.push(p);
+                    let list = where_.entry(p).or_default();
+                    if list.last() != Some(&w) {
+                        list.push(w);
+                    }
+                }
+            };
+            // In place: `out` is the write index, never ahead of the read index `i`, so the
+            // right neighbour word[i + 2] is still unmerged and word[out - 1] is the merged left.
+            let len = word.len();
+            let (mut i, mut out) = (0, 0);
+            while i < len {
+                if i + 1 < len && word[i] == a && word[i + 1] == b {
+                    if out > 0 {
+                        let left = word[out - 1];
+                        add(pair(left, a), -c);
+                        add(pair(left, n), c);
+                    }
+                    if i + 2 < len {
+                        let right = word[i + 2];
+                        add(pair(b, right), -c);
+                        add(pair(n, right), c);
+                    }
+                    word[out] = n;
+                    i += 2;
+                } else {
+                    word[out] = word[i];
+                    i += 1;
+                }
+                out += 1;
+            }
+            word.truncate(out);
+        }
+        // Every occurrence of `best` is gone, and no later merge can create it again (new
+        // pairs always contain the new token).
+        self.pair_counts.remove(&best);
+        new_pairs.sort_unstable();
+        new_pairs.dedup();
+        for p in new_pairs {
+            let c = self.pair_counts.get(&p).copied().unwrap_or(0);
+            if c > 0 {
+                self.heap.push(
+                    Entry {
+                        count: c as u64,
+                        pair: p,
+                    },
+                    &self.tokens,
+                );
+            }
+        }
+        n
+    }
+}
+
+/// Runs up to `num_merges` merges on the counted pre-tokens. Returns the token bytes by symbol
+/// id (256 bytes, then one per merge) and the merges as symbol-id pairs. Stops early when no
+/// pair is left.
+pub fn merge_counts(
+    counts: impl IntoIterator<Item = (Box<[u8]>, u64)>,
+    num_merges: usize,
+    progress: &mut ProgressFn,
+) -> Result<MergeOutput> {
+    let mut m = Merger::new(counts);
+    let mut merges = Vec::with_capacity(num_merges);
+    let step = (num_merges / 100).max(1);
+    while merges.len() < num_merges {
+        let Some((best, _count)) = m.pop_best() else {
+            break;
+        };
+        m.apply(best);
+        merges.push(unpair(best));
+        if merges.len() % step == 0
+            && !progress(Progress::Merging {
+                done: merges.len() as u64,
+                total: num_merges as u64,
+            })
+        {
+            return Err(cancelled());
+        }
+    }
+    Ok((m.tokens, merges))
+}
+
+/// Turns counts into the final vocabulary and merges (specials first, then bytes, then
+/// merges), as SPEC §1 numbers them.
+pub fn train_from_counts(
+    counts: CountMap,
+    input_bytes: u64,
+    opts: &TrainOptions,
+    progress: &mut ProgressFn,
+) -> Result<TrainResult> {
+    opts.validate()?;
+    let distinct_pretokens = counts.len();
+    let total_pretokens = counts.values().sum();
+    let num_merges = opts.vocab_size - 256 - opts.special_tokens.len();
+    let (tokens, merge_ids) = merge_counts(counts, num_merges, progress)?;
+    let mut vocab: Vec<Vec<u8>> = opts
+        .special_tokens
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    let merges = merge_ids
+        .iter()
+        .map(|&(a, b)| (tokens[a as usize].clone(), tokens[b as usize].clone()))
+        .collect();
+    vocab.extend(tokens);
+    Ok(TrainResult {
+        vocab,
+        merges,
+        distinct_pretokens,
+        total_pretokens,
+        input_bytes,
+    })
+}
+
+/// An empty corpus is an error: a tokenizer trained on nothing is never what the caller meant.
+fn check_not_empty(counts: &CountMap, what: &str) -> Result<()> {
+    if counts.is_empty() {
+        return Err(BpeError::InvalidArgument(format!(
+            "{what} contains no text to train on (empty, or only special tokens)"
+        )));
+    }
+    Ok(())
+}
+
+/// Trains on one or more files (each an independent stream of text).
+pub fn train_files<P: AsRef<Path>>(
+    paths: &[P],
+    opts: &TrainOptions,
+    progress: &mut ProgressFn,
+) -> Result<TrainResult> {
+    opts.validate()?;
+    if paths.is_empty() {
+        return Err(BpeError::InvalidArgument(
+            "no input files given".to_string(),
+        ));
+    }
+    let pool = Arc::new(opts.build_pool()?);
+    let (counts, input_bytes) =
+        count_files(paths, &opts.special_tokens, opts.chunk_size, pool, progress)?;
+    let what = if paths.len() == 1 {
+        paths[0].as_ref().display().to_string()
+    } else {
+        "the input".to_string()
+    };
+    check_not_empty(&counts, &what)?;
+    train_from_counts(counts, input_bytes, opts, progress)
+}
+
+/// Trains on in-memory texts (each an independent stream). Used by tests and small callers.
+pub fn train_texts(
+    texts: &[&str],
+    opts: &TrainOptions,
+    progress: &mut ProgressFn,
+) -> Result<TrainResult> {
+    opts.validate()?;
+    let pool = Arc::new(opts.build_pool()?);
+    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, pool);
+    for t in texts {
+        counter.begin_stream("<text>");
+        counter.push(t.as_bytes())?;
+        counter.end_stream()?;
+    }
+    let (counts, input_bytes) = counter.finish();
+    check_not_empty(&counts, "the input")?;
+    train_from_counts(counts, input_bytes, opts, progress)
+}
+
+/// Public wrapper of the empty-corpus check for stream callers (the Python iterator path).
+pub fn ensure_not_empty(counts: &CountMap, what: &str) -> Result<()> {
+    check_not_empty(counts, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_progress() -> impl FnMut(Progress) -> bool {
+        |_| true
+    }
+
+    fn counts_of(words: &[(&str, u64)]) -> CountMap {
+        words
+            .iter()
+            .map(|(w, c)| (w.as_bytes().to_vec().into_boxed_slice(), *c))
+            .collect()
+    }
+
+    fn merges_of(words: &[(&str, u64)], n: usize) -> Vec<(String, String)> {
+        let (tokens, merges) = merge_counts(counts_of(words), n, &mut no_progress()).unwrap();
+        merges
+            .iter()
+            .map(|&(a, b)| {
+                (
+                    String::from_utf8(tokens[a as usize].clone()).unwrap(),
+                    String::from_utf8(tokens[b as usize].clone()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn s(a: &str, b: &str) -> (String, String) {
+        (a.to_string(), b.to_string())
+    }
+
+    #[test]
+    fn hand_built_example() {
+        // The classic example: low x5, lower x2, widest x3, newest x6.
+        let words = [("low", 5), ("lower", 2), ("widest", 3), ("newest", 6)];
+        let got = merges_of(&words, 6);
+        assert_eq!(
+            got,
+            vec![
+                s("s", "t"),
+                s("e", "st"),
+                s("o", "w"),
+                s("l", "ow"),
+                s("w", "est"),
+                s("n", "e")
+            ]
+        );
+    }
+
+    #[test]
+    fn overlapping_pairs_merge_left_to_right() {
+        // "aaa": pair (a,a) counts 2 occurrences but merges as [aa, a]; then (aa, a).
+        let got = merges_of(&[("aaa", 1)], 5);
+        assert_eq!(got, vec![s("a", "a"), s("aa", "a")]);
+        // "aaaa" -> [aa, aa] -> [aaaa].
+        let got = merges_of(&[("aaaa", 1)], 5);
+        assert_eq!(got, vec![s("a", "a"), s("aa", "aa")]);
+    }
+
+    #[test]
+    fn chained_merges_and_early_stop() {
+        let got = merges_of(&[("abcd", 3)], 100);
+        // All pairs tie at 3: greatest bytes first.
+        assert_eq!(got, vec![s("c", "d"), s("b", "cd"), s("a", "bcd")]);
+    }
+
+    #[test]
+    fn tie_break_on_bytes_not_ids() {
+        // ("BA","A") beats ("B","ZZ"): b"BA" > b"B" although "ZZ" > "A".
+        let words = [("BA", 10), ("ZZ", 10), ("BAA", 1), ("BZZ", 1)];
+        let got = merges_of(&words, 4);
+        assert_eq!(&got[..2], &[s("Z", "Z"), s("B", "A")]);
+        assert_eq!(got[2], s("BA", "A"));
+        assert_eq!(got[3], s("B", "ZZ"));
+    }
+
+    #[test]
+    fn empty_input() {
+        let (tokens, merges) = merge_counts(CountMap::default(), 10, &mut no_progress()).unwrap();
+        assert_eq!(tokens.len(), 256);
+        assert!(merges.is_empty());
+        let opts = TrainOptions::new(300, vec!["<|e|>".into()]);
+        assert!(matches!(
+            train_texts(&[""], &opts, &mut no_progress()),
+            Err(BpeError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            train_texts(&["<|e|><|e|>"], &opts, &mut no_progress()),
+            Err(BpeError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn specials_never_split_or_counted() {
+        let specials = vec!["<|e|>".to_string()];
+        let opts = TrainOptions::new(256 + 1 + 50, specials);
+        let r = train_texts(&["ab<|e|>ab<|e|>ab<|e|>"], &opts, &mut no_progress()).unwrap();
+        assert_eq!(r.vocab[0], b"<|e|>");
+        assert_eq!(r.vocab[1], vec![0u8]);
+        assert_eq!(r.merges, vec![(b"a".to_vec(), b"b".to_vec())]);
+        assert_eq!(r.vocab.len(), 1 + 256 + 1);
+        for (a, b) in &r.merges {
+            assert!(!a.contains(&b'<') && !b.contains(&b'<'));
+        }
+    }
+
+    #[test]
+    fn ids_specials_then_bytes_then_merges() {
+        let opts = TrainOptions::new(256 + 2 + 1, vec!["<a>".into(), "<b>".into()]);
+        let r = train_texts(&["xyxy"], &opts, &mut no_progress()).unwrap();
+        assert_eq!(r.vocab[0], b"<a>");
+        assert_eq!(r.vocab[1], b"<b>");
+        assert_eq!(r.vocab[2 + 65], b"A");
+        assert_eq!(r.vocab[258], b"xy");
+    }
+
+    #[test]
+    fn validation() {
+        let mk = |v, sp: &[&str]| {
+            TrainOptions::new(v, sp.iter().map(|s| s.to_string()).collect()).validate()
+        };
+        assert!(mk(256, &[]).is_ok());
+        assert!(mk(256, &["<a>"]).is_err());
+        assert!(mk(300, &["<a>", "<a>"]).is_err());
+        assert!(mk(300, &[""]).is_err());
+    }
+
+    #[test]
+    fn cuts_never_change_counts() {
+        let text =
+            "Hello  world,\n\n it's <|e|>  a test\u{3000}\u{3000}x ok.<|e|>\n中文。\n\t\tend  \n";
+        let specials = vec!["<|e|>".to_string()];
+        let splitter = SpecialSplitter::new(&specials);
+        let mut whole = CountMap::default();
+        count_text(text, &splitter, &mut whole);
+        for chunk_size in 1..40 {
+            let pool = Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(2)
+                    .build()
+                    .unwrap(),
+            );
+            let mut c = StreamCounter::new(&specials, chunk_size, pool);
+            c.begin_stream("t");
+            for piece in text.as_bytes().chunks(3) {
+                c.push(piece).unwrap();
+            }
+            c.end_stream().unwrap();
+            assert_eq!(c.finish().0, whole, "chunk size {chunk_size}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_offset_is_absolute() {
+        let mut data = b"abc def ghi jkl mno pqr ".repeat(10);
+        data.push(0xFF);
+        data.extend_from_slice(b" more text");
+        for chunk_size in [1, 7, 64, 1 << 20] {
+            let pool = Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap(),
+            );
+            let mut c = StreamCounter::new(&[], chunk_size, pool);
+            c.begin_stream("f");
+            let r = c.push(&data).and_then(|_| c.end_stream());
+            match r {
+                Err(BpeError::InvalidUtf8 { offset, byte, .. }) => {
+                    assert_eq!(offset, 240);
+                    assert_eq!(byte, 0xFF);
+                }
+                other => panic!("expected InvalidUtf8, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn thread_count_and_chunking_do_not_change_results() {
+        let text = "the cat sat on the mat; the cat's hat. ".repeat(50)
+            + "<|e|>"
+            + &"dogs and cats 123 ".repeat(30);
+        let mut base = TrainOptions::new(256 + 1 + 40, vec!["<|e|>".into()]);
+        let r1 = train_texts(&[&text], &base, &mut no_progress()).unwrap();
+        base.num_threads = Some(2);
+        base.chunk_size = 17;
+        let r2 = train_texts(&[&text], &base, &mut no_progress()).unwrap();
+        assert_eq!(r1.merges, r2.merges);
+        assert_eq!(r1.vocab, r2.vocab);
+        assert!(r1.merges.len() >= 20, "{}", r1.merges.len());
+    }
+}

@@ -150,3 +150,96 @@ def save_gpt2_files(vocab: Vocab, merges: Merges, vocab_path: str | os.PathLike,
     """Write a `vocab.json` + `merges.txt` pair, each atomically."""
     save_vocab_json(vocab, vocab_path, special_tokens)
     save_merges_txt(merges, merges_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The single self-describing file
+# ---------------------------------------------------------------------------------------------
+
+TOKENIZER_FORMAT = "bpe336-tokenizer"
+TOKENIZER_VERSION = 1
+
+
+def save_tokenizer_json(path: str | os.PathLike, vocab: Vocab, merges: Merges, special_tokens: tuple[str, ...] | list[str] = (), pattern: str | None = None) -> None:
+    """Write a tokenizer as one self-describing JSON file, atomically.
+
+    Token bytes are stored as GPT-2 byte-to-unicode strings (a bijection, so the round trip is
+    exact); the vocabulary is a list of `[id, token]` and the merges a list of `[left, right]`,
+    one per line so the file diffs and greps well:
+
+        {"format": "bpe336-tokenizer", "version": 1, "byte_encoding": "gpt2", "pattern": "...",
+         "special_tokens": ["<|endoftext|>"],
+         "vocab": [[0, "!"], ...],
+         "merges": [["Ġ", "t"], ...]}
+    """
+    dumps = functools.partial(json.dumps, ensure_ascii=False)
+    head = {
+        "format": TOKENIZER_FORMAT,
+        "version": TOKENIZER_VERSION,
+        "byte_encoding": "gpt2",
+        "pattern": pattern,
+        "special_tokens": list(special_tokens),
+    }
+    with atomic_write(path, "w") as f:
+        f.write("{\n")
+        for key, value in head.items():
+            f.write(f" {dumps(key)}: {dumps(value)},\n")
+        f.write(' "vocab": [\n')
+        ids = sorted(vocab)
+        for i, idx in enumerate(ids):
+            f.write(f"  [{idx}, {dumps(encode_token(vocab[idx]))}]{',' if i + 1 < len(ids) else ''}\n")
+        f.write(' ],\n "merges": [\n')
+        for i, (a, b) in enumerate(merges):
+            f.write(f"  [{dumps(encode_token(a))}, {dumps(encode_token(b))}]{',' if i + 1 < len(merges) else ''}\n")
+        f.write(" ]\n}\n")
+
+
+def load_tokenizer_json(path: str | os.PathLike) -> tuple[Vocab, Merges, list[str], str | None]:
+    """Read a file written by `save_tokenizer_json`: (vocab, merges, special_tokens, pattern).
+
+    Raises ValueError naming the path and the problem (and the JSON line for syntax errors)."""
+    path = _check_file(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: malformed tokenizer file: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: tokenizer file is not UTF-8 (byte offset {e.start})") from None
+    if not isinstance(data, dict) or data.get("format") != TOKENIZER_FORMAT:
+        raise ValueError(
+            f"{path}: not a {TOKENIZER_FORMAT} file (no \"format\": \"{TOKENIZER_FORMAT}\" key); "
+            "a GPT-2 vocab.json goes with its merges.txt through Tokenizer.from_files"
+        )
+    if data.get("version") != TOKENIZER_VERSION:
+        raise ValueError(f"{path}: unsupported {TOKENIZER_FORMAT} version {data.get('version')!r} (this reader knows {TOKENIZER_VERSION})")
+    if data.get("byte_encoding") != "gpt2":
+        raise ValueError(f"{path}: unsupported byte_encoding {data.get('byte_encoding')!r} (expected 'gpt2')")
+    specials = data.get("special_tokens", [])
+    if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials):
+        raise ValueError(f"{path}: special_tokens must be a list of strings")
+    pattern = data.get("pattern")
+    if pattern is not None and not isinstance(pattern, str):
+        raise ValueError(f"{path}: pattern must be a string")
+    raw_vocab, raw_merges = data.get("vocab"), data.get("merges")
+    if not isinstance(raw_vocab, list) or not isinstance(raw_merges, list):
+        raise ValueError(f"{path}: 'vocab' and 'merges' must be lists")
+    vocab: Vocab = {}
+    for i, entry in enumerate(raw_vocab):
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int) and not isinstance(entry[0], bool) and entry[0] >= 0 and isinstance(entry[1], str)):
+            raise ValueError(f"{path}: vocab entry {i} must be [non-negative id, token string], got {entry!r}")
+        idx, token = entry
+        if idx in vocab:
+            raise ValueError(f"{path}: vocab entry {i}: id {idx} is used twice")
+        try:
+            vocab[idx] = decode_token(token)
+        except ValueError as e:
+            raise ValueError(f"{path}: vocab entry {i}: {e}") from None
+    merges: Merges = []
+    for i, entry in enumerate(raw_merges):
+        if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(t, str) and t for t in entry)):
+            raise ValueError(f"{path}: merge {i} must be [left token, right token], got {entry!r}")
+        try:
+            merges.append((decode_token(entry[0]), decode_token(entry[1])))
+        except ValueError as e:
+            raise ValueError(f"{path}: merge {i}: {e}") from None
+    return vocab, merges, specials, pattern
