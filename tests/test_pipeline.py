@@ -123,6 +123,14 @@ def test_pipeline_end_to_end_tiny(tmp_path, capsys):
     assert sampling.main([*args, "--no-cache"]) == 0
     assert capsys.readouterr().out == first  # the cache changes the speed, not the text
 
+    # A tokenizer that does not belong to the model is refused with a clear message.
+    from bpe336 import Tokenizer
+
+    other = tmp_path / "other_tok"
+    Tokenizer({i: bytes([i]) for i in range(256)}, []).save(other)
+    assert sampling.main([*args, "--tokenizer", str(other)]) == 1
+    assert "vocab_size 320" in capsys.readouterr().err
+
 
 def test_pipeline_write_corpus_only(tmp_path, capsys):
     path = tmp_path / "stories.txt"
@@ -138,9 +146,13 @@ def test_pipeline_bad_arguments(tmp_path):
         pipeline.main(["--minutes", "0", "--out", str(tmp_path / "r")])
 
 
-def test_generate_without_tokenizer_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        sampling.main(["--checkpoint", str(tmp_path / "nothing.pt")])
+def test_generate_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert sampling.main(["--checkpoint", str(tmp_path / "nothing.pt")]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert sampling.main(["--checkpoint", str(junk)]) == 1
+    assert "junk.pt" in capsys.readouterr().err
 
 
 @pytest.mark.slow

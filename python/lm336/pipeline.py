@@ -376,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("lm336 pipeline: --max-steps and --threads must be >= 0")
     if args.text_file is not None and not Path(args.text_file).is_file():
         raise SystemExit(f"lm336 pipeline: {args.text_file}: no such file")
-    run_pipeline(args)
+    try:
+        run_pipeline(args)
+    except (OSError, ValueError) as e:  # unreadable corpus, bad vocab size, diverged run, ...
+        print(f"lm336 pipeline: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

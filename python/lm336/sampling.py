@@ -415,6 +415,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"lm336 generate: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     _check_sampling_args(args.temperature, args.top_p, args.top_k)
     if args.max_new_tokens < 0 or args.num_samples < 1:
         raise SystemExit("lm336 generate: --max-new-tokens must be >= 0 and --num-samples >= 1")
@@ -427,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"lm336 generate: no tokenizer found for {args.checkpoint}; pass --tokenizer DIR")
     eos_token = args.eos_token or None
     tokenizer = Tokenizer.load(tok_path)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise ValueError(
+            f"the tokenizer at {tok_path} has {tokenizer.vocab_size} tokens but the model was trained with "
+            f"vocab_size {model.config.vocab_size}; pass the run's tokenizer with --tokenizer"
+        )
     for n in range(args.num_samples):
         seed = None if args.seed is None else args.seed + n
         if args.num_samples > 1:
