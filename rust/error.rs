@@ -6,7 +6,10 @@ use std::fmt;
 #[derive(Debug)]
 pub enum BpeError {
     /// An I/O failure on a named path (missing, unreadable, ...).
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// A directory was given where a file is expected.
     IsADirectory { path: String },
     /// Input bytes that are not UTF-8, with the absolute byte offset of the first bad byte.
@@ -16,7 +19,11 @@ pub enum BpeError {
     /// A token id that the vocabulary does not contain.
     UnknownId(u64),
     /// A vocab or merges file that does not parse.
-    MalformedFile { path: String, line: usize, reason: String },
+    MalformedFile {
+        path: String,
+        line: usize,
+        reason: String,
+    },
 }
 
 impl fmt::Display for BpeError {
@@ -25,7 +32,10 @@ impl fmt::Display for BpeError {
             BpeError::Io { path, source } => write!(f, "{path}: {source}"),
             BpeError::IsADirectory { path } => write!(f, "{path}: is a directory, expected a file"),
             BpeError::InvalidUtf8 { path, offset, byte } => {
-                write!(f, "{path}: invalid UTF-8 at byte offset {offset} (byte 0x{byte:02x})")
+                write!(
+                    f,
+                    "{path}: invalid UTF-8 at byte offset {offset} (byte 0x{byte:02x})"
+                )
             }
             BpeError::InvalidArgument(msg) => write!(f, "{msg}"),
             BpeError::UnknownId(id) => write!(f, "token id {id} is not in the vocabulary"),

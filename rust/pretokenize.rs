@@ -255,6 +255,19 @@ pub fn for_each_pretoken_bytes<'a>(text: &'a str, mut f: impl FnMut(&'a [u8])) {
     }
 }
 
+/// Calls `f(start, end)` with the byte range of each pre-token of `b` (valid UTF-8), in
+/// order: the form the counter needs, which reads the bytes around a pre-token itself.
+#[inline]
+pub fn for_each_pretoken_range(b: &[u8], mut f: impl FnMut(usize, usize)) {
+    let t = class_table();
+    let mut i = 0;
+    while i < b.len() {
+        let j = pretoken_end_with(t, b, i);
+        f(i, j);
+        i = j;
+    }
+}
+
 /// A piece of text after special-token splitting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Segment<'a> {

@@ -27,7 +27,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{BpeError, Result};
 use crate::pretokenize::{
-    char_class, for_each_pretoken_bytes, CharClass, Segment, SpecialSplitter,
+    char_class, for_each_pretoken_range, CharClass, Segment, SpecialSplitter,
 };
 
 /// Distinct pre-tokens (their bytes) and how often each occurs.
@@ -150,18 +150,161 @@ pub struct TrainResult {
 ///
 /// `count_text("a a", ..)` -> `{b"a": 1, b" a": 1}`.
 pub fn count_text(text: &str, splitter: &SpecialSplitter, counts: &mut CountMap) {
-    splitter.for_each_segment(text, |seg| {
-        if let Segment::Text(t) = seg {
-            for_each_pretoken_bytes(t, |p| {
-                // Look up by borrowed slice; allocate the key only on first sight.
-                if let Some(c) = counts.get_mut(p) {
-                    *c += 1;
-                } else {
-                    counts.insert(p.into(), 1);
-                }
-            });
+    let mut packed = PretokenCounts::default();
+    packed.count_text(text, splitter);
+    packed.drain_into(counts);
+}
+
+/// Hasher for integer keys (packed pre-tokens, packed pairs): one folded 64x64->128-bit
+/// multiply, which mixes every input bit into every output bit. FxHash's multiply only
+/// carries differences upward, so packed keys that differ only in their high bytes (the last
+/// characters of an 8-byte pre-token) would all share a bucket.
+#[derive(Default, Clone, Copy)]
+pub struct MixHasher(u64);
+
+#[inline(always)]
+fn folded_mul(a: u64, b: u64) -> u64 {
+    let p = (a as u128) * (b as u128);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl std::hash::Hasher for MixHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
         }
-    });
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = folded_mul(self.0 ^ i ^ 0x243F_6A88_85A3_08D3, 0x9E37_79B9_7F4A_7C15);
+    }
+
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.0 = folded_mul(
+            self.0 ^ (i as u64) ^ 0x243F_6A88_85A3_08D3,
+            ((i >> 64) as u64) ^ 0x9E37_79B9_7F4A_7C15,
+        );
+    }
+}
+
+/// A hash map keyed by integers, hashed with `MixHasher`.
+pub type IntMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<MixHasher>>;
+
+/// A packed pre-token as two `u64` halves: 24-byte map entries instead of the 32 that a
+/// 16-byte-aligned `u128` key costs (the counting maps are bound by cache misses).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PackedKey {
+    lo: u64,
+    hi: u64,
+}
+
+impl From<u128> for PackedKey {
+    #[inline]
+    fn from(k: u128) -> Self {
+        PackedKey {
+            lo: k as u64,
+            hi: (k >> 64) as u64,
+        }
+    }
+}
+
+impl From<PackedKey> for u128 {
+    #[inline]
+    fn from(k: PackedKey) -> u128 {
+        ((k.hi as u128) << 64) | k.lo as u128
+    }
+}
+
+impl std::hash::Hash for PackedKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from(*self));
+    }
+}
+
+/// Pre-token counts of one worker. Pre-tokens under 16 bytes (nearly all of them) are packed
+/// into a `u128` (bytes, zero padded, length in the top byte), so hashing and comparing a key
+/// is a few integer instructions instead of a slice hash and a `memcmp`; longer ones are
+/// keyed by their bytes, allocated only on first sight.
+#[derive(Default)]
+pub struct PretokenCounts {
+    short: IntMap<PackedKey, u64>,
+    long: CountMap,
+}
+
+impl PretokenCounts {
+    /// Counts the pre-tokens of the ordinary text of `text`.
+    pub fn count_text(&mut self, text: &str, splitter: &SpecialSplitter) {
+        splitter.for_each_segment(text, |seg| {
+            if let Segment::Text(t) = seg {
+                self.count_segment(t.as_bytes());
+            }
+        });
+    }
+
+    #[inline]
+    fn count_segment(&mut self, b: &[u8]) {
+        let (short, long) = (&mut self.short, &mut self.long);
+        for_each_pretoken_range(b, |i, j| {
+            let len = j - i;
+            if len < 16 {
+                let key = if i + 16 <= b.len() {
+                    // One unaligned load, then mask off the bytes past the pre-token.
+                    let word = u128::from_le_bytes(b[i..i + 16].try_into().expect("16 bytes"));
+                    word & ((1u128 << (8 * len)) - 1)
+                } else {
+                    let mut buf = [0u8; 16];
+                    buf[..len].copy_from_slice(&b[i..j]);
+                    u128::from_le_bytes(buf)
+                } | ((len as u128) << 120);
+                *short.entry(PackedKey::from(key)).or_insert(0) += 1;
+            } else if let Some(c) = long.get_mut(&b[i..j]) {
+                *c += 1;
+            } else {
+                long.insert(b[i..j].into(), 1);
+            }
+        });
+    }
+
+    /// Number of distinct pre-tokens.
+    pub fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds these counts to `other`.
+    pub fn merge_into(self, other: &mut PretokenCounts) {
+        for (k, v) in self.short {
+            *other.short.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in self.long {
+            *other.long.entry(k).or_insert(0) += v;
+        }
+    }
+
+    /// Moves the counts into a map keyed by the pre-token bytes.
+    pub fn drain_into(self, out: &mut CountMap) {
+        out.reserve(self.len());
+        for (k, v) in self.short {
+            let bytes = u128::from(k).to_le_bytes();
+            let len = bytes[15] as usize;
+            *out.entry(bytes[..len].into()).or_insert(0) += v;
+        }
+        for (k, v) in self.long {
+            *out.entry(k).or_insert(0) += v;
+        }
+    }
 }
 
 #[inline]
@@ -213,7 +356,7 @@ pub fn find_cut(buf: &[u8], splitter: &SpecialSplitter) -> Option<usize> {
 struct Shared {
     splitter: SpecialSplitter,
     /// One map per pool thread (uncontended locks), merged at the end.
-    maps: Vec<Mutex<CountMap>>,
+    maps: Vec<Mutex<PretokenCounts>>,
     /// Chunks handed to the pool and not yet counted.
     in_flight: Mutex<usize>,
     idle: Condvar,
@@ -246,7 +389,7 @@ impl StreamCounter {
         let shared = Shared {
             splitter: SpecialSplitter::new(special_tokens),
             maps: (0..threads)
-                .map(|_| Mutex::new(CountMap::default()))
+                .map(|_| Mutex::new(PretokenCounts::default()))
                 .collect(),
             in_flight: Mutex::new(0),
             idle: Condvar::new(),
@@ -328,7 +471,7 @@ impl StreamCounter {
             let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
             {
                 let mut counts = shared.maps[idx].lock().expect("count map lock");
-                count_text(&text, &shared.splitter, &mut counts);
+                counts.count_text(&text, &shared.splitter);
             }
             drop(text);
             let mut n = shared.in_flight.lock().expect("counter lock");
@@ -346,7 +489,7 @@ impl StreamCounter {
                 n = self.shared.idle.wait(n).expect("counter lock");
             }
         }
-        let mut maps: Vec<CountMap> = self
+        let mut maps: Vec<PretokenCounts> = self
             .shared
             .maps
             .iter()
@@ -355,12 +498,12 @@ impl StreamCounter {
         // Merge into the largest map: fewest insertions.
         maps.sort_by_key(|m| std::cmp::Reverse(m.len()));
         let mut maps = maps.into_iter();
-        let mut total = maps.next().unwrap_or_default();
+        let mut merged = maps.next().unwrap_or_default();
         for m in maps {
-            for (k, v) in m {
-                *total.entry(k).or_insert(0) += v;
-            }
+            m.merge_into(&mut merged);
         }
+        let mut total = CountMap::default();
+        merged.drain_into(&mut total);
         (total, self.input_bytes)
     }
 

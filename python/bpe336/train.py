@@ -1,5 +1,213 @@
-"""`train_bpe`: train a byte-level BPE tokenizer (Rust core). (Filled in by the trainer work.)"""
+"""`train_bpe`: train a byte-level BPE tokenizer (the Rust core does the work).
+
+Semantics (SPEC §1): special tokens get ids 0.., then the 256 single bytes in byte order, then
+one id per merge; `vocab_size` counts all three. Text is pre-tokenized with the GPT-2 pattern,
+special tokens are hard boundaries that never enter the counts, each round merges the most
+frequent adjacent pair and ties go to the lexicographically greatest `(bytes_a, bytes_b)`.
+Training stops early when no pair is left.
+
+Input is streamed in chunks and counted in parallel, so memory is bounded by the number of
+distinct pre-tokens, not the input size. Several files are independent texts (no pre-token
+spans two files); the strings of an iterator are one text, as if concatenated into one file.
+An input with no text outside special tokens (an empty corpus) raises ValueError.
+
+    vocab, merges = train_bpe("corpus.txt", vocab_size=10_000, special_tokens=["<|endoftext|>"])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _core
+
+Vocab = dict[int, bytes]
+Merges = list[tuple[bytes, bytes]]
+ProgressArg = bool | Callable[[str, int, int], Any]
+
+__all__ = ["train_bpe", "train_bpe_from_iterator", "train_bpe_with_stats", "TrainStats"]
+
+TrainStats = dict[str, int]
 
 
-def train_bpe(input_path, vocab_size, special_tokens=(), **options):
-    raise NotImplementedError
+def _check_specials(special_tokens: Iterable[str]) -> list[str]:
+    if isinstance(special_tokens, (str, bytes)):
+        raise TypeError("special_tokens must be a sequence of str, not a single string")
+    specials = list(special_tokens)
+    seen: set[str] = set()
+    for i, tok in enumerate(specials):
+        if not isinstance(tok, str):
+            raise TypeError(f"special token {i} must be str, got {type(tok).__name__}")
+        if not tok:
+            raise ValueError(f"special token {i} is empty")
+        if tok in seen:
+            raise ValueError(f"special token {tok!r} is given twice")
+        seen.add(tok)
+    return specials
+
+
+def _check_vocab_size(vocab_size: int, n_specials: int) -> int:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise TypeError(f"vocab_size must be int, got {type(vocab_size).__name__}")
+    minimum = 256 + n_specials
+    if vocab_size < minimum:
+        raise ValueError(f"vocab_size {vocab_size} is too small: it must be at least 256 + {n_specials} special tokens = {minimum}")
+    return vocab_size
+
+
+def _check_threads(num_threads: int | None) -> int | None:
+    if num_threads is None:
+        return None
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int):
+        raise TypeError(f"num_threads must be int or None, got {type(num_threads).__name__}")
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+    return num_threads
+
+
+def _check_path(p: str | os.PathLike) -> Path:
+    if not isinstance(p, (str, os.PathLike)):
+        raise TypeError(f"input paths must be str or os.PathLike, got {type(p).__name__}")
+    path = Path(p)
+    if path.is_dir():
+        raise IsADirectoryError(21, f"{path}: is a directory, expected a text file", str(path))
+    if not path.exists():
+        raise FileNotFoundError(2, f"{path}: no such file", str(path))
+    return path
+
+
+class _Bar:
+    """A tqdm bar per phase ("count" in MB, "merge" in merges), fed by the core's callback."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(phase)
+        if bar is None:
+            if phase == "count":
+                bar = tqdm(total=(total / 1e6) or None, unit="MB", desc="counting pre-tokens", bar_format=None)
+            else:
+                bar = tqdm(total=total, unit="merge", desc="merging")
+            self.bars[phase] = bar
+            for other, b in self.bars.items():
+                if other != phase:
+                    b.close()
+        value = done / 1e6 if phase == "count" else done
+        bar.update(value - bar.n)
+
+    def close(self) -> None:
+        for b in self.bars.values():
+            b.close()
+
+
+def _progress_callback(progress: ProgressArg) -> tuple[Callable[[str, int, int], Any] | None, _Bar | None]:
+    if progress is True:
+        bar = _Bar()
+        return bar, bar
+    if progress is False or progress is None:
+        return None, None
+    if callable(progress):
+        return progress, None
+    raise TypeError("progress must be a bool or a callable (phase: str, done: int, total: int)")
+
+
+def _to_python(raw: tuple[list[bytes], list[tuple[bytes, bytes]], dict]) -> tuple[Vocab, Merges, TrainStats]:
+    tokens, merges, stats = raw
+    return dict(enumerate(tokens)), merges, stats
+
+
+def train_bpe_with_stats(
+    input_path: str | os.PathLike | Sequence[str | os.PathLike],
+    vocab_size: int,
+    special_tokens: Iterable[str] = (),
+    *,
+    num_threads: int | None = None,
+    progress: ProgressArg = False,
+    chunk_size: int | None = None,
+) -> tuple[Vocab, Merges, TrainStats]:
+    """`train_bpe`, also returning statistics: `distinct_pretokens`, `total_pretokens`,
+    `input_bytes`."""
+    paths_in = [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path)
+    if not paths_in:
+        raise ValueError("no input files given")
+    paths = [str(_check_path(p)) for p in paths_in]
+    specials = _check_specials(special_tokens)
+    vocab_size = _check_vocab_size(vocab_size, len(specials))
+    threads = _check_threads(num_threads)
+    callback, bar = _progress_callback(progress)
+    try:
+        raw = _core.train_bpe_files(paths, vocab_size, specials, threads, chunk_size, callback)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _to_python(raw)
+
+
+def train_bpe(
+    input_path: str | os.PathLike | Sequence[str | os.PathLike],
+    vocab_size: int,
+    special_tokens: Iterable[str] = (),
+    *,
+    num_threads: int | None = None,
+    progress: ProgressArg = False,
+    chunk_size: int | None = None,
+) -> tuple[Vocab, Merges]:
+    """Train a byte-level BPE tokenizer on one or more UTF-8 text files.
+
+    Args:
+        input_path: a path, or a list of paths (each file is an independent text).
+        vocab_size: final vocabulary size, counting special tokens, the 256 bytes and merges.
+        special_tokens: strings that split the text and get ids 0, 1, ... in this order.
+        num_threads: worker threads (default: rayon's default, honouring RAYON_NUM_THREADS).
+        progress: True for tqdm bars, or a callable `(phase, done, total)` with phase
+            "count" (bytes) or "merge" (merges); an exception it raises stops training.
+        chunk_size: streaming chunk size in bytes (results never depend on it; for tests).
+
+    Returns:
+        `(vocab, merges)`: `vocab` maps id -> token bytes, `merges` lists `(bytes, bytes)` pairs
+        in creation order.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, PermissionError: for unusable input paths.
+        UnicodeDecodeError: input that is not UTF-8 (the message gives path and byte offset).
+        ValueError: vocab_size below 256 + specials, empty or repeated special tokens, or an
+            input with no text to train on.
+        TypeError: arguments of the wrong type.
+    """
+    vocab, merges, _ = train_bpe_with_stats(
+        input_path, vocab_size, special_tokens, num_threads=num_threads, progress=progress, chunk_size=chunk_size
+    )
+    return vocab, merges
+
+
+def train_bpe_from_iterator(
+    iterable: Iterable[str],
+    vocab_size: int,
+    special_tokens: Iterable[str] = (),
+    *,
+    num_threads: int | None = None,
+    progress: ProgressArg = False,
+    chunk_size: int | None = None,
+) -> tuple[Vocab, Merges]:
+    """Train on the strings of an iterable, treated as one text (their concatenation), so
+    `train_bpe_from_iterator(open(path))` equals `train_bpe(path)`. Strings are pulled in
+    batches; memory stays bounded by the distinct pre-tokens. Arguments and result as
+    `train_bpe`; a non-str item raises TypeError."""
+    if isinstance(iterable, (str, bytes)):
+        raise TypeError("train_bpe_from_iterator takes an iterable of str, not a single string (wrap it in a list)")
+    specials = _check_specials(special_tokens)
+    vocab_size = _check_vocab_size(vocab_size, len(specials))
+    threads = _check_threads(num_threads)
+    callback, bar = _progress_callback(progress)
+    try:
+        raw = _core.train_bpe_iter(iter(iterable), vocab_size, specials, threads, chunk_size, callback)
+    finally:
+        if bar is not None:
+            bar.close()
+    vocab, merges, _ = _to_python(raw)
+    return vocab, merges
