@@ -115,7 +115,7 @@ def prompt_from(valid_path: Path, words: int = 4) -> str:
 # 2. Sizing the run ------------------------------------------------------------------------------
 
 
-def time_train_step(cfg, device: str = "cpu", warmup: int = 2, steps: int = 3) -> float:
+def time_train_step(cfg, device: str = "cpu", warmup: int = 2, steps: int = 5) -> float:
     """Median seconds per optimizer step of `cfg` (a TrainConfig) on random tokens: forward,
     cross-entropy, backward, clipping and AdamW, with lm336's own components."""
     import statistics
@@ -266,7 +266,9 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     tok_dir = run_dir / "tokenizer"
     tok_dir.mkdir(exist_ok=True)
     tokenizer.save(tok_dir)
-    _stage(2, "tokenizer", t0, f"BPE vocab {tokenizer.vocab_size:,} ({len(merges):,} merges) -> {tok_dir}")
+    short = (f"; the corpus ran out of pairs to merge before {args.vocab_size:,}"
+             if tokenizer.vocab_size < args.vocab_size else "")  # fmt: skip
+    _stage(2, "tokenizer", t0, f"BPE vocab {tokenizer.vocab_size:,} ({len(merges):,} merges{short}) -> {tok_dir}")
 
     # 3. Tokens.
     t0 = time.perf_counter()
