@@ -24,7 +24,6 @@ import torch
 from torch import Tensor
 from torch.nn import Module
 
-_RESERVED = ("model", "optimizer", "iteration")
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile, DistributedDataParallel
 
 
@@ -137,9 +136,6 @@ def save_checkpoint(
     A path is written atomically (temporary file, fsync, rename); a file object is written in place.
     Model keys are saved without torch.compile/DDP wrapper prefixes.
     """
-    clash = [k for k in extra if k in _RESERVED]
-    if clash:
-        raise ValueError(f"extra checkpoint keys {clash} clash with the reserved keys {_RESERVED}")
     obj = {
         "model": _unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -225,10 +221,10 @@ def load_checkpoint(
         if shapes:
             parts.append("shape differences: " + "; ".join(shapes))
         raise ValueError(f"checkpoint {_describe(src)} does not match the model: " + "; ".join(parts))
+    if optimizer is not None and ckpt.get("optimizer") is None:
+        raise ValueError(f"checkpoint {_describe(src)} holds no optimizer state")
     model.load_state_dict(state)
     if optimizer is not None:
-        if ckpt.get("optimizer") is None:
-            raise ValueError(f"checkpoint {_describe(src)} holds no optimizer state")
         optimizer.load_state_dict(ckpt["optimizer"])
     return int(ckpt["iteration"])
 

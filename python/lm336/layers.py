@@ -246,7 +246,10 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
         if mask.dtype != torch.bool:
             raise ValueError(f"attention mask must be boolean (True = may attend), got {mask.dtype}")
         scores = torch.where(mask, scores, float("-inf"))
-    return softmax(scores, dim=-1) @ v  # (..., queries, d_v)
+    # Under bf16/fp16 autocast the scores arrive in half precision; normalise them in float32 (as
+    # autocast does for torch's softmax), then multiply with v in its own dtype.
+    probs = softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1)  # (..., queries, keys)
+    return probs.to(v.dtype) @ v  # (..., queries, d_v)
 
 
 class CausalMask(Module):
@@ -295,7 +298,7 @@ class MultiHeadSelfAttention(Module):
         if rope is None and theta is not None:
             if max_seq_len is None:
                 raise ValueError("building RoPE from theta needs max_seq_len")
-            rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device)
+            rope = RotaryPositionalEmbedding(theta, self.d_k, max_seq_len, device=device, dtype=dtype)
         if rope is not None and rope.d_k != self.d_k:
             raise ValueError(f"RoPE d_k={rope.d_k} does not match d_model/num_heads={self.d_k}")
         self.rope = rope
