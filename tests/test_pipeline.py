@@ -7,6 +7,7 @@ Run: pytest tests/test_pipeline.py -q            (add -m slow for the KJV run)
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -112,6 +113,10 @@ def test_pipeline_end_to_end_tiny(tmp_path, capsys):
     result = json.loads((out / "pipeline.json").read_text())
     assert result["steps"] == 12 and math.isfinite(result["final_val_loss"])
     assert result["sample"] and result["sample"] in printed
+    if importlib.util.find_spec("lm336.plot") and importlib.util.find_spec("matplotlib"):
+        assert sorted(p.name for p in out.glob("curves_*.png")) == ["curves_train_loss.png", "curves_val_loss.png"]
+    else:
+        assert "curves     : skipped" in printed
 
     # The generate command finds the model config in the checkpoint and the tokenizer in the run.
     args = ["--checkpoint", str(out / "ckpt.pt"), "--max-new-tokens", "16", "--seed", "3", "--device", "cpu"]
@@ -130,6 +135,20 @@ def test_pipeline_end_to_end_tiny(tmp_path, capsys):
     Tokenizer({i: bytes([i]) for i in range(256)}, []).save(other)
     assert sampling.main([*args, "--tokenizer", str(other)]) == 1
     assert "vocab_size 320" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (SHARED / "fixtures" / "corpus.en").exists(), reason=f"{SHARED}/fixtures not present")
+def test_pipeline_on_a_text_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [str(SHARED / "fixtures" / "corpus.en"), "--out", str(out), *TINY]
+    argv[argv.index("--max-steps") + 1] = "3"
+    assert pipeline.main(argv) == 0
+    result = json.loads((out / "pipeline.json").read_text())
+    # The sample continues the first words of the held-out part of the file.
+    valid = (out / "data" / "valid.txt").read_text(encoding="utf-8")
+    assert result["prompt"] == prompt_from(out / "data" / "valid.txt") and result["prompt"] in valid
+    assert not (out / "data" / "stories.txt").exists()
+    assert result["prompt"] + result["sample"] in capsys.readouterr().out
 
 
 def test_pipeline_write_corpus_only(tmp_path, capsys):
