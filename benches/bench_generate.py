@@ -5,7 +5,8 @@ d_ff 1,344) with random weights; greedy decoding (no eos), so both paths produce
 the same number of tokens (checked). Prints medians over repeats and the speed-up.
 
     python benches/bench_generate.py                      # CPU, 16-token prompt, 128 new tokens
-    python benches/bench_generate.py --new-tokens 240 --repeats 5 --device cuda
+    python benches/bench_generate.py --new-tokens 240 --threads 1   # up to the full 256-token context
+    python benches/bench_generate.py --device cuda
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=128, help="tokens generated per run")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per mode (after one warm-up)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
