@@ -262,8 +262,22 @@ def test_bad_prompts(model):
         generate_ids(model, [1, 999], max_new_tokens=3)
     with pytest.raises(TypeError, match="prompt must be a str"):
         generate(model, ByteTokenizer(), [1, 2])
+    with pytest.raises(ValueError, match="nosuchtoken"):
+        generate(model, ByteTokenizer(), "hi", eos_token="<|nosuchtoken|>")
+
+    class NoSpecials(ByteTokenizer):
+        def token_to_id(self, token):
+            if token == self.eot:
+                raise KeyError(token)
+            return super().token_to_id(token)
+
     with pytest.raises(ValueError, match="empty prompt"):
-        generate(model, ByteTokenizer(), "", eos_token="<|nosuchtoken|>")
+        generate(model, NoSpecials(), "")
+    # Without the default eos in the vocabulary generation simply runs to max_new_tokens.
+    assert len(generate_ids(model, NoSpecials().encode("hi"), max_new_tokens=5)) == 5
+    assert generate(model, NoSpecials(), "hi", max_new_tokens=5, temperature=0) == generate(
+        model, ByteTokenizer(), "hi", max_new_tokens=5, temperature=0, eos_token=None
+    )
 
 
 def test_zero_new_tokens(model):

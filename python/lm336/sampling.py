@@ -213,8 +213,11 @@ def generate_ids(model, prompt_ids: Sequence[int], **kwargs) -> list[int]:
 
 
 def _prompt_ids(tokenizer, prompt: str, eos_token: str | None) -> tuple[list[int], int | None]:
+    """Prompt ids and the eos id. The default eos token may be absent from a tokenizer (then
+    nothing stops generation early); any other eos token must exist, so a typo is not silent."""
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+
     def lookup(token: str) -> int | None:
         try:
             return tokenizer.token_to_id(token)
@@ -222,6 +225,8 @@ def _prompt_ids(tokenizer, prompt: str, eos_token: str | None) -> tuple[list[int
             return None
 
     eos_id = lookup(eos_token) if eos_token is not None else None
+    if eos_id is None and eos_token not in (None, EOT):
+        raise ValueError(f"eos_token {eos_token!r} is not a token of the tokenizer")
     ids = tokenizer.encode(prompt) if prompt else []
     if not ids:
         # An empty prompt means "a new document": condition on the document separator.
@@ -290,7 +295,8 @@ def generate(
         top_p: nucleus sampling mass in (0, 1]; 1 disables.
         top_k: keep the k most likely tokens; None disables.
         seed: a seed makes the run repeat exactly.
-        eos_token: generation stops when the model emits it; None = never stop early.
+        eos_token: generation stops when the model emits it (not included); None = never stop early.
+            The default may be missing from the tokenizer (no early stop); another missing token is an error.
         use_cache: use the KV cache (same output, much faster).
 
     Returns:
