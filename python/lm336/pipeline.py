@@ -8,7 +8,8 @@ children's stories (lm336.corpus). Stages, each printing a one-line summary with
   2. tokenizer: bpe336.train_bpe on the train split (special token <|endoftext|>), saved in the run.
   3. tokens: both splits encoded to .npy token arrays with Tokenizer.encode_file.
   4. model: lm336.training.train for about --minutes: a few optimizer steps are timed first and
-     max_steps is set so the run (validation included) fits the budget.
+     max_steps is set so the run (validation included) fits the budget. On the CPU the timing
+     also picks PyTorch's default thread count or one thread, whichever is faster on this machine.
   5. sample: a continuation of the prompt, plus where the curves, log and checkpoint went and the
      final validation loss and perplexity.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -115,9 +117,13 @@ def prompt_from(valid_path: Path, words: int = 4) -> str:
 # 2. Sizing the run ------------------------------------------------------------------------------
 
 
-def time_train_step(cfg, device: str = "cpu", warmup: int = 2, steps: int = 5) -> float:
+def time_train_step(
+    cfg, device: str = "cpu", steps: int = 5, max_seconds: float = 6.0, warmup: int = 1, slower_than: float = math.inf
+) -> float:
     """Median seconds per optimizer step of `cfg` (a TrainConfig) on random tokens: forward,
-    cross-entropy, backward, clipping and AdamW, with lm336's own components."""
+    cross-entropy, backward, clipping and AdamW, with lm336's own components. `warmup` untimed
+    steps, then up to `steps` timed steps: fewer (at least two) once `max_seconds` have passed,
+    and just one when that one already takes longer than `slower_than` seconds."""
     import statistics
 
     import torch
@@ -132,7 +138,8 @@ def time_train_step(cfg, device: str = "cpu", warmup: int = 2, steps: int = 5) -
     opt = AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, m.vocab_size, (run.batch_size, m.context_length + 1), generator=gen).to(dev)
-    times = []
+    times: list[float] = []
+    start = time.perf_counter()
     for i in range(warmup + steps):
         t = time.perf_counter()
         loss = cross_entropy(model(x[:, :-1]), x[:, 1:])
@@ -143,7 +150,31 @@ def time_train_step(cfg, device: str = "cpu", warmup: int = 2, steps: int = 5) -
         float(loss.detach())  # waits for the device
         if i >= warmup:
             times.append(time.perf_counter() - t)
+            if times[0] > slower_than:
+                break
+        if len(times) >= 2 and time.perf_counter() - start > max_seconds:
+            break
     return statistics.median(times)
+
+
+def choose_threads(cfg, device: str) -> tuple[int, float]:
+    """(threads, seconds per step): PyTorch's default thread count or a single thread, whichever
+    trains faster here, and leaves it set. NOTE: on a machine whose cores are busy with other
+    work, several threads can be several times slower than one (they wait for each other)."""
+    import torch
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(1)
+    one = time_train_step(cfg, device, steps=3, max_seconds=4.0)
+    if default == 1:
+        return 1, one
+    torch.set_num_threads(default)
+    # The single-thread run warmed up the allocator; stop early when several threads are clearly slower.
+    many = time_train_step(cfg, device, max_seconds=max(2.0, 4 * one), warmup=0, slower_than=2 * one)
+    if one < many:
+        torch.set_num_threads(1)
+        return 1, one
+    return default, many
 
 
 def plan_steps(budget_s: float, step_s: float, eval_batches: int, evals: int) -> int:
@@ -196,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=0, help="train exactly this many steps instead; 0 = fit --minutes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for PyTorch; 0 = PyTorch's default (one per core). On a busy machine 1 can be faster")
+                   help="CPU threads for PyTorch; 0 = measure PyTorch's default against 1 and take the faster "
+                        "(on a busy machine one thread can be several times faster)")
     p.add_argument("--valid-fraction", type=float, default=0.05, help="share of the corpus held out (default 0.05)")
     p.add_argument("--corpus-mb", type=float, default=3.0, help="size of the generated corpus in MB (default 3)")
     p.add_argument("--corpus-seed", type=int, default=0, help="seed of the generated corpus (default 0)")
@@ -233,7 +265,7 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     from bpe336 import Tokenizer, train_bpe
     from bpe336.atomic import atomic_write
 
-    from .sampling import generate
+    from .sampling import generate, resolve_device
     from .training import train
 
     if args.threads:
@@ -284,12 +316,19 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     # 4. Model.
     t0 = time.perf_counter()
     cfg = build_train_config(args, tokenizer.vocab_size, train_npy, valid_npy, run_dir)
+    import torch
+
     if args.max_steps:
         plan = f"{cfg.run.max_steps} steps (--max-steps)"
     else:
-        step_s = time_train_step(cfg, args.device)
+        if args.threads or resolve_device(cfg.run.device).type != "cpu":
+            step_s = time_train_step(cfg, cfg.run.device)
+        else:  # CPU, --threads 0: measure whether one thread or PyTorch's default is faster here
+            _, step_s = choose_threads(cfg, cfg.run.device)
         cfg.run.max_steps = plan_steps(60 * args.minutes, step_s, cfg.run.eval_batches, args.evals)
         plan = f"{cfg.run.max_steps} steps of {1000 * step_s:.0f} ms to fit {args.minutes:g} min"
+    if resolve_device(cfg.run.device).type == "cpu":
+        plan += f" on {torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''}"
     steps = cfg.run.max_steps
     cfg.run.eval_interval = max(1, -(-steps // max(args.evals, 1)))  # ceil: no extra pass right before the last
     cfg.run.log_interval = max(1, min(10, steps // 20))
