@@ -177,11 +177,15 @@ def test_generate_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "data" / "kjv.txt").exists(), reason=f"{SHARED}/data/kjv.txt not present")
 def test_pipeline_kjv_time_budget(tmp_path, capsys):
-    """The time-budgeted path on a real corpus: calibrate, train ~1 minute, sample."""
+    """The time-budgeted path on a real corpus: calibrate (threads too), train ~1 minute, sample."""
+    import torch
+
+    threads = torch.get_num_threads()
     out = tmp_path / "kjv"
     argv = [str(SHARED / "data" / "kjv.txt"), "--out", str(out), "--minutes", "1", "--vocab-size", "1000",
             "--device", "cpu", "--no-progress", "--sample-tokens", "40"]  # fmt: skip
     assert pipeline.main(argv) == 0
+    assert torch.get_num_threads() == threads  # the calibration's choice does not leak
     result = json.loads((out / "pipeline.json").read_text())
     assert result["steps"] >= 2
     assert result["final_val_loss"] < math.log(1000)  # better than uniform over the vocabulary

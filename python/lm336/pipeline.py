@@ -261,17 +261,26 @@ def _stage(n: int, name: str, t0: float, text: str) -> None:
 
 
 def run_pipeline(args: argparse.Namespace) -> dict:
-    """Run the five stages for parsed `args` (see build_parser); return a summary dict."""
+    """Run the five stages for parsed `args` (see build_parser); return a summary dict.
+    PyTorch's thread count is restored afterwards (the stages may change it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return _run_stages(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_stages(args: argparse.Namespace) -> dict:
     from bpe336 import Tokenizer, train_bpe
     from bpe336.atomic import atomic_write
 
     from .sampling import generate, resolve_device
     from .training import train
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     run_dir = Path(args.out)
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -314,10 +323,10 @@ def run_pipeline(args: argparse.Namespace) -> dict:
                             f"-> {data_dir}")  # fmt: skip
 
     # 4. Model.
-    t0 = time.perf_counter()
-    cfg = build_train_config(args, tokenizer.vocab_size, train_npy, valid_npy, run_dir)
     import torch
 
+    t0 = time.perf_counter()
+    cfg = build_train_config(args, tokenizer.vocab_size, train_npy, valid_npy, run_dir)
     if args.max_steps:
         plan = f"{cfg.run.max_steps} steps (--max-steps)"
     else:
