@@ -91,6 +91,13 @@ def test_get_batch_cuda(memmap_tokens):
     assert x.device.type == "cuda" and torch.equal(y, x + 1)
 
 
+def test_get_batch_checks_ids_against_vocab_size(memmap_tokens):
+    x, _ = get_batch(memmap_tokens, 2, 4, "cpu", vocab_size=150)  # ids 100..149 fit
+    assert x.max() < 150
+    with pytest.raises(ValueError, match=r"outside the vocabulary \[0, 120\)"):
+        get_batch(memmap_tokens, 64, 40, "cpu", vocab_size=120)  # every window reaches past 119
+
+
 def test_check_token_range():
     tokens = np.arange(100, dtype=np.uint16)
     check_token_range(tokens, 100)
@@ -209,6 +216,10 @@ def test_bad_checkpoint_files(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         read_checkpoint(tmp_path / "junk.pt")
+    save_checkpoint(TransformerLM(**TINY), None, 1, tmp_path / "numpy.pt", legacy_rng=np.random.get_state())
+    with pytest.raises(ValueError, match="weights_only=False"):
+        read_checkpoint(tmp_path / "numpy.pt")
+    assert read_checkpoint(tmp_path / "numpy.pt", weights_only=False)["legacy_rng"][0] == "MT19937"
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an lm336 checkpoint"):
         read_checkpoint(tmp_path / "other.pt")

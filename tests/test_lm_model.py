@@ -53,7 +53,8 @@ def test_state_dict_names_are_the_standard_ones():
     expected = {"token_embeddings.weight", "ln_final.weight", "lm_head.weight"}
     for i in range(2):
         expected |= {f"layers.{i}.attn.{p}_proj.weight" for p in ("q", "k", "v", "output")}
-        expected |= {f"layers.{i}.ffn.w{j}.weight" for j in (1, 2, 3)} | {f"layers.{i}.ln1.weight", f"layers.{i}.ln2.weight"}
+        expected |= {f"layers.{i}.ffn.w{j}.weight" for j in (1, 2, 3)}
+        expected |= {f"layers.{i}.ln1.weight", f"layers.{i}.ln2.weight"}
     assert set(model.state_dict()) == expected
     sd = model.state_dict()
     assert sd["layers.0.ffn.w1.weight"].shape == (48, 32) and sd["layers.0.ffn.w2.weight"].shape == (32, 48)
@@ -176,3 +177,24 @@ def test_overfits_one_batch():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.05
+
+
+def test_bf16_autocast_and_bf16_weights_with_cache():
+    torch.manual_seed(11)
+    model = TransformerLM(**SMALL)
+    ids = torch.randint(0, 50, (2, 12))
+    reference = model(ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(ids)
+        cache = model.new_kv_cache(2)  # float32 cache; bf16 keys are stored upcast
+        steps = [model(ids[:, :6], kv_cache=cache)] + [model(ids[:, t : t + 1], kv_cache=cache) for t in range(6, 12)]
+    assert logits.dtype == torch.bfloat16
+    assert_close(logits.float(), reference, rtol=0.02, atol=0.08)
+    assert_close(torch.cat(steps, 1).float(), reference, rtol=0.02, atol=0.08)
+    model.to(torch.bfloat16)
+    cache = model.new_kv_cache(2)
+    assert cache.keys[0].dtype == torch.bfloat16
+    steps = [model(ids[:, :6], kv_cache=cache)] + [model(ids[:, t : t + 1], kv_cache=cache) for t in range(6, 12)]
+    out = torch.cat(steps, 1)
+    assert out.dtype == torch.bfloat16
+    assert_close(out.float(), reference, rtol=0.02, atol=0.08)

@@ -50,11 +50,25 @@ def test_cross_entropy_bf16_logits_upcast_and_gradient():
     loss = cross_entropy(logits, targets)
     assert loss.dtype == torch.float32
     assert_close(loss, F.cross_entropy(logits.float(), targets), rtol=1e-6, atol=1e-6)
-    x = torch.randn(6, 9, dtype=F64, requires_grad=True)
-    t = torch.randint(0, 9, (6,))
+    (g,) = torch.autograd.grad(loss * 3, logits)  # the written-out gradient, scaled by the upstream grad
+    assert g.dtype == torch.bfloat16
+    logits32 = logits.detach().float().requires_grad_()
+    (g_ref,) = torch.autograd.grad(F.cross_entropy(logits32, targets) * 3, logits32)
+    assert_close(g.float(), g_ref, rtol=2**-7, atol=1e-5)
+
+
+def test_cross_entropy_gradient_matches_autograd_of_f_cross_entropy():
+    torch.manual_seed(2)
+    x = (torch.randn(2, 3, 9, dtype=F64) * 5).requires_grad_()
+    t = torch.randint(0, 9, (2, 3))
     (g,) = torch.autograd.grad(cross_entropy(x, t), x)
-    (g_ref,) = torch.autograd.grad(F.cross_entropy(x, t), x)
-    assert_close(g, g_ref, rtol=1e-12, atol=1e-14)
+    (g_ref,) = torch.autograd.grad(F.cross_entropy(x.reshape(-1, 9), t.reshape(-1)), x)
+    assert_close(g, g_ref, rtol=1e-12, atol=1e-15)
+    # Finite differences, first and second order (the backward itself is differentiable).
+    small = torch.randn(3, 5, dtype=F64, requires_grad=True)
+    small_t = torch.randint(0, 5, (3,))
+    assert torch.autograd.gradcheck(lambda z: cross_entropy(z, small_t), (small,))
+    assert torch.autograd.gradgradcheck(lambda z: cross_entropy(z, small_t), (small,))
 
 
 def test_cross_entropy_shape_mismatch():

@@ -3,8 +3,9 @@
 - `get_batch`: random windows from a 1-D token array (np.memmap of uint16/uint32 works, nothing but
   the sampled windows is read); inputs and next-token targets as (batch, seq) long tensors. On CUDA
   the batch goes through pinned memory with a non-blocking copy, so the host never waits.
-- `check_token_range`: a one-off chunked scan proving a token array fits a vocabulary (the model
-  checks ids only on CPU, to keep the GPU step free of host syncs).
+- Token ids against the vocabulary: the model checks ids only on CPU, to keep the GPU step free of
+  host syncs; `get_batch(..., vocab_size=V)` checks each batch on the host before the transfer, and
+  `check_token_range` scans a whole array once, in chunks.
 - `save_checkpoint` / `load_checkpoint` / `read_checkpoint`: model, optimizer, iteration and any
   extras (config, RNG states) in one file, written atomically; loading names every missing,
   unexpected and mis-shaped tensor.
@@ -45,6 +46,8 @@ def get_batch(
     context_length: int,
     device: str | torch.device = "cpu",
     generator: torch.Generator | np.random.Generator | None = None,
+    *,
+    vocab_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Sample `batch_size` windows uniformly from `tokens`.
 
@@ -54,6 +57,8 @@ def get_batch(
         device: where the tensors go.
         generator: torch.Generator or numpy Generator for reproducible draws; None uses torch's
             global RNG (so torch.manual_seed makes runs repeatable).
+        vocab_size: when given, raise ValueError if a sampled id is outside [0, vocab_size). The
+            check runs on the host copy before the transfer, so it never waits on the GPU.
     Returns:
         (x, y): int64 (batch, seq) tensors on `device`, y[b, i] = tokens[start_b + i + 1] for
         x[b, i] = tokens[start_b + i]; every start in [0, n - context_length - 1] is equally likely.
@@ -74,6 +79,9 @@ def get_batch(
         starts = torch.randint(0, n_starts, (batch_size,), generator=generator).numpy()
     # 2. Gather only the sampled windows (fancy indexing reads just those pages of a memmap).
     windows = tokens[starts[:, None] + np.arange(context_length + 1)]  # (batch, seq + 1)
+    if vocab_size is not None and (windows.max() >= vocab_size or windows.min() < 0):
+        bad = windows[(windows >= vocab_size) | (windows < 0)][0]
+        raise ValueError(f"token array holds id {int(bad)}, outside the vocabulary [0, {vocab_size})")
     device = torch.device(device)
     pin = device.type == "cuda"
     x = torch.empty((batch_size, context_length), dtype=torch.long, pin_memory=pin)  # (batch, seq)
@@ -181,6 +189,12 @@ def read_checkpoint(src: str | os.PathLike | IO[bytes], *, weights_only: bool = 
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a corrupt file
         if isinstance(e, (FileNotFoundError, IsADirectoryError)):
             raise
+        blocked = [line.strip() for line in str(e).splitlines() if "Unsupported global" in line]
+        if weights_only and blocked:
+            raise ValueError(
+                f"{_describe(src)}: holds objects other than tensors and plain Python data, which safe "
+                f"loading refuses ({blocked[0]}); if you trust the file, pass weights_only=False"
+            ) from e
         raise ValueError(f"{_describe(src)}: not a readable checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(ckpt, dict) or "model" not in ckpt or "iteration" not in ckpt:
         raise ValueError(f"{_describe(src)}: not an lm336 checkpoint (expected a dict with 'model' and 'iteration')")
@@ -192,16 +206,23 @@ def _describe(src) -> str:
 
 
 def load_checkpoint(
-    src: str | os.PathLike | IO[bytes], model: Module, optimizer: torch.optim.Optimizer | None = None
+    src: str | os.PathLike | IO[bytes],
+    model: Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    weights_only: bool = True,
 ) -> int:
     """Restore model (and optimizer) state from `src`; return the saved iteration.
+
+    weights_only: as for read_checkpoint (extras such as torch/numpy/random RNG states,
+    `torch.get_rng_state()`, `np.random.Generator.bit_generator.state`, `random.getstate()`, pass).
 
     Raises:
         ValueError naming every missing key, unexpected key and shape difference when the
         checkpoint does not fit the model (e.g. a different configuration), or when an optimizer is
         given but the checkpoint holds no optimizer state.
     """
-    ckpt = read_checkpoint(src)
+    ckpt = read_checkpoint(src, weights_only=weights_only)
     model = _unwrap(model)
     state = _strip_prefixes(ckpt["model"])
     expected = model.state_dict()

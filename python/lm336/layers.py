@@ -48,9 +48,17 @@ def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
 
 
 def _trunc_normal_(weight: Tensor, std: float) -> Tensor:
-    """Fill `weight` in place from N(0, std^2) truncated to [-3 std, 3 std]."""
+    """Fill `weight` in place from N(0, std^2) truncated to [-3 std, 3 std].
+
+    Inverse-CDF sampling: u uniform on [Phi(-3), Phi(3)], x = std * Phi^-1(u), where
+    Phi^-1(u) = sqrt(2) erfinv(2u - 1). Sampled in float32 (or better) so bf16 weights get exact tails.
+    """
+    edge = math.erf(3.0 / math.sqrt(2.0))  # 2 Phi(3) - 1
     with torch.no_grad():
-        return torch.nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3.0 * std, b=3.0 * std)
+        sample = torch.empty_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32))
+        sample.uniform_(-edge, edge).erfinv_().mul_(std * math.sqrt(2.0))
+        sample.clamp_(-3.0 * std, 3.0 * std)  # erfinv rounding may land a hair outside
+        return weight.copy_(sample)
 
 
 class Linear(Module):
@@ -210,7 +218,8 @@ class RotaryPositionalEmbedding(Module):
         out = super()._apply(fn, recurse)
         dtype = self.cos.dtype
         if dtype not in (torch.float32, torch.float64) or (dtype == torch.float64 and self._table_dtype != dtype):
-            self.cos, self.sin = self._tables(self.cos.device, torch.float64 if dtype == torch.float64 else torch.float32)
+            table_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+            self.cos, self.sin = self._tables(self.cos.device, table_dtype)
         self._table_dtype = self.cos.dtype
         return out
 
@@ -222,13 +231,32 @@ def softmax(x: Tensor, dim: int) -> Tensor:
     """Numerically stable softmax: exp(x - max) / sum(exp(x - max)) along `dim`.
 
     NOTE: a slice that is entirely -inf returns all zeros (torch.softmax returns NaN there).
+    The gradient is written out, p * (g - sum(g * p)), so autograd keeps only the output p (one
+    tensor per attention layer instead of the exponentials, sums and quotients).
     Example: softmax(tensor([1000., 1000.]), 0) -> [0.5, 0.5].
     """
-    x_max = x.amax(dim=dim, keepdim=True)
-    x_max = torch.where(x_max == float("-inf"), 0.0, x_max)  # all -inf: exp() below gives zeros
-    e = torch.exp(x - x_max)
-    total = e.sum(dim=dim, keepdim=True)
-    return e / torch.where(total == 0, 1.0, total)
+    return _Softmax.apply(x, dim)
+
+
+class _Softmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, dim: int) -> Tensor:
+        x_max = x.amax(dim=dim, keepdim=True)
+        x_max = torch.where(x_max == float("-inf"), 0.0, x_max)  # all -inf: exp() below gives zeros
+        e = (x - x_max).exp_()
+        total = e.sum(dim=dim, keepdim=True)
+        p = e.div_(torch.where(total == 0, 1.0, total))
+        ctx.dim = dim
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (p,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: out of place, so this backward differentiates
+            return p * (grad - (grad * p).sum(dim=ctx.dim, keepdim=True)), None
+        dot = (grad * p).sum(dim=ctx.dim, keepdim=True)
+        return (grad - dot).mul_(p), None
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -331,6 +359,8 @@ class MultiHeadSelfAttention(Module):
         """
         *lead, seq, _ = x.shape
         start = kv_cache.length if kv_cache is not None else 0
+        if self.causal_mask is not None and start + seq > self.causal_mask.max_seq_len:
+            raise ValueError(f"sequence of {start + seq} positions exceeds max_seq_len {self.causal_mask.max_seq_len}")
         # 1. Fused projection: one matmul against [W_q; W_k; W_v].
         w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight), dim=0)  # (3 d_model, d_model)
         qkv = x @ w_qkv.t()  # (..., seq, 3 d_model)

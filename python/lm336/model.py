@@ -123,7 +123,9 @@ class TransformerLM(Module):
             raise ValueError(f"ffn must be one of {FFNS}, got {ffn!r}")
         d_k = d_model // num_heads
         if position == "rope" and d_k % 2 != 0:
-            raise ValueError(f"RoPE needs an even head dimension, but d_model/num_heads = {d_model}/{num_heads} = {d_k}")
+            raise ValueError(
+                f"RoPE needs an even head dimension, but d_model/num_heads = {d_model}/{num_heads} = {d_k}"
+            )
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else d_ff
         if not isinstance(d_ff, int) or d_ff < 1:
             raise ValueError(f"d_ff must be a positive integer, got {d_ff!r}")
@@ -180,7 +182,9 @@ class TransformerLM(Module):
         cfg = self._config
         max_seq_len = cfg.context_length if max_seq_len is None else max_seq_len
         if not 1 <= max_seq_len <= cfg.context_length:
-            raise ValueError(f"KV cache max_seq_len must be in [1, context_length={cfg.context_length}], got {max_seq_len}")
+            raise ValueError(
+                f"KV cache max_seq_len must be in [1, context_length={cfg.context_length}], got {max_seq_len}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         weight = self.lm_head.weight
@@ -204,7 +208,8 @@ class TransformerLM(Module):
         else:
             if token_ids.dim() != 2 or token_ids.shape[0] != kv_cache.batch_size:
                 raise ValueError(
-                    f"with a KV cache token ids must be (batch={kv_cache.batch_size}, seq), got {tuple(token_ids.shape)}"
+                    f"with a KV cache token ids must be (batch={kv_cache.batch_size}, seq), "
+                    f"got {tuple(token_ids.shape)}"
                 )
             if kv_cache.length + seq > kv_cache.max_seq_len:
                 raise ValueError(
@@ -221,7 +226,9 @@ class TransformerLM(Module):
             if lo < 0 or hi >= cfg.vocab_size:
                 raise ValueError(f"token ids must lie in [0, {cfg.vocab_size}), got values in [{lo}, {hi}]")
 
-    def forward(self, token_ids: Tensor, token_positions: Tensor | None = None, kv_cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self, token_ids: Tensor, token_positions: Tensor | None = None, kv_cache: KVCache | None = None
+    ) -> Tensor:
         """Args:
             token_ids: (..., seq) integer ids in [0, vocab_size); (batch, seq) with a cache.
             token_positions: (..., seq) positions for RoPE; default 0..seq-1, or
