@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lm336.config import (
     ConfigError,
@@ -161,3 +163,11 @@ def test_from_dict_validates():
         TrainConfig.from_dict({"model": {"d_model": 0}})
     with pytest.raises(ConfigError, match="must be a mapping"):
         TrainConfig.from_dict([1, 2])
+
+
+@given(seed=st.integers(0, 2**62), lr=st.floats(0, 10, allow_nan=False), steps=st.integers(1, 10**9))
+def test_override_values_round_trip(seed, lr, steps):
+    cfg = apply_overrides(TrainConfig(), [f"run.seed={seed}", f"optimizer.lr={lr!r}", f"run.max_steps={steps}",
+                                          "optimizer.cosine_cycle_iters=none"])  # fmt: skip
+    assert (cfg.run.seed, cfg.optimizer.lr, cfg.run.max_steps) == (seed, lr, steps)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError, TrainConfig, apply_overrides, load_config
+from .config import ConfigError, TrainConfig, apply_overrides, config_keys, load_config
 from .data import check_token_range, get_batch, load_checkpoint, read_checkpoint, save_checkpoint
 from .model import TransformerLM
 from .optim import AdamW, clip_gradients, cross_entropy, lr_cosine_schedule
@@ -264,7 +264,13 @@ def _truncate_log(path: Path, last_step: int) -> None:
         return
     from .data import _atomic_write
 
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):  # a line torn by the kill, or not ours
+            continue
     with _atomic_write()(path, "w") as f:
         f.write("".join(line + "\n" for line in kept))
 
@@ -309,11 +315,11 @@ def _as_tuple(x):
 # --- 5. the loop --------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, *, return_model: bool = False) -> dict:
+def train(cfg: TrainConfig | dict | str | os.PathLike, *, return_model: bool = False) -> dict:
     """Train a TransformerLM as `cfg` says; see the module docstring for the stages.
 
     Args:
-        cfg: a TrainConfig (validated again here).
+        cfg: a TrainConfig (validated again here), its dict form, or a TOML/JSON config path.
         return_model: also return the trained (unwrapped) model under "model" (not written to disk).
 
     Returns:
@@ -324,7 +330,9 @@ def train(cfg: TrainConfig, *, return_model: bool = False) -> dict:
         DivergedError: the loss or gradient norm became NaN/inf (the last good checkpoint is kept).
         DataError, FileNotFoundError: unusable token files. ConfigError: an invalid config.
     """
-    cfg = TrainConfig.from_dict(cfg.to_dict())  # validate, and never mutate the caller's object
+    if isinstance(cfg, (str, os.PathLike)):
+        cfg = load_config(cfg)
+    cfg = TrainConfig.from_dict(cfg if isinstance(cfg, dict) else cfg.to_dict())  # validated private copy
     ddp = _setup_distributed(cfg.run.device)
     try:
         return _train(cfg, ddp, return_model)
@@ -338,9 +346,10 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     # 1. Device, precision, seeds, run directory.
     device = _resolve_device(run.device, ddp.local_rank, ddp.enabled)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        if device.index is not None:
+            torch.cuda.set_device(device)
         if run.tf32:  # TF32 tensor cores for float32 matmuls (10 mantissa bits; bf16 autocast is coarser)
-            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.set_float32_matmul_precision("high")
             torch.backends.cudnn.allow_tf32 = True
     param_dtype = _DTYPES[run.dtype]
     amp_name = ("bfloat16" if device.type == "cuda" else "none") if run.autocast == "auto" else run.autocast
@@ -388,11 +397,17 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         del ckpt
     elif ckpt_path.exists() and ddp.master:
         warnings.warn(f"{ckpt_path} exists and run.resume is off: starting afresh and overwriting it", stacklevel=3)
-    fwd = torch.compile(model) if use_compile else model
+    fwd = eval_fwd = torch.compile(model) if use_compile else model
     if ddp.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
+        # The buffers (RoPE tables, causal mask) are constants: no need to broadcast them every step
+        # (the option was renamed in newer PyTorch).
+        import inspect
+
+        no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                   else "broadcast_buffers")  # fmt: skip
+        fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None, **{no_sync: False})
     params = list(model.parameters())
 
     if ddp.master:
@@ -409,7 +424,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         else contextlib.nullcontext
     )
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None  # fp16 needs loss scaling
-    cosine_iters = ocfg.cosine_cycle_iters if ocfg.cosine_cycle_iters is not None else run.max_steps
+    cosine_iters = ocfg.cosine_cycle_iters if ocfg.cosine_cycle_iters is not None else max(run.max_steps, ocfg.warmup_iters)
     tokens_per_step = run.batch_size * mcfg.context_length
 
     def lr_at(it: int) -> float:
@@ -421,19 +436,20 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
 
     @torch.no_grad()
     def evaluate() -> tuple[float, float]:
-        """Mean loss over the fixed validation windows (every process its share, then summed)."""
-        fwd.eval()
+        """Mean loss over the fixed validation windows (every process its share, then summed).
+        Runs the model without the DDP wrapper: no collectives until the one all-reduce."""
+        eval_fwd.eval()
         total = torch.zeros((), dtype=torch.float64, device=device)
         for i in range(0, len(val_starts_mine), micro_batch):
             x, y = _windows(val_tokens, val_starts_mine[i : i + micro_batch], mcfg.context_length, device)
             with autocast():
-                total += cross_entropy(fwd(x), y).double() * y.numel()
+                total += cross_entropy(eval_fwd(x), y).double() * y.numel()
         count = torch.tensor(float(len(val_starts_mine) * mcfg.context_length), dtype=torch.float64, device=device)
         if ddp.enabled:
             both = torch.stack([total, count])
             dist.all_reduce(both)
             total, count = both[0], both[1]
-        fwd.train()
+        eval_fwd.train()
         loss = float(total / count)  # syncs: evaluation is a log step
         return loss, math.exp(min(loss, 700.0))
 
@@ -465,7 +481,8 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
 
     # 4. The loop. Device-side accumulators avoid a host sync per step.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss/norm
-    loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+    acc_dtype = torch.float64 if param_dtype == torch.float64 else torch.float32
+    loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
     steps_since_log, train_loss, val_loss, val_ppl = 0, None, None, None
     last_ckpt_step = start_step if run.resume else None
     grad_norm = torch.zeros((), device=device)
@@ -485,16 +502,18 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         do_log = last or do_eval or next_step % run.log_interval == 0
         do_ckpt = last or (run.checkpoint_interval > 0 and next_step % run.checkpoint_interval == 0)
 
-        step_loss = torch.zeros((), dtype=torch.float32, device=device)
+        step_loss = torch.zeros((), dtype=acc_dtype, device=device)
         for micro in range(run.grad_accum_steps):
             x, y = batch
-            batch = stream.next() if not (last and micro == run.grad_accum_steps - 1) else None  # prefetch
+            # Prefetch the next batch before this one's compute (on cuda its copy overlaps). Also after
+            # the last step: the checkpointed stream state is "before the pending batch".
+            batch = stream.next()
             sync = micro == run.grad_accum_steps - 1
             with (fwd.no_sync() if ddp.enabled and not sync else contextlib.nullcontext()):
                 with autocast():
                     loss = cross_entropy(fwd(x), y) / run.grad_accum_steps
                 (scaler.scale(loss) if scaler else loss).backward()
-            step_loss += loss.detach().float()
+            step_loss += loss.detach()
         if scaler is not None:
             scaler.unscale_(optimizer)
         if ocfg.grad_clip > 0:
@@ -615,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lm336 train",
         description="Train a Transformer LM on memory-mapped token arrays.",
-        epilog="Keys: " + ", ".join(__import__("lm336.config", fromlist=["config_keys"]).config_keys()),
+        epilog="Config keys: " + ", ".join(config_keys()),
     )
     p.add_argument("--config", help="TOML or JSON config file (default: built-in defaults)")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",

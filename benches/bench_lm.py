@@ -1,0 +1,241 @@
+"""Training throughput and MFU of the reference 17M config (SPEC section 5): our TransformerLM +
+AdamW + cross_entropy + clip_gradients against a baseline written here with torch.nn layers,
+F.scaled_dot_product_attention, F.cross_entropy and torch.optim.AdamW (fused on CUDA, foreach on
+CPU). Same config, same batches, same device, one process; the two alternate in blocks of steps so
+drifting clocks or neighbours hit both alike.
+
+    python benches/bench_lm.py                          # CPU: batch 4, a few steps
+    python benches/bench_lm.py --device cuda            # H100: batch 128, bf16 autocast, torch.compile
+    python benches/bench_lm.py --device cuda --no-compile --batch-size 64
+
+A step is forward, loss, backward, gradient clipping at 1.0, the optimizer step and zero_grad.
+MFU = (tokens/s x training FLOPs per token) / peak FLOP/s. FLOPs per token come from
+lm336.accounting.flops_per_token (matmul FLOPs, 3x forward, full (non-causal) attention scores, as
+PaLM counts them). Peak: --peak-tflops, default 989 (H100 SXM dense bf16) on CUDA; on CPU the
+float32 matmul rate measured here (a 2048^3 matmul), so CPU MFU reads "share of this machine's matmul
+speed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
+
+from lm336.accounting import flops_per_token  # noqa: E402
+from lm336.config import ModelConfig, load_config  # noqa: E402
+from lm336.model import TransformerLM  # noqa: E402
+from lm336.optim import AdamW, clip_gradients, cross_entropy  # noqa: E402
+
+
+# --- the baseline -------------------------------------------------------------------------------
+
+
+class RotaryTable(nn.Module):
+    """cos/sin for adjacent-pair RoPE, applied as x*cos + rotate(x)*sin (the usual fast form)."""
+
+    def __init__(self, d_k: int, max_len: int, theta: float):
+        super().__init__()
+        inv = theta ** (-torch.arange(0, d_k, 2, dtype=torch.float64) / d_k)
+        ang = torch.arange(max_len, dtype=torch.float64)[:, None] * inv  # (T, d_k/2)
+        self.register_buffer("cos", ang.cos().repeat_interleave(2, -1).float(), persistent=False)  # (T, d_k)
+        self.register_buffer("sin", ang.sin().repeat_interleave(2, -1).float(), persistent=False)
+
+    def forward(self, x):  # (B, H, T, d_k)
+        t = x.shape[-2]
+        x_pairs = x.unflatten(-1, (-1, 2))
+        rotated = torch.stack((-x_pairs[..., 1], x_pairs[..., 0]), -1).flatten(-2)  # (-x1, x0) per pair
+        return x * self.cos[:t].to(x.dtype) + rotated * self.sin[:t].to(x.dtype)
+
+
+class BaselineBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig, rope: RotaryTable):
+        super().__init__()
+        d = cfg.d_model
+        self.h, self.rope = cfg.num_heads, rope
+        self.qkv = nn.Linear(d, 3 * d, bias=False)  # fused QKV, as a tuned torch.nn model would
+        self.out = nn.Linear(d, d, bias=False)
+        self.w1 = nn.Linear(d, cfg.d_ff, bias=False)
+        self.w3 = nn.Linear(d, cfg.d_ff, bias=False)
+        self.w2 = nn.Linear(cfg.d_ff, d, bias=False)
+        self.ln1 = nn.RMSNorm(d, eps=cfg.eps)
+        self.ln2 = nn.RMSNorm(d, eps=cfg.eps)
+
+    def forward(self, x):  # (B, T, d)
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(self.rope(q), self.rope(k), v, is_causal=True)
+        x = x + self.out(o.transpose(1, 2).reshape(b, t, d))
+        f = self.ln2(x)
+        return x + self.w2(F.silu(self.w1(f)) * self.w3(f))
+
+
+class BaselineLM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        rope = RotaryTable(cfg.d_model // cfg.num_heads, cfg.context_length, cfg.rope_theta)
+        self.layers = nn.ModuleList(BaselineBlock(cfg, rope) for _ in range(cfg.num_layers))
+        self.ln_f = nn.RMSNorm(cfg.d_model, eps=cfg.eps)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.ln_f(x))
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+
+def make_step(model, optimizer, loss_fn, clip_fn, amp, compiled):
+    fwd = torch.compile(model) if compiled else model
+
+    def step(x, y):
+        with amp():
+            logits = fwd(x)
+        loss = loss_fn(logits.float(), y)
+        loss.backward()
+        clip_fn(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    return step
+
+
+def ours(cfg: ModelConfig, device, amp, compiled):
+    model = TransformerLM.from_config(cfg, device=device)
+    opt = AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)  # multi-tensor update
+    return make_step(model, opt, cross_entropy, clip_gradients, amp, compiled), model
+
+
+def baseline(cfg: ModelConfig, device, amp, compiled):
+    model = BaselineLM(cfg).to(device)
+    kind = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, **kind)
+
+    def loss_fn(logits, y):
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+    def clip(params, max_norm):
+        return nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+
+    return make_step(model, opt, loss_fn, clip, amp, compiled), model
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def cpu_matmul_flops(n: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(ROOT / "configs" / "tinystories-17m.toml"), help="model config (TOML/JSON)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--batch-size", type=int, default=0, help="sequences per step; 0 = 128 on cuda, 4 on cpu")
+    p.add_argument("--context-length", type=int, default=0, help="tokens per sequence; 0 = the config's")
+    p.add_argument("--steps", type=int, default=0, help="timed steps per block; 0 = 20 on cuda, 2 on cpu")
+    p.add_argument("--blocks", type=int, default=0, help="alternating blocks per contender; 0 = 5 on cuda, 3 on cpu")
+    p.add_argument("--warmup", type=int, default=0, help="untimed steps first (compilation); 0 = 10 on cuda, 1 on cpu")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile (default: compile on cuda)")
+    p.add_argument("--no-autocast", action="store_true", help="float32 everywhere (default: bf16 autocast on cuda)")
+    p.add_argument("--peak-tflops", type=float, default=0.0,
+                   help="device peak in TFLOP/s for MFU; 0 = 989 on cuda (H100 bf16), measured matmul rate on cpu")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = torch default")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))  # fmt: skip
+    cuda = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(args.config).model
+    if args.context_length:
+        cfg.context_length = args.context_length
+    batch = args.batch_size or (128 if cuda else 4)
+    steps, blocks, warmup = args.steps or (20 if cuda else 2), args.blocks or (5 if cuda else 3), args.warmup or (10 if cuda else 1)
+    compiled = cuda and not args.no_compile
+    use_amp = cuda and not args.no_autocast
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    def amp():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else (989e12 if cuda else cpu_matmul_flops())
+    fpt = flops_per_token(cfg, training=True)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1), generator=gen) for _ in range(4)]
+    batches = [(b[:, :-1].to(device), b[:, 1:].to(device)) for b in batches]
+
+    contenders = {"lm336": ours(cfg, device, amp, compiled), "torch.nn baseline": baseline(cfg, device, amp, compiled)}
+    n_params = {k: sum(p.numel() for p in m.parameters()) for k, (_, m) in contenders.items()}
+    for name, (step, _) in contenders.items():  # warm-up, compilation included
+        for i in range(warmup):
+            step(*batches[i % len(batches)])
+        sync(device)
+    times = {k: [] for k in contenders}
+    for _ in range(blocks):
+        for name, (step, _) in contenders.items():
+            for i in range(steps):
+                sync(device)
+                t = time.perf_counter()
+                step(*batches[i % len(batches)])
+                sync(device)
+                times[name].append(time.perf_counter() - t)
+
+    tokens = batch * cfg.context_length
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} device={device}"
+          f"{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''} threads={torch.get_num_threads()} "
+          f"torch={torch.__version__} compile={compiled} autocast={'bf16' if use_amp else 'off'}")  # fmt: skip
+    print(f"# model: vocab {cfg.vocab_size}, context {cfg.context_length}, d_model {cfg.d_model}, "
+          f"{cfg.num_layers} layers, {cfg.num_heads} heads, d_ff {cfg.d_ff}; params {n_params['lm336']:,} "
+          f"(baseline {n_params['torch.nn baseline']:,}); batch {batch} x {cfg.context_length} = {tokens:,} tokens/step")  # fmt: skip
+    print(f"# {fpt / 1e6:.1f} MFLOP per token (training); peak {peak / 1e12:.2f} TFLOP/s "
+          f"({'--peak-tflops' if args.peak_tflops else ('H100 bf16 default' if cuda else 'measured fp32 matmul')}); "
+          f"{blocks} blocks x {steps} steps each, medians")  # fmt: skip
+    results = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        tok_s = tokens / med
+        results[name] = {"ms_per_step": med * 1e3, "tokens_per_s": tok_s, "mfu": tok_s * fpt / peak}
+        print(f"{name:<18} {med * 1e3:10.1f} ms/step  {tok_s:12,.0f} tokens/s  MFU {100 * tok_s * fpt / peak:6.2f}%")
+    ratio = results["lm336"]["tokens_per_s"] / results["torch.nn baseline"]["tokens_per_s"]
+    print(f"ratio lm336 / baseline tokens/s: {ratio:.3f}")
+    if args.json:
+        out = {"device": str(device), "batch_size": batch, "context_length": cfg.context_length, "compile": compiled,
+               "autocast": use_amp, "peak_flops": peak, "flops_per_token": fpt, "results": results, "ratio": ratio}  # fmt: skip
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0 if math.isfinite(ratio) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
