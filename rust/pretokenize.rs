@@ -285,6 +285,8 @@ pub struct SpecialSplitter {
     by_length: Vec<usize>,
     /// `first_byte[b]`: some special token starts with byte `b` (skips most positions cheaply).
     first_byte: Vec<bool>,
+    /// The distinct first bytes, for a SIMD search (memchr) when there are at most three.
+    first_bytes: Vec<u8>,
 }
 
 impl SpecialSplitter {
@@ -297,10 +299,12 @@ impl SpecialSplitter {
         for &i in &by_length {
             first_byte[tokens[i].as_bytes()[0] as usize] = true;
         }
+        let first_bytes = (0..=255u8).filter(|&b| first_byte[b as usize]).collect();
         SpecialSplitter {
             tokens: tokens.to_vec(),
             by_length,
             first_byte,
+            first_bytes,
         }
     }
 
@@ -344,6 +348,19 @@ impl SpecialSplitter {
         })
     }
 
+    /// The first position at or after `pos` whose byte starts some special token.
+    #[inline]
+    fn next_candidate(&self, bytes: &[u8], pos: usize) -> Option<usize> {
+        let rest = &bytes[pos..];
+        let found = match self.first_bytes[..] {
+            [a] => memchr::memchr(a, rest),
+            [a, b] => memchr::memchr2(a, b, rest),
+            [a, b, c] => memchr::memchr3(a, b, c, rest),
+            _ => rest.iter().position(|&b| self.first_byte[b as usize]),
+        };
+        found.map(|i| pos + i)
+    }
+
     /// Calls `f` on each segment of `text`, in order. Empty text segments are skipped.
     pub fn for_each_segment<'a>(&self, text: &'a str, mut f: impl FnMut(Segment<'a>)) {
         if self.is_empty() {
@@ -356,9 +373,9 @@ impl SpecialSplitter {
         let mut start = 0;
         let mut pos = 0;
         while pos < bytes.len() {
-            if !self.first_byte[bytes[pos] as usize] {
-                pos += 1;
-                continue;
+            match self.next_candidate(bytes, pos) {
+                Some(p) => pos = p,
+                None => break,
             }
             if let Some((idx, len)) = self.match_at_bytes(bytes, pos) {
                 if start < pos {

@@ -368,7 +368,7 @@ fn train_bpe_iter<'py>(
     }
     let result = py.detach(|| {
         counter.end_stream()?;
-        let (counts, input_bytes) = counter.finish();
+        let (counts, input_bytes) = counter.finish()?;
         train::ensure_not_empty(&counts, "the iterable")?;
         train::train_from_counts(counts, input_bytes, &opts, &mut |p| sink.report(p))
     });

@@ -8,10 +8,12 @@
 //!    chunks are in flight, so memory is bounded by the distinct pre-tokens, not the input.
 //! 2. Merging (`merge_counts`): each distinct pre-token becomes a word (symbol ids) with its
 //!    count. Pair counts live in a hash map, a pair -> words index lists where each pair occurs,
-//!    and a binary heap gives the best pair. Heap entries are refreshed lazily: counts of old
-//!    pairs only ever fall, so a popped entry whose count is stale is pushed back with the
-//!    current count; new pairs (those containing the new token) are pushed after each merge.
-//!    Only the words listed for the merged pair are touched.
+//!    and a binary heap gives the best pair. Heap entries are refreshed lazily: a pair that
+//!    loses count keeps its old (too high) entry, which is pushed back with the current count
+//!    when it reaches the top; a pair that gains count (new pairs of the new token) gets a
+//!    fresh entry after each merge. Only the words listed for the merged pair are touched.
+//!    Pairs are pairs of token *bytes*: a merge that re-creates an existing token's bytes
+//!    reuses its symbol, as a bytes-keyed reference implementation would.
 //!
 //! Order of pairs: higher count first, ties to the lexicographically greatest
 //! `(bytes_a, bytes_b)` (Python tuple order on the token *bytes*, not on ids).
@@ -19,8 +21,10 @@
 use std::cmp::Ordering;
 use std::fs::File;
 use std::io::Read;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
@@ -35,7 +39,7 @@ pub type CountMap = FxHashMap<Box<[u8]>, u64>;
 
 /// Default chunk size for streaming (bytes). Large enough to amortise task overhead, small
 /// enough that a few chunks in flight stay far below the memory of the counts themselves.
-pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 
 /// What the trainer reports while it runs (at most about 100 calls per phase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +234,23 @@ impl std::hash::Hash for PackedKey {
     }
 }
 
+/// The bytes of a counted pre-token: unpacked from a packed key (no allocation) or borrowed.
+pub enum KeyBytes<'a> {
+    /// A packed key's bytes; the length is in the last byte.
+    Packed([u8; 16]),
+    Slice(&'a [u8]),
+}
+
+impl AsRef<[u8]> for KeyBytes<'_> {
+    #[inline]
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            KeyBytes::Packed(b) => &b[..b[15] as usize],
+            KeyBytes::Slice(s) => s,
+        }
+    }
+}
+
 /// Pre-token counts of one worker. Pre-tokens under 16 bytes (nearly all of them) are packed
 /// into a `u128` (bytes, zero padded, length in the top byte), so hashing and comparing a key
 /// is a few integer instructions instead of a slice hash and a `memcmp`; longer ones are
@@ -293,6 +314,31 @@ impl PretokenCounts {
         }
     }
 
+    /// Adds these counts to `other` and empties `self`, keeping its capacity for reuse.
+    pub fn drain_merge_into(&mut self, other: &mut PretokenCounts) {
+        for (k, v) in self.short.drain() {
+            *other.short.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in self.long.drain() {
+            *other.long.entry(k).or_insert(0) += v;
+        }
+    }
+
+    /// Each distinct pre-token's bytes and count, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (KeyBytes<'_>, u64)> + '_ {
+        let short = self
+            .short
+            .iter()
+            .map(|(k, &v)| (KeyBytes::Packed(u128::from(*k).to_le_bytes()), v));
+        let long = self.long.iter().map(|(k, &v)| (KeyBytes::Slice(k), v));
+        short.chain(long)
+    }
+
+    /// Number of pre-tokens counted, with multiplicity.
+    pub fn total(&self) -> u64 {
+        self.short.values().sum::<u64>() + self.long.values().sum::<u64>()
+    }
+
     /// Moves the counts into a map keyed by the pre-token bytes.
     pub fn drain_into(self, out: &mut CountMap) {
         out.reserve(self.len());
@@ -352,14 +398,42 @@ pub fn find_cut(buf: &[u8], splitter: &SpecialSplitter) -> Option<usize> {
     })
 }
 
+/// A worker's counts: the current chunk is counted into a small map that stays in cache (most
+/// lookups of a chunk hit the same few thousand pre-tokens), then folded into the worker's
+/// total once per chunk, so the large total map sees one lookup per distinct pre-token of a
+/// chunk instead of one per pre-token.
+#[derive(Default)]
+struct WorkerCounts {
+    chunk: PretokenCounts,
+    total: PretokenCounts,
+}
+
+/// Locks a mutex, ignoring poisoning (counting tasks catch their own panics).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Marks one chunk as done when dropped, and wakes the reader.
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.in_flight) -= 1;
+        self.0.idle.notify_all();
+    }
+}
+
 /// State shared between the reader and the counting tasks.
 struct Shared {
     splitter: SpecialSplitter,
     /// One map per pool thread (uncontended locks), merged at the end.
-    maps: Vec<Mutex<PretokenCounts>>,
+    maps: Vec<Mutex<WorkerCounts>>,
     /// Chunks handed to the pool and not yet counted.
     in_flight: Mutex<usize>,
     idle: Condvar,
+    /// Set when a counting task panicked (a bug): `finish` then fails instead of the process
+    /// aborting or the reader waiting forever.
+    failed: AtomicBool,
 }
 
 /// Counts pre-tokens of one or more input streams, in parallel, in bounded memory.
@@ -389,10 +463,11 @@ impl StreamCounter {
         let shared = Shared {
             splitter: SpecialSplitter::new(special_tokens),
             maps: (0..threads)
-                .map(|_| Mutex::new(PretokenCounts::default()))
+                .map(|_| Mutex::new(WorkerCounts::default()))
                 .collect(),
             in_flight: Mutex::new(0),
             idle: Condvar::new(),
+            failed: AtomicBool::new(false),
         };
         let chunk_size = chunk_size.max(1);
         StreamCounter {
@@ -460,40 +535,51 @@ impl StreamCounter {
         }
         // Bound the chunks in memory: wait while the pool is busy.
         {
-            let mut n = self.shared.in_flight.lock().expect("counter lock");
+            let mut n = lock(&self.shared.in_flight);
             while *n >= self.max_in_flight {
-                n = self.shared.idle.wait(n).expect("counter lock");
+                n = self
+                    .shared
+                    .idle
+                    .wait(n)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
             *n += 1;
         }
         let shared = Arc::clone(&self.shared);
         self.pool.spawn(move || {
-            let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
-            {
-                let mut counts = shared.maps[idx].lock().expect("count map lock");
-                counts.count_text(&text, &shared.splitter);
+            // Decrements the in-flight count even if counting unwinds.
+            let _done = InFlight(&shared);
+            let counted = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
+                let mut guard = lock(&shared.maps[idx]);
+                let WorkerCounts { chunk, total } = &mut *guard;
+                chunk.count_text(&text, &shared.splitter);
+                chunk.drain_merge_into(total);
+            }));
+            if counted.is_err() {
+                shared.failed.store(true, AtomicOrdering::SeqCst);
             }
-            drop(text);
-            let mut n = shared.in_flight.lock().expect("counter lock");
-            *n -= 1;
-            shared.idle.notify_all();
         });
         Ok(())
     }
 
     /// Waits for all chunks and returns the merged counts and the input size in bytes.
-    pub fn finish(self) -> (CountMap, u64) {
+    pub fn finish(self) -> Result<(PretokenCounts, u64)> {
         {
-            let mut n = self.shared.in_flight.lock().expect("counter lock");
+            let mut n = lock(&self.shared.in_flight);
             while *n > 0 {
-                n = self.shared.idle.wait(n).expect("counter lock");
+                n = self
+                    .shared
+                    .idle
+                    .wait(n)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
         }
         let mut maps: Vec<PretokenCounts> = self
             .shared
             .maps
             .iter()
-            .map(|m| std::mem::take(&mut *m.lock().expect("count map lock")))
+            .map(|m| std::mem::take(&mut lock(m).total))
             .collect();
         // Merge into the largest map: fewest insertions.
         maps.sort_by_key(|m| std::cmp::Reverse(m.len()));
@@ -502,9 +588,13 @@ impl StreamCounter {
         for m in maps {
             m.merge_into(&mut merged);
         }
-        let mut total = CountMap::default();
-        merged.drain_into(&mut total);
-        (total, self.input_bytes)
+        let total = merged;
+        if self.shared.failed.load(AtomicOrdering::SeqCst) {
+            return Err(BpeError::InvalidArgument(
+                "internal error: a counting task panicked".to_string(),
+            ));
+        }
+        Ok((total, self.input_bytes))
     }
 
     /// Input bytes pushed so far.
@@ -520,7 +610,7 @@ pub fn count_files<P: AsRef<Path>>(
     chunk_size: usize,
     pool: Arc<ThreadPool>,
     progress: &mut ProgressFn,
-) -> Result<(CountMap, u64)> {
+) -> Result<(PretokenCounts, u64)> {
     // Open everything first, so a missing file fails before any work.
     let mut files = Vec::with_capacity(paths.len());
     let mut total = 0u64;
@@ -565,7 +655,13 @@ pub fn count_files<P: AsRef<Path>>(
         }
         counter.end_stream()?;
     }
-    Ok(counter.finish())
+    if !progress(Progress::Counting {
+        done: counter.input_bytes(),
+        total,
+    }) {
+        return Err(cancelled());
+    }
+    counter.finish()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -588,11 +684,38 @@ fn unpair(p: Pair) -> (u32, u32) {
     ((p >> 32) as u32, p as u32)
 }
 
-/// A heap entry: a pair and its count when pushed (possibly stale; see the module docs).
+/// A heap entry: a pair and its count when pushed (possibly stale; see the module docs), plus
+/// the first 8 bytes of each token (big-endian, zero padded), which decide most ties without
+/// touching the token table.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     count: u64,
+    prefix_a: u64,
+    prefix_b: u64,
     pair: Pair,
+}
+
+/// First 8 bytes as a big-endian integer: if two prefixes differ, they order the two byte
+/// strings as a lexicographic comparison would (a shorter string pads with zeros, which is
+/// never greater than a real continuation).
+#[inline]
+fn prefix(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
+impl Entry {
+    fn new(count: u64, pair: Pair, tokens: &[Vec<u8>]) -> Entry {
+        let (a, b) = unpair(pair);
+        Entry {
+            count,
+            prefix_a: prefix(&tokens[a as usize]),
+            prefix_b: prefix(&tokens[b as usize]),
+            pair,
+        }
+    }
 }
 
 /// Pair order: count, then the greater `(bytes_a, bytes_b)`.
@@ -601,6 +724,16 @@ fn cmp_entries(x: &Entry, y: &Entry, tokens: &[Vec<u8>]) -> Ordering {
     x.count.cmp(&y.count).then_with(|| {
         let (xa, xb) = unpair(x.pair);
         let (ya, yb) = unpair(y.pair);
+        if x.prefix_a != y.prefix_a {
+            return x.prefix_a.cmp(&y.prefix_a);
+        }
+        if xa == ya {
+            // Same first token: the second decides.
+            return x
+                .prefix_b
+                .cmp(&y.prefix_b)
+                .then_with(|| tokens[xb as usize].cmp(&tokens[yb as usize]));
+        }
         (&tokens[xa as usize][..], &tokens[xb as usize][..])
             .cmp(&(&tokens[ya as usize][..], &tokens[yb as usize][..]))
     })
@@ -613,6 +746,15 @@ struct PairHeap {
 }
 
 impl PairHeap {
+    /// Builds the heap from unordered entries in linear time.
+    fn from_vec(items: Vec<Entry>, tokens: &[Vec<u8>]) -> PairHeap {
+        let mut heap = PairHeap { items };
+        for i in (0..heap.items.len() / 2).rev() {
+            heap.sift_down(i, tokens);
+        }
+        heap
+    }
+
     fn push(&mut self, e: Entry, tokens: &[Vec<u8>]) {
         self.items.push(e);
         let mut i = self.items.len() - 1;
@@ -632,8 +774,12 @@ impl PairHeap {
             return Some(last);
         }
         let top = std::mem::replace(&mut self.items[0], last);
+        self.sift_down(0, tokens);
+        Some(top)
+    }
+
+    fn sift_down(&mut self, mut i: usize, tokens: &[Vec<u8>]) {
         let n = self.items.len();
-        let mut i = 0;
         loop {
             let (l, r) = (2 * i + 1, 2 * i + 2);
             let mut best = i;
@@ -651,83 +797,90 @@ impl PairHeap {
             self.items.swap(i, best);
             i = best;
         }
-        Some(top)
     }
 }
 
-/// The merge loop state: words, pair counts, the pair -> words index, and the heap.
+/// Per-pair state: the current count and the words that contain (or once contained) the
+/// pair. Stale word entries are harmless: merging a word without the pair changes nothing.
+#[derive(Default)]
+struct PairStat {
+    count: i64,
+    words: Vec<u32>,
+}
+
+/// Header slots of a word in the arena: current length, then the count as two halves.
+const WORD_HEADER: usize = 3;
+
+/// The merge loop state: words, pair stats, and the heap.
 struct Merger {
-    /// Symbol ids of each distinct pre-token (2+ symbols; single bytes have no pairs).
-    words: Vec<Vec<u32>>,
-    counts: Vec<u64>,
+    /// All words, each as `[len, count_lo, count_hi, sym0, sym1, ...]`, addressed by the offset
+    /// of its header. One contiguous array: visiting a word costs one cache miss, not three
+    /// (vector header, symbols, count), and words shrink in place.
+    arena: Vec<u32>,
     /// Token bytes by symbol id: the 256 bytes, then one per merge.
     tokens: Vec<Vec<u8>>,
-    pair_counts: FxHashMap<Pair, i64>,
-    /// Words that contain (or once contained) each pair; stale entries are harmless.
-    where_: FxHashMap<Pair, Vec<u32>>,
+    pairs: IntMap<Pair, PairStat>,
     heap: PairHeap,
+    /// Symbol of each merged token's bytes (the first merge that made them).
+    by_bytes: FxHashMap<Vec<u8>, u32>,
 }
 
 impl Merger {
-    fn new(counts: impl IntoIterator<Item = (Box<[u8]>, u64)>) -> Merger {
-        let mut words = Vec::new();
-        let mut wcounts = Vec::new();
+    fn new<K: AsRef<[u8]>>(counts: impl IntoIterator<Item = (K, u64)>) -> Result<Merger> {
+        let mut arena: Vec<u32> = Vec::new();
+        let mut pairs: IntMap<Pair, PairStat> = IntMap::default();
         for (k, c) in counts {
-            if k.len() >= 2 {
-                words.push(k.iter().map(|&b| b as u32).collect::<Vec<u32>>());
-                wcounts.push(c);
+            let k = k.as_ref();
+            // Single bytes have no pairs and never change.
+            if k.len() < 2 {
+                continue;
             }
-        }
-        let tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
-        let mut pair_counts: FxHashMap<Pair, i64> = FxHashMap::default();
-        let mut where_: FxHashMap<Pair, Vec<u32>> = FxHashMap::default();
-        for (w, (word, &c)) in words.iter().zip(&wcounts).enumerate() {
-            for s in word.windows(2) {
-                let p = pair(s[0], s[1]);
-                *pair_counts.entry(p).or_insert(0) += c as i64;
-                let list = where_.entry(p).or_default();
-                if list.last() != Some(&(w as u32)) {
-                    list.push(w as u32);
+            let w = u32::try_from(arena.len()).map_err(|_| {
+                BpeError::InvalidArgument(
+                    "too many distinct pre-tokens for the merge arena (4 G symbols)".into(),
+                )
+            })?;
+            arena.extend_from_slice(&[k.len() as u32, c as u32, (c >> 32) as u32]);
+            arena.extend(k.iter().map(|&b| b as u32));
+            for s in k.windows(2) {
+                let stat = pairs.entry(pair(s[0] as u32, s[1] as u32)).or_default();
+                stat.count += c as i64;
+                if stat.words.last() != Some(&w) {
+                    stat.words.push(w);
                 }
             }
         }
-        let mut heap = PairHeap {
-            items: Vec::with_capacity(pair_counts.len()),
-        };
-        for (&p, &c) in &pair_counts {
-            heap.push(
-                Entry {
-                    count: c as u64,
-                    pair: p,
-                },
-                &tokens,
-            );
-        }
-        Merger {
-            words,
-            counts: wcounts,
+        let tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        let items = pairs
+            .iter()
+            .map(|(&p, st)| Entry::new(st.count as u64, p, &tokens))
+            .collect();
+        let heap = PairHeap::from_vec(items, &tokens);
+        Ok(Merger {
+            arena,
             tokens,
-            pair_counts,
-            where_,
+            pairs,
             heap,
-        }
+            by_bytes: FxHashMap::default(),
+        })
     }
 
     /// The best pair with its exact current count, or None when no pair has a positive count.
     fn pop_best(&mut self) -> Option<(Pair, u64)> {
         while let Some(e) = self.heap.pop(&self.tokens) {
-            let current = self.pair_counts.get(&e.pair).copied().unwrap_or(0);
+            let current = self.pairs.get(&e.pair).map_or(0, |st| st.count);
             if current <= 0 {
                 continue;
             }
             if current as u64 == e.count {
                 return Some((e.pair, e.count));
             }
-            // Stale: old pairs only lose count, so re-queue at the current count.
+            // Stale: re-queue at the current count. (Entries below the current count are
+            // harmless: whenever a pair gains count, `apply` pushes its new count.)
             self.heap.push(
                 Entry {
                     count: current as u64,
-                    pair: e.pair,
+                    ..e
                 },
                 &self.tokens,
             );
@@ -735,36 +888,52 @@ impl Merger {
         None
     }
 
-    /// Merges `best` into a new token everywhere and updates counts, index and heap.
+    /// Merges `best` into a new token everywhere and updates pair stats and heap.
     fn apply(&mut self, best: Pair) -> u32 {
         let (a, b) = unpair(best);
-        let n = self.tokens.len() as u32;
         let mut merged = self.tokens[a as usize].clone();
         merged.extend_from_slice(&self.tokens[b as usize]);
+        // Pairs are pairs of *bytes* (SPEC §1): if an earlier merge already made these bytes
+        // (another split of the same string), words use that symbol, so its pairs are counted
+        // together. The vocabulary still gets one id per merge.
+        let n = match self.by_bytes.get(&merged) {
+            Some(&id) => id,
+            None => {
+                let id = self.tokens.len() as u32;
+                self.by_bytes.insert(merged.clone(), id);
+                id
+            }
+        };
         self.tokens.push(merged);
 
-        let mut ws = self.where_.remove(&best).unwrap_or_default();
+        // Every occurrence of `best` goes now, and no later merge can create it again (new
+        // pairs always contain the new token), so its stats can go too.
+        let mut ws = self
+            .pairs
+            .remove(&best)
+            .map(|st| st.words)
+            .unwrap_or_default();
         ws.sort_unstable();
         ws.dedup();
         let mut new_pairs: Vec<Pair> = Vec::new();
+        let pairs = &mut self.pairs;
         for &w in &ws {
-            let c = self.counts[w as usize] as i64;
-            let word = &mut self.words[w as usize];
-            let pc = &mut self.pair_counts;
-            let where_ = &mut self.where_;
+            let o = w as usize;
+            let len = self.arena[o] as usize;
+            let c = (self.arena[o + 1] as u64 | (self.arena[o + 2] as u64) << 32) as i64;
+            let word = &mut self.arena[o + WORD_HEADER..o + WORD_HEADER + len];
             let mut add = |p: Pair, delta: i64| {
-                *pc.entry(p).or_insert(0) += delta;
+                let st = pairs.entry(p).or_default();
+                st.count += delta;
                 if delta > 0 {
                     new_pairs.push(p);
-                    let list = where_.entry(p).or_default();
-                    if list.last() != Some(&w) {
-                        list.push(w);
+                    if st.words.last() != Some(&w) {
+                        st.words.push(w);
                     }
                 }
             };
             // In place: `out` is the write index, never ahead of the read index `i`, so the
             // right neighbour word[i + 2] is still unmerged and word[out - 1] is the merged left.
-            let len = word.len();
             let (mut i, mut out) = (0, 0);
             while i < len {
                 if i + 1 < len && word[i] == a && word[i + 1] == b {
@@ -786,23 +955,19 @@ impl Merger {
                 }
                 out += 1;
             }
-            word.truncate(out);
+            self.arena[o] = out as u32;
         }
-        // Every occurrence of `best` is gone, and no later merge can create it again (new
-        // pairs always contain the new token).
-        self.pair_counts.remove(&best);
+        // Decrements of `best` itself (overlaps such as a a a) re-created an entry; drop it.
+        self.pairs.remove(&best);
+        // Pairs that gained count: new pairs, or (after a byte-identical merge) old pairs of
+        // the reused symbol, whose heap entries are now too low; push their current count.
         new_pairs.sort_unstable();
         new_pairs.dedup();
         for p in new_pairs {
-            let c = self.pair_counts.get(&p).copied().unwrap_or(0);
+            let c = self.pairs.get(&p).map_or(0, |st| st.count);
             if c > 0 {
-                self.heap.push(
-                    Entry {
-                        count: c as u64,
-                        pair: p,
-                    },
-                    &self.tokens,
-                );
+                let e = Entry::new(c as u64, p, &self.tokens);
+                self.heap.push(e, &self.tokens);
             }
         }
         n
@@ -812,12 +977,12 @@ impl Merger {
 /// Runs up to `num_merges` merges on the counted pre-tokens. Returns the token bytes by symbol
 /// id (256 bytes, then one per merge) and the merges as symbol-id pairs. Stops early when no
 /// pair is left.
-pub fn merge_counts(
-    counts: impl IntoIterator<Item = (Box<[u8]>, u64)>,
+pub fn merge_counts<K: AsRef<[u8]>>(
+    counts: impl IntoIterator<Item = (K, u64)>,
     num_merges: usize,
     progress: &mut ProgressFn,
 ) -> Result<MergeOutput> {
-    let mut m = Merger::new(counts);
+    let mut m = Merger::new(counts)?;
     let mut merges = Vec::with_capacity(num_merges);
     let step = (num_merges / 100).max(1);
     while merges.len() < num_merges {
@@ -835,22 +1000,28 @@ pub fn merge_counts(
             return Err(cancelled());
         }
     }
+    if !progress(Progress::Merging {
+        done: merges.len() as u64,
+        total: num_merges as u64,
+    }) {
+        return Err(cancelled());
+    }
     Ok((m.tokens, merges))
 }
 
 /// Turns counts into the final vocabulary and merges (specials first, then bytes, then
 /// merges), as SPEC §1 numbers them.
 pub fn train_from_counts(
-    counts: CountMap,
+    counts: PretokenCounts,
     input_bytes: u64,
     opts: &TrainOptions,
     progress: &mut ProgressFn,
 ) -> Result<TrainResult> {
     opts.validate()?;
     let distinct_pretokens = counts.len();
-    let total_pretokens = counts.values().sum();
+    let total_pretokens = counts.total();
     let num_merges = opts.vocab_size - 256 - opts.special_tokens.len();
-    let (tokens, merge_ids) = merge_counts(counts, num_merges, progress)?;
+    let (tokens, merge_ids) = merge_counts(counts.iter(), num_merges, progress)?;
     let mut vocab: Vec<Vec<u8>> = opts
         .special_tokens
         .iter()
@@ -871,7 +1042,7 @@ pub fn train_from_counts(
 }
 
 /// An empty corpus is an error: a tokenizer trained on nothing is never what the caller meant.
-fn check_not_empty(counts: &CountMap, what: &str) -> Result<()> {
+fn check_not_empty(counts: &PretokenCounts, what: &str) -> Result<()> {
     if counts.is_empty() {
         return Err(BpeError::InvalidArgument(format!(
             "{what} contains no text to train on (empty, or only special tokens)"
@@ -918,13 +1089,13 @@ pub fn train_texts(
         counter.push(t.as_bytes())?;
         counter.end_stream()?;
     }
-    let (counts, input_bytes) = counter.finish();
+    let (counts, input_bytes) = counter.finish()?;
     check_not_empty(&counts, "the input")?;
     train_from_counts(counts, input_bytes, opts, progress)
 }
 
 /// Public wrapper of the empty-corpus check for stream callers (the Python iterator path).
-pub fn ensure_not_empty(counts: &CountMap, what: &str) -> Result<()> {
+pub fn ensure_not_empty(counts: &PretokenCounts, what: &str) -> Result<()> {
     check_not_empty(counts, what)
 }
 
@@ -1077,7 +1248,9 @@ mod tests {
                 c.push(piece).unwrap();
             }
             c.end_stream().unwrap();
-            assert_eq!(c.finish().0, whole, "chunk size {chunk_size}");
+            let mut got = CountMap::default();
+            c.finish().unwrap().0.drain_into(&mut got);
+            assert_eq!(got, whole, "chunk size {chunk_size}");
         }
     }
 

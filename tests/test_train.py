@@ -298,3 +298,19 @@ def test_bad_iterator_items_and_threads(tmp_path):
 
     with pytest.raises(RuntimeError, match="source broke"):
         train_bpe_from_iterator(failing(), 300)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "中文文本没有空格" * 300,  # no safe cut at all: the chunk grows to the whole input
+        "中文。\n日本語、\u3000テキスト\n" * 200,  # cuts only after multi-byte characters
+        "word\u3000\u3000x  \n\n" * 300,  # Unicode whitespace runs next to ASCII ones
+        ("<|endoftext|>" * 3 + "a<|endoftext|>b ") * 200,  # cuts near and between specials
+    ],
+)
+def test_chunk_cuts_on_awkward_text(text, tmp_path):
+    expected = train_bpe_reference(text, 300, [EOT])
+    path = write(tmp_path, text)
+    for chunk in (1, 10, 64, 1000):
+        assert_same(train_bpe(path, 300, [EOT], chunk_size=chunk, num_threads=2), expected)

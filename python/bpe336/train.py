@@ -16,6 +16,7 @@ An input with no text outside special tokens (an empty corpus) raises ValueError
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -72,9 +73,9 @@ def _check_path(p: str | os.PathLike) -> Path:
         raise TypeError(f"input paths must be str or os.PathLike, got {type(p).__name__}")
     path = Path(p)
     if path.is_dir():
-        raise IsADirectoryError(21, f"{path}: is a directory, expected a text file", str(path))
+        raise IsADirectoryError(errno.EISDIR, "Is a directory, expected a text file", str(path))
     if not path.exists():
-        raise FileNotFoundError(2, f"{path}: no such file", str(path))
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
     return path
 
 
@@ -89,16 +90,13 @@ class _Bar:
 
         bar = self.bars.get(phase)
         if bar is None:
+            self.close()  # the previous phase is over
             if phase == "count":
-                bar = tqdm(total=(total / 1e6) or None, unit="MB", desc="counting pre-tokens", bar_format=None)
+                bar = tqdm(total=total or None, unit="B", unit_scale=True, desc="counting pre-tokens")
             else:
-                bar = tqdm(total=total, unit="merge", desc="merging")
+                bar = tqdm(total=total, unit=" merges", desc="merging")
             self.bars[phase] = bar
-            for other, b in self.bars.items():
-                if other != phase:
-                    b.close()
-        value = done / 1e6 if phase == "count" else done
-        bar.update(value - bar.n)
+        bar.update(done - bar.n)
 
     def close(self) -> None:
         for b in self.bars.values():

@@ -1,0 +1,157 @@
+"""Training speed and peak memory: bpe336 against HF `tokenizers` and `rustbpe`, same input,
+same vocabulary and thread count, in one run.
+
+    python benches/bench_train.py                       # webtext@10k, webtext@32k, techdocs@10k
+    python benches/bench_train.py --threads 2 --repeat 3 --case webtext:10000 --only bpe336,hf
+
+Each measurement runs in a fresh child process (so its peak RSS, `ru_maxrss`, belongs to that
+trainer alone; the child's import baseline is printed for reference) and times only the
+training call with `time.perf_counter()`. Reported: the median over `--repeat` runs, the
+largest peak RSS, and the ratios peer/bpe336.
+
+Peers, configured as close to bpe336 as each allows:
+- HF `tokenizers`: BPE model, ByteLevel pre-tokenizer (use_regex=True, add_prefix_space=False,
+  i.e. the GPT-2 pattern), no normalizer, initial alphabet = the 256 bytes, the special token
+  registered before training so it splits the text, `tok.train([path])` (it reads the file
+  itself). Threads: RAYON_RS_NUM_CPUS.
+- `rustbpe`: `train_from_iterator` with the GPT-2 pattern. It has no special tokens, so it gets
+  the documents already split at the special token (splitting happens before the timer), and
+  vocab_size - 1 so it makes the same number of merges. Threads: RAYON_NUM_THREADS.
+- bpe336: `train_bpe(path, vocab_size, [special], num_threads=threads)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+EOT = "<|endoftext|>"
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+TRAINERS = ("bpe336", "hf", "rustbpe")
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(trainer: str, path: str, vocab_size: int, threads: int, queue) -> None:
+    """Runs one training in this (fresh) process and reports (seconds, merges, baseline, peak)."""
+    os.environ["RAYON_NUM_THREADS"] = str(threads)
+    os.environ["RAYON_RS_NUM_CPUS"] = str(threads)
+    try:
+        if trainer == "bpe336":
+            from bpe336.train import train_bpe
+
+            baseline = _peak_mib()
+            t0 = time.perf_counter()
+            _, merges = train_bpe(path, vocab_size, [EOT], num_threads=threads)
+            seconds = time.perf_counter() - t0
+            n = len(merges)
+        elif trainer == "hf":
+            from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+            baseline = _peak_mib()
+            tok = Tokenizer(models.BPE())
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+            tok.add_special_tokens([EOT])
+            trainer_ = trainers.BpeTrainer(
+                vocab_size=vocab_size,
+                special_tokens=[EOT],
+                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                min_frequency=0,
+                show_progress=False,
+            )
+            t0 = time.perf_counter()
+            tok.train([path], trainer_)
+            seconds = time.perf_counter() - t0
+            n = tok.get_vocab_size() - 257
+        elif trainer == "rustbpe":
+            import rustbpe
+
+            docs = Path(path).read_text(encoding="utf-8").split(EOT)
+            baseline = _peak_mib()
+            tok = rustbpe.Tokenizer()
+            t0 = time.perf_counter()
+            tok.train_from_iterator(iter(docs), vocab_size - 1, pattern=GPT2_PATTERN)
+            seconds = time.perf_counter() - t0
+            n = tok.vocab_size - 256
+        else:
+            raise ValueError(trainer)
+        queue.put((seconds, n, baseline, _peak_mib()))
+    except BaseException as e:  # report, never hang the parent
+        queue.put(e)
+
+
+def measure(trainer: str, path: Path, vocab_size: int, threads: int) -> tuple[float, int, float, float]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(trainer, str(path), vocab_size, threads, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2, help="threads for every trainer (default: 2)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per trainer and case; the median is reported (default: 3)")
+    p.add_argument(
+        "--case",
+        action="append",
+        metavar="CORPUS:VOCAB",
+        help="corpus file (name in ../shared/data or a path) and vocab size, repeatable "
+        "(default: webtext.txt:10000, webtext.txt:32000, techdocs.txt:10000)",
+    )
+    p.add_argument("--only", default=",".join(TRAINERS), help=f"comma-separated trainers (default: {','.join(TRAINERS)})")
+    args = p.parse_args(argv)
+    cases = args.case or ["webtext.txt:10000", "webtext.txt:32000", "techdocs.txt:10000"]
+    trainers = [t for t in args.only.split(",") if t]
+    for t in trainers:
+        if t not in TRAINERS:
+            p.error(f"unknown trainer {t!r}")
+
+    print(f"# {time.strftime('%Y-%m-%d %H:%M %Z')}  {platform.machine()}  {os.cpu_count()} cores  python {platform.python_version()}")
+    print(f"# threads={args.threads} repeat={args.repeat} (median seconds of the training call; peak RSS of a fresh process)")
+    for case in cases:
+        name, _, vocab = case.rpartition(":")
+        path = Path(name) if Path(name).exists() else DATA / name
+        if not path.exists():
+            print(f"skip {case}: {path} not found")
+            continue
+        vocab_size = int(vocab)
+        size_mb = path.stat().st_size / 1e6
+        print(f"\n## {path.name} ({size_mb:.1f} MB), vocab {vocab_size:,}, {args.threads} threads")
+        results: dict[str, tuple[float, float]] = {}
+        for trainer in trainers:
+            runs = [measure(trainer, path, vocab_size, args.threads) for _ in range(args.repeat)]
+            med = statistics.median(r[0] for r in runs)
+            peak = max(r[3] for r in runs)
+            base = min(r[2] for r in runs)
+            results[trainer] = (med, peak)
+            times = " ".join(f"{r[0]:.2f}" for r in runs)
+            print(
+                f"{trainer:8s} median {med:7.3f} s  ({size_mb / med:6.1f} MB/s)  runs [{times}]  "
+                f"merges {runs[0][1]:,}  peak RSS {peak:7.0f} MiB (import baseline {base:.0f} MiB)"
+            )
+        if "bpe336" in results:
+            ours, our_peak = results["bpe336"]
+            for trainer, (t, peak) in results.items():
+                if trainer != "bpe336":
+                    print(f"  {trainer}/bpe336: time x{t / ours:.1f}, peak RSS x{peak / our_peak:.2f}")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

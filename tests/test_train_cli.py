@@ -1,0 +1,36 @@
+"""`bpe336 train` writes GPT-2 files that load back to exactly what `train_bpe` returns.
+
+    cd tests && python -m pytest -q test_train_cli.py
+"""
+
+from __future__ import annotations
+
+from bpe336.cli import main
+from bpe336.formats import load_gpt2_files
+from bpe336.train import train_bpe
+
+EOT = "<|endoftext|>"
+
+
+def test_train_command_writes_gpt2_files(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(("the quick brown fox jumps over the lazy dog. " * 50 + EOT + "\n") * 4, encoding="utf-8")
+    out = tmp_path / "tok"
+    rc = main(["train", str(corpus), "--vocab-size", "320", "--special-token", EOT, "--out", str(out), "--no-progress", "--threads", "2"])
+    assert rc == 0
+    summary = capsys.readouterr().out
+    for word in ("peak memory", "distinct pre-tokens", "longest token", " s "):
+        assert word in summary
+    vocab, merges = load_gpt2_files(out / "vocab.json", out / "merges.txt", [EOT])
+    expected_vocab, expected_merges = train_bpe(corpus, 320, [EOT])
+    assert merges == expected_merges
+    assert vocab == expected_vocab
+
+
+def test_train_command_reports_errors(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 1
+    assert "No such file" in capsys.readouterr().err
+    (tmp_path / "x.txt").write_text("abc", encoding="utf-8")
+    assert main(["train", str(tmp_path / "x.txt"), "--vocab-size", "10", "--out", str(tmp_path / "o")]) == 1
+    assert "vocab_size" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
