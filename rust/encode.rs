@@ -20,6 +20,7 @@
 //! let ids = enc.encode("Hello, world!");
 //! ```
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -31,14 +32,14 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{BpeError, Result};
-use crate::pretokenize::{for_each_pretoken, SpecialSplitter};
+use crate::pretokenize::{for_each_pretoken_bytes, Segment, SpecialSplitter};
 
 /// Pieces up to this many bytes merge with the array scan; longer ones use the heap.
 const SCAN_MAX_PIECE: usize = 64;
 /// Pieces longer than this are not cached (they are rare and would bloat the cache).
 const CACHE_MAX_PIECE: usize = 256;
 /// The cache is cleared when it reaches this many entries, so memory stays bounded.
-const CACHE_MAX_ENTRIES: usize = 1 << 14;
+const CACHE_MAX_ENTRIES: usize = 1 << 16;
 /// Texts shorter than this are encoded on the calling thread even by the parallel entry points.
 const PARALLEL_MIN_BYTES: usize = 1 << 17;
 /// Target chunk size for parallel encoding of one text or file.
@@ -97,11 +98,79 @@ impl Width {
     }
 }
 
-/// A bounded cache of pre-token bytes -> ids; one per call or per parallel task, never shared.
-#[derive(Default)]
+/// Pieces of up to this many bytes are hashed as one integer (bytes plus length in a u128), so
+/// lookups compare integers instead of calling memcmp.
+const SMALL_PIECE: usize = 15;
+
+#[inline]
+fn pack(piece: &[u8]) -> u128 {
+    debug_assert!(piece.len() <= SMALL_PIECE);
+    let mut b = [0u8; 16];
+    for (d, s) in b.iter_mut().zip(piece) {
+        *d = *s;
+    }
+    b[15] = piece.len() as u8;
+    u128::from_le_bytes(b)
+}
+
+/// A map keyed by pre-token bytes: short keys packed into integers, long ones boxed.
+#[derive(Clone)]
+struct PieceMap<V> {
+    small: FxHashMap<u128, V>,
+    long: FxHashMap<Box<[u8]>, V>,
+}
+
+impl<V: Copy> PieceMap<V> {
+    fn new() -> Self {
+        PieceMap {
+            small: FxHashMap::default(),
+            long: FxHashMap::default(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, piece: &[u8]) -> Option<V> {
+        if piece.len() <= SMALL_PIECE {
+            self.small.get(&pack(piece)).copied()
+        } else {
+            self.long.get(piece).copied()
+        }
+    }
+
+    fn insert(&mut self, piece: &[u8], v: V) {
+        if piece.len() <= SMALL_PIECE {
+            self.small.insert(pack(piece), v);
+        } else {
+            self.long.insert(piece.into(), v);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.small.len() + self.long.len()
+    }
+
+    fn clear(&mut self) {
+        self.small.clear();
+        self.long.clear();
+    }
+}
+
+/// A bounded cache of pre-token bytes -> ids. One per call, or one per worker thread for the
+/// parallel paths (tagged with the encoder it belongs to); never shared between threads.
 pub struct Cache {
-    map: FxHashMap<Box<[u8]>, (u32, u32)>,
+    map: PieceMap<(u32, u32)>,
     ids: Vec<u32>,
+    owner: u64,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            map: PieceMap::new(),
+            ids: Vec::new(),
+            owner: 0,
+        }
+    }
 }
 
 impl Cache {
@@ -109,22 +178,35 @@ impl Cache {
         Self::default()
     }
 
+    #[inline]
     fn get(&self, piece: &[u8]) -> Option<&[u32]> {
         self.map
             .get(piece)
-            .map(|&(start, len)| &self.ids[start as usize..(start + len) as usize])
+            .map(|(start, len)| &self.ids[start as usize..(start + len) as usize])
     }
 
     fn insert(&mut self, piece: &[u8], ids: &[u32]) {
         if self.map.len() >= CACHE_MAX_ENTRIES {
-            self.map.clear();
-            self.ids.clear();
+            self.clear();
         }
         let start = self.ids.len() as u32;
         self.ids.extend_from_slice(ids);
-        self.map.insert(piece.into(), (start, ids.len() as u32));
+        self.map.insert(piece, (start, ids.len() as u32));
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.ids.clear();
     }
 }
+
+thread_local! {
+    /// The cache of a worker thread, reused across the parallel tasks it runs.
+    static WORKER_CACHE: RefCell<Cache> = RefCell::new(Cache::new());
+}
+
+/// Distinct ids for encoders, so a worker cache never serves ids of another vocabulary.
+static NEXT_ENCODER_UID: AtomicU64 = AtomicU64::new(1);
 
 /// Statistics of one `encode_file` run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,11 +224,11 @@ pub struct Encoder {
     /// (left id, right id) -> (rank, merged id).
     ranks: FxHashMap<(u32, u32), (u32, u32)>,
     /// Tokens whose own BPE is the single token: a pre-token equal to one is that id.
-    whole: FxHashMap<Box<[u8]>, u32>,
+    whole: PieceMap<u32>,
+    /// Tags this encoder's entries in the worker caches.
+    uid: u64,
     specials: SpecialSplitter,
     special_ids: Vec<u32>,
-    /// First bytes of the special tokens: a cheap filter before `SpecialSplitter::match_at`.
-    special_first: [bool; 256],
     /// Specials that contain a safe-cut pattern, so a cut there must check they do not straddle it.
     cut_specials: Vec<Box<[u8]>>,
 }
@@ -226,12 +308,6 @@ impl Encoder {
             ranks.entry((ia, ib)).or_insert((rank as u32, ij));
         }
         let names: Vec<String> = specials.iter().map(|(t, _)| t.clone()).collect();
-        let mut special_first = [false; 256];
-        for t in &names {
-            if let Some(&b) = t.as_bytes().first() {
-                special_first[b as usize] = true;
-            }
-        }
         let cut_specials = names
             .iter()
             .filter(|t| t.as_bytes().windows(2).any(|w| cut_pattern(w[0], w[1])))
@@ -242,22 +318,21 @@ impl Encoder {
             tokens,
             byte_ids,
             ranks,
-            whole: FxHashMap::default(),
+            whole: PieceMap::new(),
+            uid: NEXT_ENCODER_UID.fetch_add(1, Ordering::Relaxed),
             specials: SpecialSplitter::new(&names),
             special_ids,
-            special_first,
             cut_specials,
         };
         // 4. the whole-token fast path: only tokens that BPE actually produces from their bytes.
-        let mut whole = FxHashMap::default();
-        whole.reserve(enc.tokens.len());
+        let mut whole = PieceMap::new();
         let mut out = Vec::new();
         for (id, t) in enc.tokens.iter().enumerate() {
             let Some(bytes) = t else { continue };
             out.clear();
             enc.merge_piece(bytes, &mut out);
             if out.len() == 1 && out[0] == id as u32 {
-                whole.insert(bytes.clone(), id as u32);
+                whole.insert(bytes, id as u32);
             }
         }
         enc.whole = whole;
@@ -391,7 +466,7 @@ impl Encoder {
     /// Encodes one pre-token through the whole-token table, the cache, then merging.
     #[inline]
     fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>, cache: &mut Cache) {
-        if let Some(&id) = self.whole.get(piece) {
+        if let Some(id) = self.whole.get(piece) {
             out.push(id);
             return;
         }
@@ -414,7 +489,7 @@ impl Encoder {
 
     /// Encodes text with no special tokens recognised (they are ordinary text).
     pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) {
-        for_each_pretoken(text, |p| self.encode_piece(p.as_bytes(), out, cache));
+        for_each_pretoken_bytes(text, |p| self.encode_piece(p, out, cache));
     }
 
     /// Encodes text, turning each special token (longest first) into its id.
@@ -422,21 +497,22 @@ impl Encoder {
         if self.specials.is_empty() {
             return self.encode_ordinary_into(text, out, cache);
         }
-        let bytes = text.as_bytes();
-        let (mut start, mut i) = (0, 0);
-        while i < bytes.len() {
-            if self.special_first[bytes[i] as usize] {
-                if let Some((idx, len)) = self.specials.match_at(text, i) {
-                    self.encode_ordinary_into(&text[start..i], out, cache);
-                    out.push(self.special_ids[idx]);
-                    i += len;
-                    start = i;
-                    continue;
-                }
+        self.specials.for_each_segment(text, |seg| match seg {
+            Segment::Text(t) => self.encode_ordinary_into(t, out, cache),
+            Segment::Special(idx) => out.push(self.special_ids[idx]),
+        });
+    }
+
+    /// Runs `f` with this thread's worker cache, emptied first if it holds another encoder's ids.
+    fn with_worker_cache<R>(&self, f: impl FnOnce(&mut Cache) -> R) -> R {
+        WORKER_CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.owner != self.uid {
+                c.clear();
+                c.owner = self.uid;
             }
-            i += 1;
-        }
-        self.encode_ordinary_into(&text[start..], out, cache);
+            f(&mut c)
+        })
     }
 
     /// Encodes text on the calling thread (special tokens recognised).
@@ -457,10 +533,10 @@ impl Encoder {
     pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<Vec<u32>> {
         texts
             .par_iter()
-            .map_init(Cache::new, |cache, t| {
+            .map(|t| {
                 let t = t.as_ref();
                 let mut out = Vec::with_capacity(t.len() / 4 + 1);
-                self.encode_into(t, &mut out, cache);
+                self.with_worker_cache(|cache| self.encode_into(t, &mut out, cache));
                 out
             })
             .collect()
@@ -476,10 +552,10 @@ impl Encoder {
         let bounds = self.chunk_bounds(text.as_bytes(), chunk, true);
         bounds
             .par_windows(2)
-            .map_init(Cache::new, |cache, w| {
+            .map(|w| {
                 let piece = &text[w[0]..w[1]];
                 let mut out = Vec::with_capacity(piece.len() / 4 + 1);
-                self.encode_into(piece, &mut out, cache);
+                self.with_worker_cache(|cache| self.encode_into(piece, &mut out, cache));
                 out
             })
             .collect()
@@ -639,7 +715,7 @@ impl Encoder {
             // 3. Validate and encode the chunks in parallel.
             let results: Vec<Result<Vec<u32>>> = bounds
                 .par_windows(2)
-                .map_init(Cache::new, |cache, w| {
+                .map(|w| {
                     let piece = &buf[w[0]..w[1]];
                     let text = std::str::from_utf8(piece).map_err(|e| BpeError::InvalidUtf8 {
                         path: in_name.clone(),
@@ -647,7 +723,7 @@ impl Encoder {
                         byte: piece[e.valid_up_to()],
                     })?;
                     let mut out = Vec::with_capacity(piece.len() / 3 + 1);
-                    self.encode_into(text, &mut out, cache);
+                    self.with_worker_cache(|cache| self.encode_into(text, &mut out, cache));
                     progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
                     Ok(out)
                 })
@@ -714,5 +790,383 @@ pub fn with_threads<T: Send>(n: Option<usize>, f: impl FnOnce() -> T + Send) -> 
                 .map_err(|e| BpeError::InvalidArgument(format!("cannot start {n} threads: {e}")))?;
             Ok(pool.install(f))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic xorshift generator, so the tests need no extra crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn byte_vocab() -> Vec<(u32, Vec<u8>)> {
+        (0..256u32).map(|b| (b, vec![b as u8])).collect()
+    }
+
+    /// Vocabulary: the 256 bytes (id = byte value), then one id per merge, in order.
+    fn encoder(merges: &[(&str, &str)], specials: &[&str]) -> Encoder {
+        let mut vocab = byte_vocab();
+        let merges: Vec<(Vec<u8>, Vec<u8>)> = merges
+            .iter()
+            .map(|(a, b)| (a.as_bytes().to_vec(), b.as_bytes().to_vec()))
+            .collect();
+        for (i, (a, b)) in merges.iter().enumerate() {
+            vocab.push((256 + i as u32, [&a[..], &b[..]].concat()));
+        }
+        let mut next = vocab.len() as u32;
+        let specials = specials
+            .iter()
+            .map(|s| {
+                vocab.push((next, s.as_bytes().to_vec()));
+                next += 1;
+                (s.to_string(), next - 1)
+            })
+            .collect();
+        Encoder::new(vocab, merges, specials).unwrap()
+    }
+
+    /// Random merges over a small alphabet, so pieces merge deeply and in varied orders.
+    fn random_encoder(seed: u64, n_merges: usize) -> Encoder {
+        let mut rng = Rng(seed);
+        let mut tokens: Vec<Vec<u8>> = b"ab c\n".iter().map(|&b| vec![b]).collect();
+        let mut merges = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        while merges.len() < n_merges {
+            let a = tokens[rng.below(tokens.len())].clone();
+            let b = tokens[rng.below(tokens.len())].clone();
+            let joined = [&a[..], &b[..]].concat();
+            if joined.len() > 12 || !seen.insert(joined.clone()) {
+                continue;
+            }
+            tokens.push(joined);
+            merges.push((a, b));
+        }
+        let mut vocab = byte_vocab();
+        for (i, (a, b)) in merges.iter().enumerate() {
+            vocab.push((256 + i as u32, [&a[..], &b[..]].concat()));
+        }
+        Encoder::new(vocab, merges, vec![]).unwrap()
+    }
+
+    /// The textbook algorithm: merge the lowest-rank pair, all occurrences left to right.
+    fn naive_bpe(enc: &Encoder, piece: &[u8]) -> Vec<u32> {
+        let mut ids: Vec<u32> = piece.iter().map(|&b| enc.byte_ids[b as usize]).collect();
+        loop {
+            let best = ids
+                .windows(2)
+                .filter_map(|w| enc.ranks.get(&(w[0], w[1])))
+                .min();
+            let Some(&(rank, new)) = best else { return ids };
+            let mut out = Vec::with_capacity(ids.len());
+            let mut i = 0;
+            while i < ids.len() {
+                if i + 1 < ids.len()
+                    && enc.ranks.get(&(ids[i], ids[i + 1])).map(|r| r.0) == Some(rank)
+                {
+                    out.push(new);
+                    i += 2;
+                } else {
+                    out.push(ids[i]);
+                    i += 1;
+                }
+            }
+            ids = out;
+        }
+    }
+
+    #[test]
+    fn merges_by_rank() {
+        // "ab" first, then "abc"; "bc" ranks after "ab", so "abc" never becomes a + bc.
+        let enc = encoder(&[("a", "b"), ("b", "c"), ("ab", "c")], &[]);
+        assert_eq!(enc.encode("abc"), vec![258]);
+        assert_eq!(enc.encode("bc"), vec![257]);
+        assert_eq!(enc.encode("abab"), vec![256, 256]);
+        assert_eq!(
+            enc.encode("xbc ab"),
+            vec![b'x' as u32, 257, b' ' as u32, 256]
+        );
+        assert_eq!(enc.encode(""), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn overlapping_pairs_merge_left_to_right() {
+        let enc = encoder(&[("a", "a")], &[]);
+        assert_eq!(enc.encode("aaa"), vec![256, b'a' as u32]);
+        assert_eq!(enc.encode("aaaa"), vec![256, 256]);
+        let enc = encoder(&[("a", "a"), ("aa", "aa")], &[]);
+        assert_eq!(enc.encode("aaaaa"), vec![257, b'a' as u32]);
+    }
+
+    #[test]
+    fn token_not_reachable_by_its_own_merges_is_not_a_shortcut() {
+        // "abc" = a + bc, but "ab" merges first, so BPE of "abc" is [ab, c], never the token.
+        let enc = encoder(&[("a", "b"), ("b", "c"), ("a", "bc")], &[]);
+        assert_eq!(enc.encode("abc"), vec![256, b'c' as u32]);
+        assert_eq!(enc.decode_bytes(&[258]).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn scan_and_heap_equal_naive_bpe() {
+        for seed in 1..6 {
+            let enc = random_encoder(seed, 300);
+            let mut rng = Rng(seed * 7919);
+            for _ in 0..300 {
+                let n = 1 + rng.below(300);
+                let piece: Vec<u8> = (0..n).map(|_| b"ab c\n"[rng.below(5)]).collect();
+                let expect = naive_bpe(&enc, &piece);
+                let (mut scan, mut heap) = (Vec::new(), Vec::new());
+                if n <= SCAN_MAX_PIECE {
+                    enc.merge_scan(&piece, &mut scan);
+                    assert_eq!(scan, expect);
+                }
+                enc.merge_heap(&piece, &mut heap);
+                assert_eq!(heap, expect, "piece {:?}", String::from_utf8_lossy(&piece));
+                let mut cached = Vec::new();
+                let mut cache = Cache::new();
+                enc.encode_piece(&piece, &mut cached, &mut cache);
+                enc.encode_piece(&piece, &mut cached, &mut cache);
+                assert_eq!(cached, [expect.clone(), expect].concat());
+            }
+        }
+    }
+
+    #[test]
+    fn one_huge_pretoken_is_fast_and_exact() {
+        let enc = random_encoder(3, 300);
+        let piece = "ab".repeat(200_000) + "a";
+        let ids = enc.encode(&piece);
+        assert_eq!(enc.decode_bytes(&ids).unwrap(), piece.as_bytes());
+        assert_eq!(ids, naive_bpe(&enc, piece.as_bytes()));
+    }
+
+    #[test]
+    fn specials_longest_first_and_never_split() {
+        let enc = encoder(&[("<", "|")], &["<|e|>", "<|e|><|e|>"]);
+        let e1 = enc.special_ids[0];
+        let e2 = enc.special_ids[1];
+        assert_eq!(enc.encode("<|e|><|e|><|e|>"), vec![e2, e1]);
+        assert_eq!(enc.encode("x<|e|>y"), vec![b'x' as u32, e1, b'y' as u32]);
+        // Undeclared look-alike and specials in encode_ordinary are plain text.
+        assert_eq!(
+            enc.encode("<|f|>"),
+            vec![256, b'f' as u32, b'|' as u32, b'>' as u32]
+        );
+        assert_eq!(
+            enc.encode_ordinary("<|e|>"),
+            vec![256, b'e' as u32, b'|' as u32, b'>' as u32]
+        );
+    }
+
+    #[test]
+    fn many_specials() {
+        let names: Vec<String> = (0..500).map(|i| format!("<tok{i}>")).collect();
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        let enc = encoder(&[], &refs);
+        let text: String = (0..2000)
+            .map(|i| format!("{} x", names[(i * 7) % 500]))
+            .collect();
+        let ids = enc.encode(&text);
+        assert_eq!(ids.iter().filter(|&&id| id >= 256).count(), 2000);
+        assert_eq!(enc.decode_bytes(&ids).unwrap(), text.as_bytes());
+    }
+
+    fn random_text(rng: &mut Rng, n: usize) -> String {
+        const PARTS: &[&str] = &[
+            "a", "b", "c", " ", " ", "\n", "\n\n", "\t", "\r\n", "'s", "'", "1", "22", "!", "?.",
+            "é", "ß", "中", "\u{a0}", "\u{3000}", "\u{2028}", "😀", "<|e|>", "<|", "|>", "  ",
+        ];
+        (0..n).map(|_| PARTS[rng.below(PARTS.len())]).collect()
+    }
+
+    #[test]
+    fn safe_cuts_do_not_change_the_encoding() {
+        let mut enc = random_encoder(5, 200);
+        // Specials: one plain, one containing a cut pattern ("e\n" is printable + whitespace).
+        let base = enc.vocab_size() as u32;
+        let mut vocab: Vec<(u32, Vec<u8>)> = (0..base)
+            .map(|i| (i, enc.token_bytes(i).unwrap().to_vec()))
+            .collect();
+        vocab.push((base, b"<|e|>".to_vec()));
+        vocab.push((base + 1, b"x\ny".to_vec()));
+        let merges: Vec<(Vec<u8>, Vec<u8>)> = {
+            let mut m: Vec<_> = enc
+                .ranks
+                .iter()
+                .map(|(&(a, b), &(r, _))| (r, a, b))
+                .collect();
+            m.sort();
+            m.into_iter()
+                .map(|(_, a, b)| {
+                    (
+                        enc.token_bytes(a).unwrap().to_vec(),
+                        enc.token_bytes(b).unwrap().to_vec(),
+                    )
+                })
+                .collect()
+        };
+        enc = Encoder::new(
+            vocab,
+            merges,
+            vec![("<|e|>".into(), base), ("x\ny".into(), base + 1)],
+        )
+        .unwrap();
+        let mut rng = Rng(42);
+        let mut cuts = 0;
+        for round in 0..400 {
+            let n = 1 + rng.below(40);
+            let mut text = random_text(&mut rng, n);
+            if round % 3 == 0 {
+                text = text.replace('c', "x\ny");
+            }
+            let whole = enc.encode(&text);
+            let b = text.as_bytes();
+            for p in 1..b.len() {
+                if enc.is_safe_cut(b, p) {
+                    cuts += 1;
+                    let mut split = enc.encode(&text[..p]);
+                    split.extend(enc.encode(&text[p..]));
+                    assert_eq!(split, whole, "cut at {p} of {text:?}");
+                }
+            }
+            // The streaming prefix and the parallel chunks agree with the whole.
+            let (mut ids, used) = enc.encode_prefix(&text);
+            ids.extend(enc.encode(&text[used..]));
+            assert_eq!(ids, whole);
+        }
+        assert!(cuts > 500, "too few safe cuts exercised: {cuts}");
+        // A cut inside "x\ny" is never safe.
+        assert!(!enc.is_safe_cut(b"ax\nyb", 2));
+        // Nor one whose special might continue past the end of the buffer.
+        assert!(!enc.is_safe_cut(b"ax\n", 2));
+    }
+
+    #[test]
+    fn chunks_batch_and_le_bytes_equal_encode() {
+        let enc = encoder(&[("a", "b"), (" ", "ab"), ("c", "c")], &["<|e|>"]);
+        let mut rng = Rng(9);
+        let text = random_text(&mut rng, 200_000);
+        let whole = enc.encode(&text);
+        let chunked: Vec<u32> = with_threads(Some(2), || enc.encode_chunks(&text))
+            .unwrap()
+            .concat();
+        assert_eq!(chunked, whole);
+        let bytes = enc.encode_to_le_bytes(&text, Width::U16).unwrap();
+        let back: Vec<u32> = bytes
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
+            .collect();
+        assert_eq!(back, whole);
+        let texts = vec![text.as_str(), "", "ab ab<|e|>"];
+        let batch = enc.encode_batch(&texts);
+        assert_eq!(
+            batch,
+            texts.iter().map(|t| enc.encode(t)).collect::<Vec<_>>()
+        );
+    }
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("bpe336-encode-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn file_encoding_equals_encode() {
+        let enc = encoder(&[("a", "b"), (" ", "ab"), ("c", "c")], &["<|e|>"]);
+        let mut rng = Rng(11);
+        let text = random_text(&mut rng, 1_500_000);
+        let input = temp_path("in.txt");
+        let output = temp_path("out.bin");
+        std::fs::write(&input, &text).unwrap();
+        let done = AtomicU64::new(0);
+        let stats = with_threads(Some(2), || {
+            enc.encode_file(&input, &output, 16, Width::U32, &done)
+        })
+        .unwrap()
+        .unwrap();
+        let raw = std::fs::read(&output).unwrap();
+        assert_eq!(&raw[..16], &[0u8; 16]);
+        let ids: Vec<u32> = raw[16..]
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(ids, enc.encode(&text));
+        assert_eq!(stats.bytes, text.len() as u64);
+        assert_eq!(stats.tokens, ids.len() as u64);
+        assert!(stats.chunks > 1);
+        assert_eq!(done.load(Ordering::Relaxed), text.len() as u64);
+    }
+
+    #[test]
+    fn file_errors_say_where() {
+        let enc = encoder(&[], &[]);
+        let input = temp_path("bad.txt");
+        let output = temp_path("bad.bin");
+        let mut data = "hello world\n".repeat(300_000).into_bytes();
+        let at = 2_500_001;
+        data[at] = 0xff;
+        std::fs::write(&input, &data).unwrap();
+        let done = AtomicU64::new(0);
+        match enc.encode_file(&input, &output, 0, Width::U16, &done) {
+            Err(BpeError::InvalidUtf8 { offset, byte, .. }) => {
+                assert_eq!(offset, at as u64);
+                assert_eq!(byte, 0xff);
+            }
+            other => panic!("expected InvalidUtf8, got {other:?}"),
+        }
+        let missing = temp_path("missing.txt");
+        assert!(matches!(
+            enc.encode_file(&missing, &output, 0, Width::U16, &done),
+            Err(BpeError::Io { .. })
+        ));
+        let dir = std::env::temp_dir();
+        assert!(matches!(
+            enc.encode_file(&dir, &output, 0, Width::U16, &done),
+            Err(BpeError::IsADirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_vocabularies_are_errors() {
+        let err = |r: Result<Encoder>| match r {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("expected an error"),
+        };
+        let missing_byte: Vec<(u32, Vec<u8>)> = (1..256u32).map(|b| (b, vec![b as u8])).collect();
+        assert!(err(Encoder::new(missing_byte, vec![], vec![])).contains("byte 0x00"));
+        let msg = err(Encoder::new(
+            byte_vocab(),
+            vec![(b"a".to_vec(), b"b".to_vec())],
+            vec![],
+        ));
+        assert!(msg.contains("merge 0") && msg.contains("\"ab\""), "{msg}");
+        let mut dup = byte_vocab();
+        dup.push((5, b"zz".to_vec()));
+        assert!(err(Encoder::new(dup, vec![], vec![])).contains("twice"));
+        let enc = encoder(&[("a", "b")], &[]);
+        assert!(matches!(
+            enc.decode_bytes(&[257]),
+            Err(BpeError::UnknownId(257))
+        ));
+        assert_eq!(enc.decode_bytes(&[256, 99]).unwrap(), b"abc");
+        let mut big = byte_vocab();
+        big.push((70_000, b"zz".to_vec()));
+        let big = Encoder::new(big, vec![], vec![]).unwrap();
+        assert!(big.encode_to_le_bytes("a", Width::U16).is_err());
+        assert!(with_threads(Some(0), || ()).is_err());
     }
 }

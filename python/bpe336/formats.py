@@ -87,7 +87,12 @@ def load_vocab_json(path: str | os.PathLike, special_tokens: tuple[str, ...] | l
             raise ValueError(f"{path}: token {token!r} has id {idx!r}; ids must be non-negative integers")
         if idx in vocab:
             raise ValueError(f"{path}: id {idx} is used twice (by {token!r} and another token)")
-        is_special = token in specials or (token.startswith("<|") and token.endswith("|>"))
+        if token in specials:
+            # Listed specials are stored as their text (save_vocab_json), even where that text
+            # also reads as a byte-level string (e.g. "<|é|>").
+            vocab[idx] = token.encode("utf-8")
+            continue
+        is_special = token.startswith("<|") and token.endswith("|>")
         try:
             vocab[idx] = decode_token(token, special=is_special)
         except ValueError as e:
