@@ -374,7 +374,7 @@ def _run_stages(args: argparse.Namespace) -> dict:
           f"lm336 generate --checkpoint {ckpt} --prompt \"{prompt}\"")  # fmt: skip
     result = {**summary, "prompt": prompt, "sample": text, "tokenizer_dir": str(tok_dir), "checkpoint": str(ckpt),
               "curves": [str(c) for c in curves], "train_tokens": counts[0],
-              "valid_tokens": counts[1], "total_s": round(time.perf_counter() - t_all, 1)}  # fmt: skip
+              "valid_tokens": counts[1], "torch_threads": torch.get_num_threads(), "total_s": round(time.perf_counter() - t_all, 1)}  # fmt: skip
     with atomic_write(run_dir / "pipeline.json", "w") as f:
         json.dump(result, f, indent=2)
     return result
