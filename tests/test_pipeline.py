@@ -165,6 +165,15 @@ def test_pipeline_bad_arguments(tmp_path):
         pipeline.main(["--minutes", "0", "--out", str(tmp_path / "r")])
 
 
+def test_pipeline_bad_settings_fail_before_any_work(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert pipeline.main(["--out", str(out), "--d-model", "30", "--num-heads", "4"]) == 1
+    assert "divisible" in capsys.readouterr().err
+    assert not (out / "data").exists()
+    assert pipeline.main(["--out", str(out), "--set", "optimizer.nosuch=1"]) == 1
+    assert "nosuch" in capsys.readouterr().err
+
+
 def test_generate_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert sampling.main(["--checkpoint", str(tmp_path / "nothing.pt")]) == 1
     assert "checkpoint not found" in capsys.readouterr().err

@@ -278,10 +278,13 @@ def _run_stages(args: argparse.Namespace) -> dict:
     from bpe336 import Tokenizer, train_bpe
     from bpe336.atomic import atomic_write
 
+    from .config import apply_overrides
     from .sampling import generate, resolve_device
     from .training import train
 
     run_dir = Path(args.out)
+    # Check the model/optimizer settings before any work (the real vocabulary size comes later).
+    build_train_config(args, max(args.vocab_size, 257), run_dir / "train.npy", run_dir / "valid.npy", run_dir)
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
@@ -344,6 +347,7 @@ def _run_stages(args: argparse.Namespace) -> dict:
     cfg.run.checkpoint_interval = max(cfg.run.eval_interval, steps // 4)
     if cfg.optimizer.warmup_iters > steps // 5:
         cfg.optimizer.warmup_iters = max(1, steps // 5)
+    cfg = apply_overrides(cfg, args.set)  # again: keys the user set explicitly win over the plan
     n_params = _num_params(cfg)
     print(f"         model: {n_params / 1e6:.2f}M parameters, context {cfg.model.context_length}, "
           f"d_model {cfg.model.d_model}, {cfg.model.num_layers} layers; {plan}; "
