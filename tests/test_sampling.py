@@ -280,6 +280,13 @@ def test_bad_prompts(model):
     )
 
 
+def test_nan_logits_are_a_clear_error():
+    with pytest.raises(ValueError, match="NaN"):
+        sample_next(torch.tensor([0.0, float("nan"), 1.0]), temperature=1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        sample_next(torch.tensor([0.0, float("nan"), 1.0]), temperature=0)  # argmax would pick the NaN
+
+
 def test_zero_new_tokens(model):
     assert generate_ids(model, [1], max_new_tokens=0) == []
     assert generate(model, ByteTokenizer(), "x", max_new_tokens=0) == ""

@@ -91,6 +91,8 @@ def sample_next(
     """
     _check_sampling_args(temperature, top_p, top_k)
     logits = logits.detach().float().cpu()  # (vocab,)
+    if torch.isnan(logits).any():
+        raise ValueError("the model produced NaN logits; cannot sample (is the checkpoint healthy?)")
     if temperature == 0:
         return int(torch.argmax(logits))
     logits = logits / temperature
@@ -100,7 +102,7 @@ def sample_next(
     if top_p < 1.0:
         probs = top_p_filter(probs, top_p)
     if not torch.isfinite(probs).all() or float(probs.sum()) <= 0:
-        raise FloatingPointError("the model produced NaN/inf logits; cannot sample (is the checkpoint healthy?)")
+        raise ValueError("the model produced NaN/inf logits; cannot sample (is the checkpoint healthy?)")
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
