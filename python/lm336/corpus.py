@@ -91,10 +91,9 @@ FEARS = [
     ("the loud storm", "the thunder"), ("the deep water", "the lake"),
     ("the tall slide", "the slide"), ("the old barn", "the barn"), ("the first day of school", "school"),
 ]
-HAPPY = ["happy", "glad", "excited", "proud", "joyful", "cheerful", "very happy", "so happy"]
+HAPPY = ["happy", "glad", "excited", "proud", "joyful", "cheerful", "very happy", "so happy"]  # [:6] after "so"
 SAD = ["sad", "upset", "worried", "unhappy", "lonely", "very sad", "a little sad"]
 SCARED = ["scared", "afraid", "nervous", "frightened", "very scared"]
-WEATHER_GOOD = ["sunny", "warm", "bright", "beautiful", "lovely"]
 TIMES = ["One day", "One morning", "One sunny day", "One afternoon", "One evening", "One bright morning", "One summer day", "One cold day"]
 ADVERBS = ["slowly", "quickly", "carefully", "happily", "quietly", "softly", "gently", "bravely"]
 SOUNDS = ["a loud noise", "a soft cry", "a funny sound", "a little squeak", "a big splash", "a sad sound"]
@@ -115,7 +114,7 @@ MORALS = {
     "animal": ["being kind to animals is important", "helping others is the right thing to do",
                "even small friends need help sometimes", "a kind heart makes many friends"],
     "surprise": ["the best gifts come from the heart", "making others happy is a special feeling",
-                 "working together makes big things possible", "love is the best surprise of all"],
+                 "giving can be even more fun than getting", "love is the best surprise of all"],
 }
 
 
@@ -143,6 +142,9 @@ class Character:
 
     def intro(self) -> str:  # "a little girl named Lily"
         return f"{self.a} {self.adj} {self.noun} named {self.name}"
+
+    def called(self) -> str:  # "Ben the bunny", or just "Lily" for a child
+        return self.name if self.noun in ("girl", "boy") else f"{self.name} the {self.noun}"
 
 
 def _cap(s: str) -> str:
@@ -190,9 +192,9 @@ def _said(rng: random.Random, who: str, line: str, mood: str = "") -> str:
 def _friend_arrives(rng: random.Random, h: Character, f: Character) -> list[str]:
     return [rng.choice([
         f"Then {h.name} saw {h.his} friend {f.name}, {_a(f.adj + ' ' + f.noun)}.",
-        f"Just then, {h.his} friend {f.name} the {f.noun} came by.",
+        f"Just then, {h.his} friend {f.called()} came by.",
         f"{h.name} met {f.intro()}.",
-        f"Soon, {f.name} the {f.noun} walked over to {h.him}.",
+        f"Soon, {f.called()} walked over to {h.him}.",
     ])]
 
 
@@ -295,7 +297,7 @@ def _arc_share(rng, h, f):
 
 def _arc_broken(rng, h, f):
     toy = rng.choice(TOYS)
-    s = [f"{rng.choice(TIMES)}, {f.name} the {f.noun} came to play with {h.name}."]
+    s = [f"{rng.choice(TIMES)}, {f.called()} came to play with {h.name}."]
     s.append(f"{f.name} brought {f.his} {rng.choice(['new', 'favorite', 'special', 'shiny'])} {toy}.")
     s.append(rng.choice([
         f"{h.name} wanted to hold it. {_cap(h.he)} pulled too hard, and the {toy} broke!",
@@ -337,7 +339,7 @@ def _arc_rain(rng, h, f):
     s.append(f"{_cap(helper)} had an idea.")
     idea = rng.choice([
         ("Let's build a fort inside!", "built a big fort with blankets and pillows"),
-        (f"Let's {act} in the living room!", f"had a fun time in the living room"),
+        ("Let's play a game in the living room!", "played hide and seek in the living room"),
         ("Let's bake cookies!", "baked warm cookies that smelled so good"),
         ("Let's put on boots and jump in puddles!", "jumped in every puddle they could find"),
         ("Let's draw a picture of a sunny day!", "drew the sun, the sky and a big rainbow"),
@@ -414,7 +416,7 @@ def _arc_surprise(rng, h, f):
         f"{_cap(h.he)} hid it {rng.choice(HIDE_SPOTS)} so {f.name} would not see.",
     ]))
     s.append(f"When {f.name} came, {h.name} shouted, \"Surprise!\"")
-    s.append(f"{f.name} was so {rng.choice(HAPPY)}. {_cap(f.he)} gave {h.name} a big hug.")
+    s.append(f"{f.name} was so {rng.choice(HAPPY[:6])}. {_cap(f.he)} gave {h.name} a big hug.")
     s.append(_said(rng, f.name, rng.choice(["This is the best gift ever!", "Thank you, you are my best friend!", "I love it!"])))
     return s, "surprise"
 
@@ -431,7 +433,7 @@ def _ending(rng: random.Random, h: Character, moral_kind: str) -> list[str]:
         f"And {h.name} always remembered that {moral}.",
     ])]
     if rng.random() < 0.35:
-        out.append(rng.choice(["The end.", f"And they all lived happily ever after.", f"It was a {rng.choice(WEATHER_GOOD)} day."]))
+        out.append(rng.choice(["The end.", "And they all lived happily ever after.", "What a day it was!"]))
     return out
 
 
