@@ -182,10 +182,12 @@ def _opening(rng: random.Random, h: Character) -> list[str]:
 
 def _said(rng: random.Random, who: str, line: str, mood: str = "") -> str:
     verb = rng.choice(["said", "said", "asked" if line.endswith("?") else "said", "shouted" if line.endswith("!") else "said", "whispered"])
+    # Before the speech tag a final full stop becomes a comma: "I can help," said Tom.
+    quoted = line[:-1] + "," if line.endswith(".") else line
     if mood and rng.random() < 0.4:
-        return f'"{line}" {who} {verb} {mood}.'
+        return f'"{quoted}" {who} {verb} {mood}.'
     if rng.random() < 0.5:
-        return f'"{line}" {verb} {who}.'
+        return f'"{quoted}" {verb} {who}.'
     return f'{who} {verb}, "{line}"'
 
 
