@@ -119,7 +119,7 @@ def test_pipeline_end_to_end_tiny(tmp_path, capsys):
         assert "curves     : skipped" in printed
 
     # The generate command finds the model config in the checkpoint and the tokenizer in the run.
-    args = ["--checkpoint", str(out / "ckpt.pt"), "--max-new-tokens", "16", "--seed", "3", "--device", "cpu"]
+    args = ["--checkpoint", str(out / "ckpt.pt"), "--max-new-tokens", "16", "--seed", "3", "--device", "cpu", "--threads", "1"]
     assert sampling.main(args) == 0
     first = capsys.readouterr().out
     assert first.startswith("Once upon a time") and len(first) > len("Once upon a time\n")

@@ -418,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eos-token", default=EOT, help=f"stop token (default {EOT}); '' = never stop early")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--no-cache", action="store_true", help="disable the KV cache (recompute every step)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for PyTorch; 0 = PyTorch's default. NOTE: on a busy machine 1 can be much faster")
     return p
 
 
@@ -434,6 +436,10 @@ def _run(args: argparse.Namespace) -> int:
     _check_sampling_args(args.temperature, args.top_p, args.top_k)
     if args.max_new_tokens < 0 or args.num_samples < 1:
         raise SystemExit("lm336 generate: --max-new-tokens must be >= 0 and --num-samples >= 1")
+    if args.threads < 0:
+        raise SystemExit("lm336 generate: --threads must be >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from bpe336 import Tokenizer
 
     device = resolve_device(args.device)
