@@ -425,11 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    threads = torch.get_num_threads()
     try:
         return _run(args)
     except (OSError, ValueError, KeyError) as e:
         print(f"lm336 generate: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        torch.set_num_threads(threads)  # main() may be called in-process (tests, notebooks)
 
 
 def _run(args: argparse.Namespace) -> int:
