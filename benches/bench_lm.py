@@ -179,7 +179,9 @@ def main(argv=None) -> int:
     if args.context_length:
         cfg.context_length = args.context_length
     batch = args.batch_size or (128 if cuda else 4)
-    steps, blocks, warmup = args.steps or (20 if cuda else 2), args.blocks or (5 if cuda else 3), args.warmup or (10 if cuda else 1)
+    steps = args.steps or (20 if cuda else 2)
+    blocks = args.blocks or (5 if cuda else 3)
+    warmup = args.warmup or (10 if cuda else 1)
     compiled = cuda and not args.no_compile
     use_amp = cuda and not args.no_autocast
     if cuda:
@@ -218,7 +220,8 @@ def main(argv=None) -> int:
           f"torch={torch.__version__} compile={compiled} autocast={'bf16' if use_amp else 'off'}")  # fmt: skip
     print(f"# model: vocab {cfg.vocab_size}, context {cfg.context_length}, d_model {cfg.d_model}, "
           f"{cfg.num_layers} layers, {cfg.num_heads} heads, d_ff {cfg.d_ff}; params {n_params['lm336']:,} "
-          f"(baseline {n_params['torch.nn baseline']:,}); batch {batch} x {cfg.context_length} = {tokens:,} tokens/step")  # fmt: skip
+          f"(baseline {n_params['torch.nn baseline']:,}); "
+          f"batch {batch} x {cfg.context_length} = {tokens:,} tokens/step")  # fmt: skip
     print(f"# {fpt / 1e6:.1f} MFLOP per token (training); peak {peak / 1e12:.2f} TFLOP/s "
           f"({'--peak-tflops' if args.peak_tflops else ('H100 bf16 default' if cuda else 'measured fp32 matmul')}); "
           f"{blocks} blocks x {steps} steps each, medians")  # fmt: skip
@@ -231,8 +234,9 @@ def main(argv=None) -> int:
     ratio = results["lm336"]["tokens_per_s"] / results["torch.nn baseline"]["tokens_per_s"]
     print(f"ratio lm336 / baseline tokens/s: {ratio:.3f}")
     if args.json:
-        out = {"device": str(device), "batch_size": batch, "context_length": cfg.context_length, "compile": compiled,
-               "autocast": use_amp, "peak_flops": peak, "flops_per_token": fpt, "results": results, "ratio": ratio}  # fmt: skip
+        out = {"device": str(device), "batch_size": batch, "context_length": cfg.context_length,
+               "compile": compiled, "autocast": use_amp, "peak_flops": peak, "flops_per_token": fpt,
+               "results": results, "ratio": ratio}  # fmt: skip
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0 if math.isfinite(ratio) else 1
 

@@ -103,7 +103,8 @@ class _Block(nn.Module):
     def forward(self, x):
         b, t, d = x.shape
         a = self.ln1(x)
-        q, k, v = (getattr(self.attn, n)(a).view(b, t, self.h, d // self.h).transpose(1, 2) for n in ("q_proj", "k_proj", "v_proj"))
+        heads = (getattr(self.attn, n)(a) for n in ("q_proj", "k_proj", "v_proj"))
+        q, k, v = (z.view(b, t, self.h, d // self.h).transpose(1, 2) for z in heads)
         q, k = _rope(q, self.theta), _rope(k, self.theta)
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d)
         x = x + self.attn.output_proj(o)
@@ -167,7 +168,8 @@ def test_loss_curve_matches_torch_baseline_float64(tmp_path, data):
     ours = [r["train_loss"] for r in _log(summary["run_dir"])]
     expected, base_state = _baseline_losses(cfg)
     assert len(ours) == cfg.run.max_steps
-    torch.testing.assert_close(torch.tensor(ours, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64), rtol=1e-10, atol=0)
+    f64 = torch.float64
+    torch.testing.assert_close(torch.tensor(ours, dtype=f64), torch.tensor(expected, dtype=f64), rtol=1e-10, atol=0)
     assert sum(ours[-5:]) / 5 < sum(ours[:5]) / 5 - 0.2  # it learns
     final = read_checkpoint(Path(summary["run_dir"]) / "ckpt.pt")["model"]
     for name, value in base_state.items():
@@ -377,7 +379,8 @@ def test_npy_and_uint32_inputs_and_held_out_tail(tmp_path, data):
     np.save(npy, _tokens(20_000).astype(np.int32))
     u32 = tmp_path / "train32.bin"
     _tokens(20_000).astype(np.uint32).tofile(u32)
-    a = train(_cfg(tmp_path, data, f"data.train_path={npy}", "data.val_path=", "run.max_steps=3", f"run.out_dir={tmp_path / 'a'}"))
+    a = train(_cfg(tmp_path, data, f"data.train_path={npy}", "data.val_path=", "run.max_steps=3",
+                   f"run.out_dir={tmp_path / 'a'}"))  # fmt: skip
     b = train(_cfg(tmp_path, data, f"data.train_path={u32}", "data.dtype=uint32", "data.val_path=", "run.max_steps=3",
                    f"run.out_dir={tmp_path / 'b'}"))  # fmt: skip
     assert a["final_train_loss"] == b["final_train_loss"] and a["final_val_loss"] == b["final_val_loss"]

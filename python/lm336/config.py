@@ -95,7 +95,8 @@ class OptimizerConfig:
 
     def validate(self) -> None:
         _require(self.lr >= 0 and math.isfinite(self.lr), f"optimizer.lr must be finite and >= 0, got {self.lr}")
-        _require(0 <= self.min_lr and math.isfinite(self.min_lr), f"optimizer.min_lr must be finite and >= 0, got {self.min_lr}")
+        ok = 0 <= self.min_lr and math.isfinite(self.min_lr)
+        _require(ok, f"optimizer.min_lr must be finite and >= 0, got {self.min_lr}")
         _require(
             len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
             f"optimizer.betas must be two numbers in [0, 1), got {self.betas}",
@@ -137,7 +138,7 @@ class RunConfig:
     seed: int = 0  # seeds model init and the batch stream (each process draws its own stream)
     device: str = "auto"  # "auto" (cuda if present, else cpu) | "cpu" | "cuda" | "cuda:1" ...; cpu is the fallback
     dtype: str = "float32"  # parameter dtype: float32 | float64 | bfloat16 (AdamW state follows it)
-    autocast: str = "auto"  # matmul dtype under autocast: "auto" (bfloat16 on cuda, none on cpu) | "none" | "bfloat16" | "float16"
+    autocast: str = "auto"  # autocast dtype: "auto" (bfloat16 on cuda, none on cpu) | "none" | "bfloat16" | "float16"
     compile: bool | None = None  # torch.compile the model; None = on for cuda, off for cpu
     tf32: bool = True  # allow TF32 matmuls on Ampere+ GPUs (float32 runs only); false = exact float32
     resume: bool = False  # continue from out_dir/ckpt.pt (model, optimizer, step, RNG states)

@@ -245,7 +245,9 @@ def _wandb_run(cfg: TrainConfig, master: bool):
     try:
         import wandb
     except ImportError:
-        raise ImportError("run.wandb=true needs the wandb package (pip install wandb), or set run.wandb=false") from None
+        raise ImportError(
+            "run.wandb=true needs the wandb package (pip install wandb), or set run.wandb=false"
+        ) from None
     name = cfg.run.wandb_run_name or Path(cfg.run.out_dir).name
     return wandb.init(project=cfg.run.wandb_project, name=name, config=cfg.to_dict())
 
@@ -405,9 +407,10 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         # (the option was renamed in newer PyTorch).
         import inspect
 
-        no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-                   else "broadcast_buffers")  # fmt: skip
-        fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None, **{no_sync: False})
+        options = inspect.signature(DistributedDataParallel).parameters
+        no_sync = "forward_sync_buffers" if "forward_sync_buffers" in options else "broadcast_buffers"
+        device_ids = [device.index] if device.type == "cuda" else None
+        fwd = DistributedDataParallel(fwd, device_ids=device_ids, **{no_sync: False})
     params = list(model.parameters())
 
     if ddp.master:
@@ -424,7 +427,9 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         else contextlib.nullcontext
     )
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None  # fp16 needs loss scaling
-    cosine_iters = ocfg.cosine_cycle_iters if ocfg.cosine_cycle_iters is not None else max(run.max_steps, ocfg.warmup_iters)
+    cosine_iters = ocfg.cosine_cycle_iters
+    if cosine_iters is None:
+        cosine_iters = max(run.max_steps, ocfg.warmup_iters)
     tokens_per_step = run.batch_size * mcfg.context_length
 
     def lr_at(it: int) -> float:
@@ -639,7 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML or JSON config file (default: built-in defaults)")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set optimizer.lr=1e-3 run.batch_size=64")  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue from RUN.out_dir/ckpt.pt (same as --set run.resume=true)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from RUN.out_dir/ckpt.pt (same as --set run.resume=true)")  # fmt: skip
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     return p
 
