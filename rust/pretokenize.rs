@@ -153,10 +153,35 @@ fn class_at(t: &ClassTable, b: &[u8], i: usize) -> (u8, usize) {
     (t.get(cp), len)
 }
 
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of the result is set iff that byte of `w` is an ASCII letter.
+/// (SWAR: `| 0x20` folds upper case onto lower case; with the high bit cleared first, adding
+/// per-byte constants cannot carry into the next byte.)
+#[inline(always)]
+fn ascii_letter_mask(w: u64) -> u64 {
+    let v = (w | 0x2020_2020_2020_2020) & 0x7F7F_7F7F_7F7F_7F7F;
+    let at_least_a = v.wrapping_add(0x1F1F_1F1F_1F1F_1F1F); // high bit iff v >= 0x61 ('a')
+    let above_z = v.wrapping_add(0x0505_0505_0505_0505); // high bit iff v >= 0x7B ('z' + 1)
+    at_least_a & !above_z & !w & HIGH_BITS
+}
+
 /// End of the run of characters of class `class` starting at `i`.
 #[inline(always)]
 fn run_end(t: &ClassTable, b: &[u8], mut i: usize, class: u8) -> usize {
     let n = b.len();
+    if class == L {
+        // ASCII letters 8 at a time; the byte loop below takes over at the first other byte.
+        while i + 8 <= n {
+            let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+            let other = !ascii_letter_mask(w) & HIGH_BITS;
+            if other != 0 {
+                i += (other.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+    }
     while i < n {
         let c = b[i];
         if c < 0x80 {
@@ -612,6 +637,29 @@ mod tests {
                 regex_pretokens(&re, &text),
                 "text {text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn ascii_letter_mask_matches_the_class_table() {
+        for byte in 0..=255u8 {
+            for pos in 0..8 {
+                let mut bytes = [b'a'; 8];
+                bytes[pos] = byte;
+                let mask = ascii_letter_mask(u64::from_le_bytes(bytes));
+                let is_letter = mask & (0x80u64 << (8 * pos)) != 0;
+                assert_eq!(
+                    is_letter,
+                    byte.is_ascii_alphabetic(),
+                    "byte {byte:#04x} at {pos}"
+                );
+                // The other bytes stay letters.
+                assert_eq!(
+                    mask.count_ones(),
+                    7 + is_letter as u32,
+                    "byte {byte:#04x} at {pos}"
+                );
+            }
         }
     }
 
