@@ -27,8 +27,10 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
+use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
 
 use crate::error::{BpeError, Result};
@@ -44,6 +46,8 @@ const CACHE_MAX_ENTRIES: usize = 1 << 16;
 const PARALLEL_MIN_BYTES: usize = 1 << 17;
 /// Target chunk size for parallel encoding of one text or file.
 const CHUNK_BYTES: usize = 1 << 20;
+/// Pre-tokens looked up together by `encode_ordinary_into`.
+const BATCH: usize = 32;
 /// No id: marks dead nodes in the heap merge and "no pair" in the scan merge.
 const NONE: u32 = u32::MAX;
 
@@ -98,59 +102,88 @@ impl Width {
     }
 }
 
-/// Pieces of up to this many bytes are hashed as one integer (bytes plus length in a u128), so
-/// lookups compare integers instead of calling memcmp.
-const SMALL_PIECE: usize = 15;
+/// Pieces of up to this many bytes are keyed by one integer (bytes plus length), so lookups
+/// hash and compare integers instead of calling memcmp; up to 7 bytes fit a u64 (half the slot
+/// size, so more of the table stays in cache), up to 15 a u128.
+const SHORT_PIECE: usize = 7;
+const MID_PIECE: usize = 15;
 
-#[inline]
-fn pack(piece: &[u8]) -> u128 {
-    debug_assert!(piece.len() <= SMALL_PIECE);
-    let mut b = [0u8; 16];
-    for (d, s) in b.iter_mut().zip(piece) {
-        *d = *s;
+/// The bytes of `b` (at most 8) as a little-endian integer, zero-padded, without a memcpy:
+/// two overlapping 4-byte loads (overlapping bytes are equal, so OR-ing them is exact).
+#[inline(always)]
+fn load_le(b: &[u8]) -> u64 {
+    let n = b.len();
+    debug_assert!(n <= 8);
+    if n >= 4 {
+        let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64;
+        let hi = u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]) as u64;
+        lo | (hi << (8 * (n - 4)))
+    } else if n > 0 {
+        (b[0] as u64) | ((b[n / 2] as u64) << (8 * (n / 2))) | ((b[n - 1] as u64) << (8 * (n - 1)))
+    } else {
+        0
     }
-    b[15] = piece.len() as u8;
-    u128::from_le_bytes(b)
+}
+
+/// Key of a piece of at most 7 bytes: the bytes, and the length in the top byte.
+#[inline(always)]
+fn pack_short(b: &[u8]) -> u64 {
+    load_le(b) | ((b.len() as u64) << 56)
+}
+
+/// Key of a piece of 8 to 15 bytes: the bytes, and the length in the top byte.
+#[inline(always)]
+fn pack_mid(b: &[u8]) -> u128 {
+    let lo = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    let hi = load_le(&b[8..]) | ((b.len() as u64) << 56);
+    (lo as u128) | ((hi as u128) << 64)
 }
 
 /// A map keyed by pre-token bytes: short keys packed into integers, long ones boxed.
 #[derive(Clone)]
 struct PieceMap<V> {
-    small: FxHashMap<u128, V>,
+    short: FxHashMap<u64, V>,
+    mid: FxHashMap<u128, V>,
     long: FxHashMap<Box<[u8]>, V>,
 }
 
 impl<V: Copy> PieceMap<V> {
     fn new() -> Self {
         PieceMap {
-            small: FxHashMap::default(),
+            short: FxHashMap::default(),
+            mid: FxHashMap::default(),
             long: FxHashMap::default(),
         }
     }
 
     #[inline]
     fn get(&self, piece: &[u8]) -> Option<V> {
-        if piece.len() <= SMALL_PIECE {
-            self.small.get(&pack(piece)).copied()
+        if piece.len() <= SHORT_PIECE {
+            self.short.get(&pack_short(piece)).copied()
+        } else if piece.len() <= MID_PIECE {
+            self.mid.get(&pack_mid(piece)).copied()
         } else {
             self.long.get(piece).copied()
         }
     }
 
     fn insert(&mut self, piece: &[u8], v: V) {
-        if piece.len() <= SMALL_PIECE {
-            self.small.insert(pack(piece), v);
+        if piece.len() <= SHORT_PIECE {
+            self.short.insert(pack_short(piece), v);
+        } else if piece.len() <= MID_PIECE {
+            self.mid.insert(pack_mid(piece), v);
         } else {
             self.long.insert(piece.into(), v);
         }
     }
 
     fn len(&self) -> usize {
-        self.small.len() + self.long.len()
+        self.short.len() + self.mid.len() + self.long.len()
     }
 
     fn clear(&mut self) {
-        self.small.clear();
+        self.short.clear();
+        self.mid.clear();
         self.long.clear();
     }
 }
@@ -222,7 +255,7 @@ pub struct Encoder {
     tokens: Vec<Option<Box<[u8]>>>,
     byte_ids: [u32; 256],
     /// (left id, right id) -> (rank, merged id).
-    ranks: FxHashMap<(u32, u32), (u32, u32)>,
+    ranks: FxHashMap<u64, (u32, u32)>,
     /// Tokens whose own BPE is the single token: a pre-token equal to one is that id.
     whole: PieceMap<u32>,
     /// Tags this encoder's entries in the worker caches.
@@ -305,7 +338,7 @@ impl Encoder {
             let ib = lookup(b)?;
             let joined = [&a[..], &b[..]].concat();
             let ij = lookup(&joined)?;
-            ranks.entry((ia, ib)).or_insert((rank as u32, ij));
+            ranks.entry(pair_key(ia, ib)).or_insert((rank as u32, ij));
         }
         let names: Vec<String> = specials.iter().map(|(t, _)| t.clone()).collect();
         let cut_specials = names
@@ -357,7 +390,10 @@ impl Encoder {
     // --------------------------------------------------------------------------------------
 
     fn rank(&self, a: u32, b: u32) -> (u32, u32) {
-        self.ranks.get(&(a, b)).copied().unwrap_or((NONE, NONE))
+        self.ranks
+            .get(&pair_key(a, b))
+            .copied()
+            .unwrap_or((NONE, NONE))
     }
 
     /// Merges `piece` (the bytes of one pre-token) by rank and appends the ids to `out`.
@@ -463,13 +499,18 @@ impl Encoder {
         out.extend(ids.into_iter().filter(|&id| id != NONE));
     }
 
-    /// Encodes one pre-token through the whole-token table, the cache, then merging.
-    #[inline]
+    /// Encodes one pre-token through the whole-token table, the cache, then merging (the
+    /// one-piece form of `encode_batch_of_pieces`, for tests).
+    #[cfg(test)]
     fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>, cache: &mut Cache) {
-        if let Some(id) = self.whole.get(piece) {
-            out.push(id);
-            return;
+        match self.whole.get(piece) {
+            Some(id) => out.push(id),
+            None => self.encode_rare_piece(piece, out, cache),
         }
+    }
+
+    /// A pre-token that is not a whole token: the cache, else merging (then cached).
+    fn encode_rare_piece(&self, piece: &[u8], out: &mut Vec<u32>, cache: &mut Cache) {
         if piece.len() > CACHE_MAX_PIECE {
             self.merge_piece(piece, out);
             return;
@@ -489,7 +530,37 @@ impl Encoder {
 
     /// Encodes text with no special tokens recognised (they are ordinary text).
     pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) {
-        for_each_pretoken_bytes(text, |p| self.encode_piece(p, out, cache));
+        // Pre-tokens are collected in batches and looked up in a separate tight loop: the
+        // lookups are independent, so the CPU overlaps their cache misses instead of waiting
+        // for each one inside the branchy pre-tokenizer loop.
+        let mut batch: [&[u8]; BATCH] = [&[]; BATCH];
+        let mut n = 0;
+        for_each_pretoken_bytes(text, |p| {
+            batch[n] = p;
+            n += 1;
+            if n == BATCH {
+                self.encode_batch_of_pieces(&batch, out, cache);
+                n = 0;
+            }
+        });
+        self.encode_batch_of_pieces(&batch[..n], out, cache);
+    }
+
+    #[inline]
+    fn encode_batch_of_pieces(&self, pieces: &[&[u8]], out: &mut Vec<u32>, cache: &mut Cache) {
+        let mut found = [NONE; BATCH];
+        for (f, p) in found.iter_mut().zip(pieces) {
+            if let Some(id) = self.whole.get(p) {
+                *f = id;
+            }
+        }
+        for (&f, p) in found.iter().zip(pieces) {
+            if f != NONE {
+                out.push(f);
+            } else {
+                self.encode_rare_piece(p, out, cache);
+            }
+        }
     }
 
     /// Encodes text, turning each special token (longest first) into its id.
@@ -762,6 +833,12 @@ impl Encoder {
     }
 }
 
+/// One integer per pair of ids: one multiply to hash instead of two.
+#[inline(always)]
+fn pair_key(a: u32, b: u32) -> u64 {
+    ((a as u64) << 32) | b as u64
+}
+
 /// The byte pair a safe cut sits between: printable ASCII, then ASCII whitespace.
 #[inline]
 fn cut_pattern(before: u8, at: u8) -> bool {
@@ -776,21 +853,41 @@ fn show(t: &[u8]) -> String {
     }
 }
 
-/// Runs `f` on a local pool of `n` threads, or on the global pool (RAYON_NUM_THREADS) when None.
+/// Runs `f` on a pool of `n` threads, or on the global pool (RAYON_NUM_THREADS) when None.
+///
+/// Pools are kept per thread count and reused, so repeated calls neither respawn threads nor
+/// lose the workers' pre-token caches.
 pub fn with_threads<T: Send>(n: Option<usize>, f: impl FnOnce() -> T + Send) -> Result<T> {
-    match n {
-        None => Ok(f()),
-        Some(0) => Err(BpeError::InvalidArgument(
-            "num_threads must be at least 1".into(),
-        )),
-        Some(n) => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_err(|e| BpeError::InvalidArgument(format!("cannot start {n} threads: {e}")))?;
-            Ok(pool.install(f))
+    static POOLS: OnceLock<Mutex<FxHashMap<usize, Arc<ThreadPool>>>> = OnceLock::new();
+    let n = match n {
+        None => return Ok(f()),
+        Some(0) => {
+            return Err(BpeError::InvalidArgument(
+                "num_threads must be at least 1".into(),
+            ))
         }
-    }
+        Some(n) => n,
+    };
+    let pool = {
+        let mut pools = POOLS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match pools.get(&n) {
+            Some(p) => p.clone(),
+            None => {
+                let p = rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("bpe336-encode-{i}"))
+                    .build()
+                    .map_err(|e| {
+                        BpeError::InvalidArgument(format!("cannot start {n} threads: {e}"))
+                    })?;
+                pools.entry(n).or_insert(Arc::new(p)).clone()
+            }
+        }
+    };
+    Ok(pool.install(f))
 }
 
 #[cfg(test)]
@@ -868,14 +965,14 @@ mod tests {
         loop {
             let best = ids
                 .windows(2)
-                .filter_map(|w| enc.ranks.get(&(w[0], w[1])))
+                .filter_map(|w| enc.ranks.get(&pair_key(w[0], w[1])))
                 .min();
             let Some(&(rank, new)) = best else { return ids };
             let mut out = Vec::with_capacity(ids.len());
             let mut i = 0;
             while i < ids.len() {
                 if i + 1 < ids.len()
-                    && enc.ranks.get(&(ids[i], ids[i + 1])).map(|r| r.0) == Some(rank)
+                    && enc.ranks.get(&pair_key(ids[i], ids[i + 1])).map(|r| r.0) == Some(rank)
                 {
                     out.push(new);
                     i += 2;
@@ -1006,7 +1103,7 @@ mod tests {
             let mut m: Vec<_> = enc
                 .ranks
                 .iter()
-                .map(|(&(a, b), &(r, _))| (r, a, b))
+                .map(|(&k, &(r, _))| (r, (k >> 32) as u32, k as u32))
                 .collect();
             m.sort();
             m.into_iter()
