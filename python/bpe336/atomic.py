@@ -16,6 +16,21 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A temporary file in `path`'s directory (so the rename stays on one filesystem), with the
+    permissions a plain open() would give: mkstemp's 0600 would otherwise survive the rename."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
     """Yield a file object whose contents replace `path` only if the block completes.
@@ -30,8 +45,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, expected a file")
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = _temp_beside(path)
     try:
         kwargs = {} if mode == "wb" else {"encoding": encoding or "utf-8", "newline": ""}
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -51,6 +65,6 @@ def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, expected a file")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     return Path(tmp), path

@@ -353,6 +353,12 @@ def _convert(value: Any, t: Any, key: str, *, from_string: bool) -> Any:
             raise ConfigError(f"{key} expects an integer, got {value!r}")
         if isinstance(value, int):
             return value
+        if isinstance(value, str):
+            # Exact first, so large integers (seeds) never pass through a float; "1e6" still works.
+            try:
+                return int(value.replace("_", "").strip())
+            except ValueError:
+                pass
         try:
             number = float(value.replace("_", "")) if isinstance(value, str) else float(value)
         except (TypeError, ValueError):

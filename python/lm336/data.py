@@ -151,26 +151,12 @@ def save_checkpoint(
         **extra,
     }
     if isinstance(out, (str, os.PathLike)):
-        atomic_write = _atomic_write()
+        from bpe336.atomic import atomic_write
+
         with atomic_write(out, "wb") as f:
             torch.save(obj, f)
     else:
         torch.save(obj, out)
-
-
-def _atomic_write():
-    try:
-        from bpe336.atomic import atomic_write
-    except ImportError:  # running from a source tree whose Rust extension is not built
-        import importlib.util
-        from pathlib import Path
-
-        path = Path(__file__).resolve().parents[1] / "bpe336" / "atomic.py"
-        spec = importlib.util.spec_from_file_location("_bpe336_atomic", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        atomic_write = module.atomic_write
-    return atomic_write
 
 
 def read_checkpoint(src: str | os.PathLike | IO[bytes], *, weights_only: bool = True) -> dict[str, Any]:

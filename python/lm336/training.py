@@ -253,9 +253,9 @@ def _wandb_run(cfg: TrainConfig, master: bool):
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from .data import _atomic_write
+    from bpe336.atomic import atomic_write
 
-    with _atomic_write()(path, "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
 
@@ -264,7 +264,7 @@ def _truncate_log(path: Path, last_step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (a killed run logs past it)."""
     if not path.exists():
         return
-    from .data import _atomic_write
+    from bpe336.atomic import atomic_write
 
     kept = []
     for line in path.read_text().splitlines():
@@ -273,7 +273,7 @@ def _truncate_log(path: Path, last_step: int) -> None:
                 kept.append(line)
         except (ValueError, KeyError, TypeError):  # a line torn by the kill, or not ours
             continue
-    with _atomic_write()(path, "w") as f:
+    with atomic_write(path, "w") as f:
         f.write("".join(line + "\n" for line in kept))
 
 
