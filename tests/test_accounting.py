@@ -264,15 +264,6 @@ def test_variants_match_transformer_lm(changes):
     assert isinstance(model.lm_head.weight, torch.Tensor)
 
 
-def test_default_d_ff_matches_the_model():
-    pytest.importorskip("torch")
-    from lm336.layers import default_d_ff
-
-    for d in range(16, 4096, 16):
-        for ffn in ("swiglu", "silu"):
-            assert acc.resolve_d_ff(ModelConfig(d_model=d, num_heads=1, d_ff=None, ffn=ffn)) == default_d_ff(d, ffn)
-
-
 @pytest.mark.parametrize("changes", [{}, {"ffn": "silu"}, {"norm": "none"}])
 def test_activation_model_bounds_what_autograd_keeps(changes):
     """The accounting counts each tensor backward needs once; autograd on the unfused model keeps

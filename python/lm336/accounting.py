@@ -45,7 +45,7 @@ import math
 import sys
 from dataclasses import dataclass, field, replace
 
-from .config import ModelConfig
+from .config import ModelConfig, default_d_ff
 
 # Presets. The GPT-2 shapes use this package's architecture (RMSNorm, RoPE, SwiGLU with three
 # d_model x d_ff matrices, untied embeddings), as in the spec's GPT-2 XL figures.
@@ -93,13 +93,11 @@ def _canonical_dtype(dtype: str) -> str:
 
 
 def resolve_d_ff(config: ModelConfig) -> int:
-    """The feed-forward width the model uses: `config.d_ff`, or when None the spec's default:
-    8/3 d_model rounded to the nearest multiple of 64 for SwiGLU (512 -> 1344), 4 d_model for SiLU."""
+    """The feed-forward width the model uses: `config.d_ff`, or when None the spec's default
+    (`lm336.config.default_d_ff`: 512 -> 1344 for SwiGLU, 4 d_model for SiLU)."""
     if config.d_ff is not None:
         return int(config.d_ff)
-    if config.ffn == "silu":
-        return 4 * config.d_model
-    return max(64, 64 * round(8 * config.d_model / 3 / 64))
+    return default_d_ff(config.d_model, config.ffn)
 
 
 def validate_config(config: ModelConfig) -> None:

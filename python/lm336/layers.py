@@ -29,22 +29,7 @@ from torch.nn import Module, Parameter
 if TYPE_CHECKING:
     from .model import KVCache
 
-NORMS = ("pre", "post", "none")
-POSITIONS = ("rope", "nope")
-FFNS = ("swiglu", "silu")
-
-
-def default_d_ff(d_model: int, ffn: str = "swiglu") -> int:
-    """Feed-forward width when none is given: about 8/3 d_model rounded to a multiple of 64 for
-    SwiGLU (the same parameter count as a 4 d_model two-matrix MLP), 4 d_model for plain SiLU.
-
-    Example: default_d_ff(512) -> 1344, default_d_ff(512, "silu") -> 2048.
-    """
-    if ffn == "swiglu":
-        return max(64, 64 * round(8 * d_model / 3 / 64))
-    if ffn == "silu":
-        return 4 * d_model
-    raise ValueError(f"ffn must be one of {FFNS}, got {ffn!r}")
+from .config import FFNS, NORMS, POSITIONS, default_d_ff  # noqa: F401  (default_d_ff re-exported)
 
 
 def _trunc_normal_(weight: Tensor, std: float) -> Tensor:

@@ -190,7 +190,7 @@ def plan_steps(budget_s: float, step_s: float, eval_batches: int, evals: int) ->
 
 def build_train_config(args, vocab_size: int, train_npy: Path, valid_npy: Path, run_dir: Path):
     from .config import ModelConfig, OptimizerConfig, RunConfig, TrainConfig, DataConfig, apply_overrides
-    from .layers import default_d_ff
+    from .config import default_d_ff
 
     model = ModelConfig(
         vocab_size=vocab_size, context_length=args.context_length, d_model=args.d_model, num_layers=args.num_layers,
