@@ -9,6 +9,6 @@
 from ._core import GPT2_PATTERN
 from .formats import load_gpt2_files, save_gpt2_files
 from .tokenizer import Tokenizer
-from .train import train_bpe
+from .train import train_bpe, train_bpe_from_iterator
 
-__all__ = ["GPT2_PATTERN", "Tokenizer", "train_bpe", "load_gpt2_files", "save_gpt2_files"]
+__all__ = ["GPT2_PATTERN", "Tokenizer", "train_bpe", "train_bpe_from_iterator", "load_gpt2_files", "save_gpt2_files"]

@@ -37,12 +37,19 @@ _EXPORTS = {
     "get_batch": "data",
     "save_checkpoint": "data",
     "load_checkpoint": "data",
+    "read_checkpoint": "data",
+    "check_token_range": "data",
     # config.py
     "ModelConfig": "config",
     "TrainConfig": "config",
     # training.py / sampling.py
     "train": "training",
     "generate": "sampling",
+    "generate_ids": "sampling",
+    "iter_generate": "sampling",
+    # accounting.py
+    "count_parameters": "accounting",
+    "flops_per_token": "accounting",
 }
 
 __all__ = sorted(_EXPORTS)
