@@ -3,11 +3,13 @@
 //! 1. Counting (`StreamCounter`): input streams (files, or text pushed from an iterator) are cut
 //!    into chunks at positions where cutting provably changes nothing (see `find_cut`), each
 //!    chunk is validated as UTF-8 (errors carry the absolute byte offset) and counted by a rayon
-//!    task into its worker's `FxHashMap<Box<[u8]>, u64>`. A pre-token's bytes are hashed as a
-//!    borrowed slice; a key is allocated only the first time a worker sees it. At most a few
-//!    chunks are in flight, so memory is bounded by the distinct pre-tokens, not the input.
-//! 2. Merging (`merge_counts`): each distinct pre-token becomes a word (symbol ids) with its
-//!    count. Pair counts live in a hash map, a pair -> words index lists where each pair occurs,
+//!    task (`PretokenCounts`): pre-tokens under 16 bytes are packed into an integer key (no
+//!    allocation, no memcmp), longer ones are looked up by borrowed slice and allocated only
+//!    on first sight; a small per-chunk map that stays in cache is folded into the worker's
+//!    total once per chunk. At most two chunks per thread are in flight, so memory is bounded
+//!    by the distinct pre-tokens, not the input.
+//! 2. Merging (`merge_counts`): each distinct pre-token becomes a word (symbol ids, in one
+//!    arena) with its count. One hash map holds each pair's count and the words it occurs in,
 //!    and a binary heap gives the best pair. Heap entries are refreshed lazily: a pair that
 //!    loses count keeps its old (too high) entry, which is pushed back with the current count
 //!    when it reaches the top; a pair that gains count (new pairs of the new token) gets a
