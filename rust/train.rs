@@ -3,11 +3,13 @@
 //! 1. Counting (`StreamCounter`): input streams (files, or text pushed from an iterator) are cut
 //!    into chunks at positions where cutting provably changes nothing (see `find_cut`), each
 //!    chunk is validated as UTF-8 (errors carry the absolute byte offset) and counted by a rayon
-//!    task into its worker's `FxHashMap<Box<[u8]>, u64>`. A pre-token's bytes are hashed as a
-//!    borrowed slice; a key is allocated only the first time a worker sees it. At most a few
-//!    chunks are in flight, so memory is bounded by the distinct pre-tokens, not the input.
-//! 2. Merging (`merge_counts`): each distinct pre-token becomes a word (symbol ids) with its
-//!    count. Pair counts live in a hash map, a pair -> words index lists where each pair occurs,
+//!    task (`PretokenCounts`): pre-tokens under 16 bytes are packed into an integer key (no
+//!    allocation, no memcmp), longer ones are looked up by borrowed slice and allocated only
+//!    on first sight; a small per-chunk map that stays in cache is folded into the worker's
+//!    total once per chunk. At most two chunks per thread are in flight, so memory is bounded
+//!    by the distinct pre-tokens, not the input.
+//! 2. Merging (`merge_counts`): each distinct pre-token becomes a word (symbol ids, in one
+//!    arena) with its count. One hash map holds each pair's count and the words it occurs in,
 //!    and a binary heap gives the best pair. Heap entries are refreshed lazily: a pair that
 //!    loses count keeps its old (too high) entry, which is pushed back with the current count
 //!    when it reaches the top; a pair that gains count (new pairs of the new token) gets a
@@ -28,6 +30,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry as MapEntry;
 
 use crate::error::{BpeError, Result};
 use crate::pretokenize::{
@@ -823,6 +826,8 @@ struct Merger {
     heap: PairHeap,
     /// Symbol of each merged token's bytes (the first merge that made them).
     by_bytes: FxHashMap<Vec<u8>, u32>,
+    /// Reused buffer for the pairs that gained count in a merge.
+    scratch: Vec<Pair>,
 }
 
 impl Merger {
@@ -862,6 +867,7 @@ impl Merger {
             pairs,
             heap,
             by_bytes: FxHashMap::default(),
+            scratch: Vec::new(),
         })
     }
 
@@ -915,21 +921,38 @@ impl Merger {
             .unwrap_or_default();
         ws.sort_unstable();
         ws.dedup();
-        let mut new_pairs: Vec<Pair> = Vec::new();
+        let mut new_pairs = std::mem::take(&mut self.scratch);
+        new_pairs.clear();
         let pairs = &mut self.pairs;
         for &w in &ws {
             let o = w as usize;
             let len = self.arena[o] as usize;
             let c = (self.arena[o + 1] as u64 | (self.arena[o + 2] as u64) << 32) as i64;
             let word = &mut self.arena[o + WORD_HEADER..o + WORD_HEADER + len];
-            let mut add = |p: Pair, delta: i64| {
-                let st = pairs.entry(p).or_default();
-                st.count += delta;
-                if delta > 0 {
-                    new_pairs.push(p);
-                    if st.words.last() != Some(&w) {
+            let mut add = |p: Pair, delta: i64| match pairs.entry(p) {
+                MapEntry::Occupied(mut o) => {
+                    let st = o.get_mut();
+                    st.count += delta;
+                    if st.count == 0 {
+                        // No word holds the pair any more: drop it (keeps the map small).
+                        o.remove();
+                    } else if delta > 0 {
+                        new_pairs.push(p);
+                        if st.words.last() != Some(&w) {
+                            st.words.push(w);
+                        }
+                    }
+                }
+                MapEntry::Vacant(v) => {
+                    let mut st = PairStat {
+                        count: delta,
+                        words: Vec::new(),
+                    };
+                    if delta > 0 {
+                        new_pairs.push(p);
                         st.words.push(w);
                     }
+                    v.insert(st);
                 }
             };
             // In place: `out` is the write index, never ahead of the read index `i`, so the
@@ -963,13 +986,14 @@ impl Merger {
         // the reused symbol, whose heap entries are now too low; push their current count.
         new_pairs.sort_unstable();
         new_pairs.dedup();
-        for p in new_pairs {
+        for &p in &new_pairs {
             let c = self.pairs.get(&p).map_or(0, |st| st.count);
             if c > 0 {
                 let e = Entry::new(c as u64, p, &self.tokens);
                 self.heap.push(e, &self.tokens);
             }
         }
+        self.scratch = new_pairs;
         n
     }
 }
