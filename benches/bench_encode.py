@@ -51,6 +51,7 @@ def median_time(fn, repeat: int, warmup: bool = True, cold_key=None) -> tuple[fl
             COLD[cold_key] = time.perf_counter() - t0
     times = []
     for _ in range(repeat):
+        out = None  # free the previous result outside the timed region
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
