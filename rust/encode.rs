@@ -505,15 +505,17 @@ impl Encoder {
         let mut ids: Vec<u32> = piece.iter().map(|&b| self.byte_ids[b as usize]).collect();
         let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
         let mut next: Vec<u32> = (1..=n as u32).collect();
-        let mut heap = BinaryHeap::with_capacity(n);
-        for i in 0..n - 1 {
-            let (r, _) = self.rank(ids[i], ids[i + 1]);
-            if r != NONE {
-                heap.push(Reverse((r, i as u32)));
-            }
-        }
-        while let Some(Reverse((r, pos))) = heap.pop() {
-            let i = pos as usize;
+        // Entries are rank << 32 | position, so the smallest is the lowest rank, leftmost;
+        // built in one O(n) heapify.
+        let entry = |rank: u32, pos: u32| Reverse(((rank as u64) << 32) | pos as u64);
+        let mut heap: BinaryHeap<Reverse<u64>> = (0..n - 1)
+            .filter_map(|i| {
+                let (r, _) = self.rank(ids[i], ids[i + 1]);
+                (r != NONE).then(|| entry(r, i as u32))
+            })
+            .collect();
+        while let Some(Reverse(e)) = heap.pop() {
+            let (r, i) = ((e >> 32) as u32, (e as u32) as usize);
             if ids[i] == NONE {
                 continue;
             }
@@ -534,14 +536,14 @@ impl Encoder {
                 prev[k as usize] = i as u32;
                 let (rk, _) = self.rank(merged, ids[k as usize]);
                 if rk != NONE {
-                    heap.push(Reverse((rk, i as u32)));
+                    heap.push(entry(rk, i as u32));
                 }
             }
             let p = prev[i];
             if p != NONE {
                 let (rp, _) = self.rank(ids[p as usize], merged);
                 if rp != NONE {
-                    heap.push(Reverse((rp, p)));
+                    heap.push(entry(rp, p));
                 }
             }
         }
