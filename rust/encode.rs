@@ -35,7 +35,7 @@ use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
 
 use crate::error::{BpeError, Result};
-use crate::pretokenize::{for_each_pretoken_bytes, Segment, SpecialSplitter};
+use crate::pretokenize::for_each_pretoken_bytes;
 
 /// Pieces up to this many bytes merge with the array scan; longer ones use the heap.
 const SCAN_MAX_PIECE: usize = 64;
@@ -253,6 +253,49 @@ pub struct FileStats {
     pub chunks: u64,
 }
 
+/// Finds special tokens greedily, longest first, like `pretokenize::SpecialSplitter` (the
+/// tests hold it to that), but with one hash probe per distinct special length at a candidate
+/// position instead of one comparison per special, so thousands of specials stay cheap.
+struct SpecialMatcher {
+    /// Bytes that some special token starts with.
+    first: [bool; 256],
+    /// The distinct lengths of the specials, longest first.
+    lengths: Vec<usize>,
+    /// Special bytes -> index in the special list.
+    by_bytes: FxHashMap<Box<[u8]>, usize>,
+}
+
+impl SpecialMatcher {
+    fn new(names: &[String]) -> Self {
+        let mut first = [false; 256];
+        let mut by_bytes = FxHashMap::default();
+        for (i, t) in names.iter().enumerate() {
+            if let Some(&b) = t.as_bytes().first() {
+                first[b as usize] = true;
+                by_bytes.entry(t.as_bytes().into()).or_insert(i);
+            }
+        }
+        let mut lengths: Vec<usize> = names.iter().map(|t| t.len()).filter(|&l| l > 0).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        lengths.dedup();
+        SpecialMatcher {
+            first,
+            lengths,
+            by_bytes,
+        }
+    }
+
+    /// The (index, length) of the longest special token starting at byte `i`.
+    #[inline]
+    fn match_at(&self, bytes: &[u8], i: usize) -> Option<(usize, usize)> {
+        let rest = bytes.len() - i;
+        self.lengths
+            .iter()
+            .filter(|&&len| len <= rest)
+            .find_map(|&len| self.by_bytes.get(&bytes[i..i + len]).map(|&idx| (idx, len)))
+    }
+}
+
 /// A byte-level BPE encoder: vocabulary, merge ranks and special tokens, built once.
 pub struct Encoder {
     /// id -> token bytes (`None` for ids the vocabulary skips).
@@ -264,7 +307,8 @@ pub struct Encoder {
     whole: PieceMap<u32>,
     /// Tags this encoder's entries in the worker caches.
     uid: u64,
-    specials: SpecialSplitter,
+    specials: SpecialMatcher,
+    special_names: Vec<String>,
     special_ids: Vec<u32>,
     /// Specials that contain a safe-cut pattern, so a cut there must check they do not straddle it.
     cut_specials: Vec<Box<[u8]>>,
@@ -357,7 +401,8 @@ impl Encoder {
             ranks,
             whole: PieceMap::new(),
             uid: NEXT_ENCODER_UID.fetch_add(1, Ordering::Relaxed),
-            specials: SpecialSplitter::new(&names),
+            specials: SpecialMatcher::new(&names),
+            special_names: names,
             special_ids,
             cut_specials,
         };
@@ -386,7 +431,7 @@ impl Encoder {
     }
 
     pub fn special_tokens(&self) -> &[String] {
-        self.specials.tokens()
+        &self.special_names
     }
 
     // --------------------------------------------------------------------------------------
@@ -460,15 +505,17 @@ impl Encoder {
         let mut ids: Vec<u32> = piece.iter().map(|&b| self.byte_ids[b as usize]).collect();
         let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
         let mut next: Vec<u32> = (1..=n as u32).collect();
-        let mut heap = BinaryHeap::with_capacity(n);
-        for i in 0..n - 1 {
-            let (r, _) = self.rank(ids[i], ids[i + 1]);
-            if r != NONE {
-                heap.push(Reverse((r, i as u32)));
-            }
-        }
-        while let Some(Reverse((r, pos))) = heap.pop() {
-            let i = pos as usize;
+        // Entries are rank << 32 | position, so the smallest is the lowest rank, leftmost;
+        // built in one O(n) heapify.
+        let entry = |rank: u32, pos: u32| Reverse(((rank as u64) << 32) | pos as u64);
+        let mut heap: BinaryHeap<Reverse<u64>> = (0..n - 1)
+            .filter_map(|i| {
+                let (r, _) = self.rank(ids[i], ids[i + 1]);
+                (r != NONE).then(|| entry(r, i as u32))
+            })
+            .collect();
+        while let Some(Reverse(e)) = heap.pop() {
+            let (r, i) = ((e >> 32) as u32, (e as u32) as usize);
             if ids[i] == NONE {
                 continue;
             }
@@ -489,14 +536,14 @@ impl Encoder {
                 prev[k as usize] = i as u32;
                 let (rk, _) = self.rank(merged, ids[k as usize]);
                 if rk != NONE {
-                    heap.push(Reverse((rk, i as u32)));
+                    heap.push(entry(rk, i as u32));
                 }
             }
             let p = prev[i];
             if p != NONE {
                 let (rp, _) = self.rank(ids[p as usize], merged);
                 if rp != NONE {
-                    heap.push(Reverse((rp, p)));
+                    heap.push(entry(rp, p));
                 }
             }
         }
@@ -569,13 +616,25 @@ impl Encoder {
 
     /// Encodes text, turning each special token (longest first) into its id.
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) {
-        if self.specials.is_empty() {
+        if self.specials.lengths.is_empty() {
             return self.encode_ordinary_into(text, out, cache);
         }
-        self.specials.for_each_segment(text, |seg| match seg {
-            Segment::Text(t) => self.encode_ordinary_into(t, out, cache),
-            Segment::Special(idx) => out.push(self.special_ids[idx]),
-        });
+        let bytes = text.as_bytes();
+        let (mut start, mut i) = (0, 0);
+        while i < bytes.len() {
+            if self.specials.first[bytes[i] as usize] {
+                if let Some((idx, len)) = self.specials.match_at(bytes, i) {
+                    // A special token is valid UTF-8, so `i` and `i + len` are char boundaries.
+                    self.encode_ordinary_into(&text[start..i], out, cache);
+                    out.push(self.special_ids[idx]);
+                    i += len;
+                    start = i;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        self.encode_ordinary_into(&text[start..], out, cache);
     }
 
     /// Runs `f` with this thread's worker cache, emptied first if it holds another encoder's ids.
@@ -1087,6 +1146,30 @@ mod tests {
             enc.encode_ordinary("<|e|>"),
             vec![256, b'e' as u32, b'|' as u32, b'>' as u32]
         );
+    }
+
+    #[test]
+    fn special_matcher_equals_special_splitter() {
+        use crate::pretokenize::{Segment, SpecialSplitter};
+        let names: Vec<String> = ["<|e|>", "<|e|><|e|>", "ab", "aba", "b", "|>x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        let enc = encoder(&[], &refs);
+        let splitter = SpecialSplitter::new(&names);
+        let mut rng = Rng(77);
+        for _ in 0..500 {
+            let text: String = (0..rng.below(30))
+                .map(|_| ["a", "b", "<|e|>", "|>", "x", "<|", "é"][rng.below(7)])
+                .collect();
+            let mut expect = Vec::new();
+            splitter.for_each_segment(&text, |seg| match seg {
+                Segment::Text(t) => expect.extend(enc.encode_ordinary(t)),
+                Segment::Special(i) => expect.push(enc.special_ids[i]),
+            });
+            assert_eq!(enc.encode(&text), expect, "{text:?}");
+        }
     }
 
     #[test]

@@ -490,3 +490,33 @@ def test_reference_fixture_vocab_matches_textbook_bpe():
     tok = Tokenizer(vocab, merges, special_tokens=[EOT])
     text = (FIXTURES / "corpus.en").read_text(encoding="utf-8")[:30_000] + EOT + "tail"
     assert tok.encode(text) == naive_encode(text, vocab, merges, [EOT])
+
+
+# ---------------------------------------------------------------------------------------------
+# Worst cases stay exact (and finish: merging is O(n log n) per pre-token)
+# ---------------------------------------------------------------------------------------------
+
+
+@needs_shared
+def test_worst_cases(gpt2, gpt2_files, tiktoken_gpt2):
+    import random
+
+    rng = random.Random(0)
+    # One huge pre-token: a million letters without whitespace, and a repeated pair.
+    letters = "".join(rng.choice("abcdefghij") for _ in range(1_000_000))
+    for text in [letters, "ab" * 500_000, "x" * 1_000_000]:
+        ids = gpt2.encode_to_numpy(text, num_threads=2)
+        assert gpt2.decode(ids) == text
+    # tiktoken is quadratic on long pieces; compare on a size it can do.
+    assert gpt2.encode(letters[:20_000]) == tiktoken_gpt2.encode_ordinary(letters[:20_000])
+    # Long runs of whitespace and of punctuation.
+    for text in [" " * 100_000 + "a", "\n" * 50_000, "!?" * 50_000]:
+        assert gpt2.encode(text) == tiktoken_gpt2.encode_ordinary(text)
+    # Many special tokens, densely packed.
+    vocab, merges = gpt2_files
+    specials = [f"<|tok{i}|>" for i in range(2000)]
+    tok = Tokenizer(vocab, merges, special_tokens=specials)
+    text = " ".join(specials[(i * 7) % 2000] for i in range(20_000))
+    ids = tok.encode(text)
+    assert sum(1 for i in ids if i >= 50257) == 20_000
+    assert tok.decode(ids) == text
