@@ -56,7 +56,8 @@ def gpt2(gpt2_files):
 def tiktoken_gpt2(gpt2_files):
     """tiktoken's GPT-2 encoding built offline: ranks follow the vocab ids (never get_encoding,
     which downloads)."""
-    tiktoken = pytest.importorskip("tiktoken")
+    import tiktoken  # a test dependency (scripts/test.sh installs it): never skip silently
+
     vocab, _ = gpt2_files
     ranks = {token: idx for idx, token in vocab.items() if token != EOT.encode()}
     return tiktoken.Encoding(name="gpt2_offline", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256})
