@@ -42,7 +42,7 @@ const SCAN_MAX_PIECE: usize = 64;
 /// Pieces longer than this are not cached (they are rare and would bloat the cache).
 const CACHE_MAX_PIECE: usize = 256;
 /// The cache is cleared when it reaches this many entries, so memory stays bounded.
-const CACHE_MAX_ENTRIES: usize = 1 << 16;
+const CACHE_MAX_ENTRIES: usize = 1 << 18;
 /// Texts shorter than this are encoded on the calling thread even by the parallel entry points.
 const PARALLEL_MIN_BYTES: usize = 1 << 17;
 /// `encode` of texts at least this long uses the thread's long-lived cache.
