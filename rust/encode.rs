@@ -259,6 +259,8 @@ pub struct FileStats {
 struct SpecialMatcher {
     /// Bytes that some special token starts with.
     first: [bool; 256],
+    /// The same bytes as a list, for a SIMD search (memchr) when there are at most three.
+    first_bytes: Vec<u8>,
     /// The distinct lengths of the specials, longest first.
     lengths: Vec<usize>,
     /// Special bytes -> index in the special list.
@@ -278,11 +280,27 @@ impl SpecialMatcher {
         let mut lengths: Vec<usize> = names.iter().map(|t| t.len()).filter(|&l| l > 0).collect();
         lengths.sort_unstable_by(|a, b| b.cmp(a));
         lengths.dedup();
+        let first_bytes = (0..=255u8).filter(|&b| first[b as usize]).collect();
         SpecialMatcher {
             first,
+            first_bytes,
             lengths,
             by_bytes,
         }
+    }
+
+    /// The first position at or after `from` whose byte starts some special token.
+    #[inline]
+    fn next_candidate(&self, bytes: &[u8], from: usize) -> Option<usize> {
+        let rest = bytes.get(from..)?;
+        let at = match self.first_bytes[..] {
+            [] => None,
+            [a] => memchr::memchr(a, rest),
+            [a, b] => memchr::memchr2(a, b, rest),
+            [a, b, c] => memchr::memchr3(a, b, c, rest),
+            _ => rest.iter().position(|&b| self.first[b as usize]),
+        };
+        at.map(|k| from + k)
     }
 
     /// The (index, length) of the longest special token starting at byte `i`.
@@ -621,18 +639,17 @@ impl Encoder {
         }
         let bytes = text.as_bytes();
         let (mut start, mut i) = (0, 0);
-        while i < bytes.len() {
-            if self.specials.first[bytes[i] as usize] {
-                if let Some((idx, len)) = self.specials.match_at(bytes, i) {
-                    // A special token is valid UTF-8, so `i` and `i + len` are char boundaries.
-                    self.encode_ordinary_into(&text[start..i], out, cache);
-                    out.push(self.special_ids[idx]);
-                    i += len;
-                    start = i;
-                    continue;
-                }
+        while let Some(at) = self.specials.next_candidate(bytes, i) {
+            i = at;
+            if let Some((idx, len)) = self.specials.match_at(bytes, i) {
+                // A special token is valid UTF-8, so `i` and `i + len` are char boundaries.
+                self.encode_ordinary_into(&text[start..i], out, cache);
+                out.push(self.special_ids[idx]);
+                i += len;
+                start = i;
+            } else {
+                i += 1;
             }
-            i += 1;
         }
         self.encode_ordinary_into(&text[start..], out, cache);
     }
