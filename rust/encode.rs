@@ -35,7 +35,7 @@ use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
 
 use crate::error::{BpeError, Result};
-use crate::pretokenize::for_each_pretoken_bytes;
+use crate::pretokenize::for_each_pretoken_range;
 
 /// Pieces up to this many bytes merge with the array scan; longer ones use the heap.
 const SCAN_MAX_PIECE: usize = 64;
@@ -602,32 +602,50 @@ impl Encoder {
         // Pre-tokens are collected in batches and looked up in a separate tight loop: the
         // lookups are independent, so the CPU overlaps their cache misses instead of waiting
         // for each one inside the branchy pre-tokenizer loop.
-        let mut batch: [&[u8]; BATCH] = [&[]; BATCH];
+        let b = text.as_bytes();
+        let mut batch = [(0usize, 0usize); BATCH];
         let mut n = 0;
-        for_each_pretoken_bytes(text, |p| {
-            batch[n] = p;
+        for_each_pretoken_range(b, |i, j| {
+            batch[n] = (i, j);
             n += 1;
             if n == BATCH {
-                self.encode_batch_of_pieces(&batch, out, cache);
+                self.encode_batch_of_pieces(b, &batch, out, cache);
                 n = 0;
             }
         });
-        self.encode_batch_of_pieces(&batch[..n], out, cache);
+        self.encode_batch_of_pieces(b, &batch[..n], out, cache);
     }
 
+    /// Encodes the pre-tokens `b[i..j]` for each `(i, j)` of `pieces`.
     #[inline]
-    fn encode_batch_of_pieces(&self, pieces: &[&[u8]], out: &mut Vec<u32>, cache: &mut Cache) {
+    fn encode_batch_of_pieces(
+        &self,
+        b: &[u8],
+        pieces: &[(usize, usize)],
+        out: &mut Vec<u32>,
+        cache: &mut Cache,
+    ) {
         let mut found = [NONE; BATCH];
-        for (f, p) in found.iter_mut().zip(pieces) {
-            if let Some(id) = self.whole.get(p) {
+        for (f, &(i, j)) in found.iter_mut().zip(pieces) {
+            let len = j - i;
+            let id = if len <= SHORT_PIECE && i + 8 <= b.len() {
+                // One unaligned load and a mask (pre-tokens are never empty, so the shift is
+                // at most 56): the same key as `pack_short`, without its length branches.
+                let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+                let key = (w & (u64::MAX >> (64 - 8 * len))) | ((len as u64) << 56);
+                self.whole.short.get(&key).copied()
+            } else {
+                self.whole.get(&b[i..j])
+            };
+            if let Some(id) = id {
                 *f = id;
             }
         }
-        for (&f, p) in found.iter().zip(pieces) {
+        for (&f, &(i, j)) in found.iter().zip(pieces) {
             if f != NONE {
                 out.push(f);
             } else {
-                self.encode_rare_piece(p, out, cache);
+                self.encode_rare_piece(&b[i..j], out, cache);
             }
         }
     }
