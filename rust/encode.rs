@@ -35,14 +35,14 @@ use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
 
 use crate::error::{BpeError, Result};
-use crate::pretokenize::for_each_pretoken_bytes;
+use crate::pretokenize::for_each_pretoken_range;
 
 /// Pieces up to this many bytes merge with the array scan; longer ones use the heap.
 const SCAN_MAX_PIECE: usize = 64;
 /// Pieces longer than this are not cached (they are rare and would bloat the cache).
 const CACHE_MAX_PIECE: usize = 256;
 /// The cache is cleared when it reaches this many entries, so memory stays bounded.
-const CACHE_MAX_ENTRIES: usize = 1 << 16;
+const CACHE_MAX_ENTRIES: usize = 1 << 18;
 /// Texts shorter than this are encoded on the calling thread even by the parallel entry points.
 const PARALLEL_MIN_BYTES: usize = 1 << 17;
 /// `encode` of texts at least this long uses the thread's long-lived cache.
@@ -259,6 +259,8 @@ pub struct FileStats {
 struct SpecialMatcher {
     /// Bytes that some special token starts with.
     first: [bool; 256],
+    /// The same bytes as a list, for a SIMD search (memchr) when there are at most three.
+    first_bytes: Vec<u8>,
     /// The distinct lengths of the specials, longest first.
     lengths: Vec<usize>,
     /// Special bytes -> index in the special list.
@@ -278,11 +280,27 @@ impl SpecialMatcher {
         let mut lengths: Vec<usize> = names.iter().map(|t| t.len()).filter(|&l| l > 0).collect();
         lengths.sort_unstable_by(|a, b| b.cmp(a));
         lengths.dedup();
+        let first_bytes = (0..=255u8).filter(|&b| first[b as usize]).collect();
         SpecialMatcher {
             first,
+            first_bytes,
             lengths,
             by_bytes,
         }
+    }
+
+    /// The first position at or after `from` whose byte starts some special token.
+    #[inline]
+    fn next_candidate(&self, bytes: &[u8], from: usize) -> Option<usize> {
+        let rest = bytes.get(from..)?;
+        let at = match self.first_bytes[..] {
+            [] => None,
+            [a] => memchr::memchr(a, rest),
+            [a, b] => memchr::memchr2(a, b, rest),
+            [a, b, c] => memchr::memchr3(a, b, c, rest),
+            _ => rest.iter().position(|&b| self.first[b as usize]),
+        };
+        at.map(|k| from + k)
     }
 
     /// The (index, length) of the longest special token starting at byte `i`.
@@ -584,32 +602,50 @@ impl Encoder {
         // Pre-tokens are collected in batches and looked up in a separate tight loop: the
         // lookups are independent, so the CPU overlaps their cache misses instead of waiting
         // for each one inside the branchy pre-tokenizer loop.
-        let mut batch: [&[u8]; BATCH] = [&[]; BATCH];
+        let b = text.as_bytes();
+        let mut batch = [(0usize, 0usize); BATCH];
         let mut n = 0;
-        for_each_pretoken_bytes(text, |p| {
-            batch[n] = p;
+        for_each_pretoken_range(b, |i, j| {
+            batch[n] = (i, j);
             n += 1;
             if n == BATCH {
-                self.encode_batch_of_pieces(&batch, out, cache);
+                self.encode_batch_of_pieces(b, &batch, out, cache);
                 n = 0;
             }
         });
-        self.encode_batch_of_pieces(&batch[..n], out, cache);
+        self.encode_batch_of_pieces(b, &batch[..n], out, cache);
     }
 
+    /// Encodes the pre-tokens `b[i..j]` for each `(i, j)` of `pieces`.
     #[inline]
-    fn encode_batch_of_pieces(&self, pieces: &[&[u8]], out: &mut Vec<u32>, cache: &mut Cache) {
+    fn encode_batch_of_pieces(
+        &self,
+        b: &[u8],
+        pieces: &[(usize, usize)],
+        out: &mut Vec<u32>,
+        cache: &mut Cache,
+    ) {
         let mut found = [NONE; BATCH];
-        for (f, p) in found.iter_mut().zip(pieces) {
-            if let Some(id) = self.whole.get(p) {
+        for (f, &(i, j)) in found.iter_mut().zip(pieces) {
+            let len = j - i;
+            let id = if len <= SHORT_PIECE && i + 8 <= b.len() {
+                // One unaligned load and a mask (pre-tokens are never empty, so the shift is
+                // at most 56): the same key as `pack_short`, without its length branches.
+                let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+                let key = (w & (u64::MAX >> (64 - 8 * len))) | ((len as u64) << 56);
+                self.whole.short.get(&key).copied()
+            } else {
+                self.whole.get(&b[i..j])
+            };
+            if let Some(id) = id {
                 *f = id;
             }
         }
-        for (&f, p) in found.iter().zip(pieces) {
+        for (&f, &(i, j)) in found.iter().zip(pieces) {
             if f != NONE {
                 out.push(f);
             } else {
-                self.encode_rare_piece(p, out, cache);
+                self.encode_rare_piece(&b[i..j], out, cache);
             }
         }
     }
@@ -621,18 +657,17 @@ impl Encoder {
         }
         let bytes = text.as_bytes();
         let (mut start, mut i) = (0, 0);
-        while i < bytes.len() {
-            if self.specials.first[bytes[i] as usize] {
-                if let Some((idx, len)) = self.specials.match_at(bytes, i) {
-                    // A special token is valid UTF-8, so `i` and `i + len` are char boundaries.
-                    self.encode_ordinary_into(&text[start..i], out, cache);
-                    out.push(self.special_ids[idx]);
-                    i += len;
-                    start = i;
-                    continue;
-                }
+        while let Some(at) = self.specials.next_candidate(bytes, i) {
+            i = at;
+            if let Some((idx, len)) = self.specials.match_at(bytes, i) {
+                // A special token is valid UTF-8, so `i` and `i + len` are char boundaries.
+                self.encode_ordinary_into(&text[start..i], out, cache);
+                out.push(self.special_ids[idx]);
+                i += len;
+                start = i;
+            } else {
+                i += 1;
             }
-            i += 1;
         }
         self.encode_ordinary_into(&text[start..], out, cache);
     }

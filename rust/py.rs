@@ -277,6 +277,16 @@ impl FileProgress {
 #[pyclass(frozen, name = "Encoder", module = "bpe336._core")]
 pub struct PyEncoder {
     inner: Encoder,
+    /// The Python int of every id, made once: id lists are built by taking references to
+    /// these instead of allocating an int object per token.
+    ints: Vec<Py<PyAny>>,
+}
+
+impl PyEncoder {
+    /// The Python list of `ids` (all below the vocabulary size, as the encoder makes them).
+    fn id_list<'py>(&self, py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, ids.iter().map(|&id| self.ints[id as usize].bind(py)))
+    }
 }
 
 #[pymethods]
@@ -291,7 +301,10 @@ impl PyEncoder {
         special_tokens: Vec<(String, u32)>,
     ) -> PyResult<Self> {
         let inner = py.detach(|| Encoder::new(vocab, merges, special_tokens))?;
-        Ok(PyEncoder { inner })
+        let ints = (0..inner.vocab_size() as u32)
+            .map(|id| Ok(id.into_pyobject(py)?.into_any().unbind()))
+            .collect::<PyResult<_>>()?;
+        Ok(PyEncoder { inner, ints })
     }
 
     /// One more than the largest token id.
@@ -307,27 +320,33 @@ impl PyEncoder {
 
     /// Ids of `text`, special tokens recognised, on the calling thread.
     #[pyo3(name = "encode")]
-    fn py_encode(&self, py: Python<'_>, text: &str) -> Vec<u32> {
-        py.detach(|| self.inner.encode(text))
+    fn py_encode<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
+        let ids = py.detach(|| self.inner.encode(text));
+        self.id_list(py, &ids)
     }
 
     /// Ids of `text` with special tokens treated as ordinary text.
     #[pyo3(name = "encode_ordinary")]
-    fn py_encode_ordinary(&self, py: Python<'_>, text: &str) -> Vec<u32> {
-        py.detach(|| self.inner.encode_ordinary(text))
+    fn py_encode_ordinary<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
+        let ids = py.detach(|| self.inner.encode_ordinary(text));
+        self.id_list(py, &ids)
     }
 
     /// (ids, n): the ids of text[:n], where n (in characters) is the last safe cut; (ids of
     /// nothing, 0) when there is none. For streaming: keep text[n:] and append to it.
     #[pyo3(name = "encode_prefix")]
-    fn py_encode_prefix(&self, py: Python<'_>, text: &str) -> (Vec<u32>, usize) {
+    fn py_encode_prefix<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+    ) -> PyResult<(Bound<'py, PyList>, usize)> {
         let (ids, cut) = py.detach(|| self.inner.encode_prefix(text));
         // Characters = bytes that are not UTF-8 continuation bytes.
         let chars = text.as_bytes()[..cut]
             .iter()
             .filter(|&&b| (b as i8) >= -0x40)
             .count();
-        (ids, chars)
+        Ok((self.id_list(py, &ids)?, chars))
     }
 
     /// Ids of each text, encoded in parallel.
