@@ -256,28 +256,15 @@ fn pretoken_end_with(t: &ClassTable, b: &[u8], i: usize) -> usize {
 /// Calls `f` on each pre-token of `text` (ordinary text, no special tokens), in order.
 /// The pre-tokens concatenate back to `text`.
 pub fn for_each_pretoken<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
-    let t = class_table();
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let j = pretoken_end_with(t, b, i);
-        f(&text[i..j]);
-        i = j;
-    }
+    for_each_pretoken_range(text.as_bytes(), |i, j| f(&text[i..j]));
 }
 
 /// Calls `f` on each pre-token of `text` as a byte slice (the counting hot path: no char
 /// boundary checks on the slices).
 #[inline]
 pub fn for_each_pretoken_bytes<'a>(text: &'a str, mut f: impl FnMut(&'a [u8])) {
-    let t = class_table();
     let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let j = pretoken_end_with(t, b, i);
-        f(&b[i..j]);
-        i = j;
-    }
+    for_each_pretoken_range(b, |i, j| f(&b[i..j]));
 }
 
 /// Calls `f(start, end)` with the byte range of each pre-token of `b` (valid UTF-8), in
