@@ -29,7 +29,11 @@ CHILD = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from bpe336.train import train_bpe_with_stats
     vocab, merges, stats = train_bpe_with_stats(sys.argv[1], int(sys.argv[2]), ["<|endoftext|>"], num_threads=2)
-    stats["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a large parent
+    # (a pytest process with torch loaded) would be counted as this child's peak.
+    with open("/proc/self/status") as status:
+        hwm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    stats["peak_rss_mib"] = hwm_kib / 1024
     stats["merges"] = [(a.hex(), b.hex()) for a, b in merges]
     print(json.dumps(stats))
     """
