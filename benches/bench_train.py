@@ -4,7 +4,7 @@ same vocabulary and thread count, in one run.
     python benches/bench_train.py                       # webtext@10k, webtext@32k, techdocs@10k
     python benches/bench_train.py --threads 2 --repeat 3 --case webtext:10000 --only bpe336,hf
 
-Each measurement runs in a fresh child process (so its peak RSS, `ru_maxrss`, belongs to that
+Each measurement runs in a fresh child process (so its peak RSS, VmHWM, belongs to that
 trainer alone; the child's import baseline is printed for reference) and times only the
 training call with `time.perf_counter()`. Reported: the median over `--repeat` runs, the
 largest peak RSS, and the ratios peer/bpe336.
@@ -39,6 +39,12 @@ TRAINERS = ("bpe336", "hf", "rustbpe")
 
 
 def _peak_mib() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss, which Linux carries over fork and exec
+    from the launching process."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
