@@ -66,18 +66,23 @@ def _check_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def _read_json(path: Path, what: str):
+    """Parse a UTF-8 JSON file; ValueError with the path, and the line for syntax errors."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: malformed {what}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: {what} is not UTF-8 (byte offset {e.start})") from None
+
+
 def load_vocab_json(path: str | os.PathLike, special_tokens: tuple[str, ...] | list[str] = ()) -> Vocab:
     """Read a GPT-2 `vocab.json` ({token string: id}) into {id: bytes}.
 
     Strings that are not GPT-2 byte strings are accepted only when listed in `special_tokens` or
     when they look like `<|...|>` specials; they map to their UTF-8 bytes."""
     path = _check_file(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: malformed vocab.json: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: vocab.json is not UTF-8 (byte offset {e.start})") from None
+    data = _read_json(path, "vocab.json")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: vocab.json must be a JSON object mapping token strings to ids")
     specials = set(special_tokens)
@@ -204,12 +209,7 @@ def load_tokenizer_json(path: str | os.PathLike) -> tuple[Vocab, Merges, list[st
 
     Raises ValueError naming the path and the problem (and the JSON line for syntax errors)."""
     path = _check_file(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: malformed tokenizer file: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: tokenizer file is not UTF-8 (byte offset {e.start})") from None
+    data = _read_json(path, "tokenizer file")
     if not isinstance(data, dict) or data.get("format") != TOKENIZER_FORMAT:
         raise ValueError(
             f"{path}: not a {TOKENIZER_FORMAT} file (no \"format\": \"{TOKENIZER_FORMAT}\" key); "
