@@ -11,9 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-# Builds the wheel with maturin (the Rust extension plus both Python packages) and installs it.
+# Builds the wheel with maturin (the Rust extension plus both Python packages) and installs it,
+# with matplotlib for the learning-curve PNGs.
 # A stale in-place extension from `maturin develop` is not part of the wheel and is left alone.
-"$PY" -m pip install -q .
+"$PY" -m pip install -q ".[plot]"
 
 # The checkout root holds no `lm336` folder (it is under python/), so the installed package runs.
 exec "$PY" -m lm336 pipeline "$@"
