@@ -105,7 +105,9 @@ def main() -> None:
             ref = ids
         if not np.array_equal(ids, ref):
             first = int(np.argmax(ids[: len(ref)] != ref[: len(ids)])) if len(ids) and len(ref) else 0
-            raise SystemExit(f"{name} ({threads} threads): ids differ from the first encoder (lengths {len(ids)} vs {len(ref)}, first difference near {first})")
+            raise SystemExit(
+                f"{name} ({threads} threads): ids differ from the first encoder (lengths {len(ids)} vs {len(ref)}, first difference near {first})"
+            )
         rows.append((name, threads, seconds))
         print(f"  {name:<34}{threads:>3} threads {nbytes / 1e6 / seconds:9.1f} MB/s   ({seconds:.3f} s)", flush=True)
 
@@ -120,10 +122,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tokens.npy"
         for n in (1, 2):
-            s, _ = median_time(lambda: ours.encode_file(args.input, out, num_threads=n, progress=False), args.repeat, cold_key=("bpe336 encode_file (.npy)", n))
+            s, _ = median_time(
+                lambda n=n: ours.encode_file(args.input, out, num_threads=n, progress=False),
+                args.repeat,
+                cold_key=("bpe336 encode_file (.npy)", n),
+            )
             record("bpe336 encode_file (.npy)", n, s, np.load(out, mmap_mode="r"))
     for n in (1, 2):
-        s, ids = median_time(lambda: ours.encode_to_numpy(text, num_threads=n), args.repeat, cold_key=("bpe336 encode_to_numpy", n))
+        s, ids = median_time(lambda n=n: ours.encode_to_numpy(text, num_threads=n), args.repeat, cold_key=("bpe336 encode_to_numpy", n))
         record("bpe336 encode_to_numpy", n, s, ids)
     s, ids = median_time(lambda: ours.encode(text), args.repeat, cold_key=("bpe336 encode -> list", 1))
     record("bpe336 encode -> list", 1, s, ids)
@@ -153,7 +159,9 @@ def main() -> None:
         hf_ids = concat_u16([e.ids for e in enc])
         same = np.array_equal(hf_ids, expect)
         hf_row = (size, t_hf, t_ours, same)
-        print(f"  HF tokenizers encode_batch on {size / 1e6:.1f} MB: {size / 1e6 / t_hf:.1f} MB/s ({'ids identical' if same else 'IDS DIFFER'})")
+        print(
+            f"  HF tokenizers encode_batch on {size / 1e6:.1f} MB: {size / 1e6 / t_hf:.1f} MB/s ({'ids identical' if same else 'IDS DIFFER'})"
+        )
 
     # 4. Summary: medians and ratios on the same thread count.
     rate = {(name, n): nbytes / 1e6 / s for name, n, s in rows}
@@ -170,9 +178,13 @@ def main() -> None:
     print(f"  scaling 1 -> 2 threads: encode_file {file2 / file1:.2f}x, encode_to_numpy {arr2 / arr1:.2f}x, tiktoken {tt[2] / tt[1]:.2f}x")
     if hf_row:
         size, t_hf, t_ours, same = hf_row
-        print(f"  HF tokenizers: {size / 1e6 / t_hf:.1f} MB/s; bpe336 encode_to_numpy (2 threads) on the same prefix {size / 1e6 / t_ours:.1f} MB/s = {t_hf / t_ours:.1f}x")
+        print(
+            f"  HF tokenizers: {size / 1e6 / t_hf:.1f} MB/s; bpe336 encode_to_numpy (2 threads) on the same prefix {size / 1e6 / t_ours:.1f} MB/s = {t_hf / t_ours:.1f}x"
+        )
     hours = lambda mbps: PILE_BYTES / (mbps * 1e6) / 3600  # noqa: E731
-    print(f"\nthe 825 GB Pile on 2 threads: bpe336 encode_file {hours(file2):.1f} h, encode_to_numpy {hours(arr2):.1f} h; tiktoken {hours(tt[2]):.1f} h")
+    print(
+        f"\nthe 825 GB Pile on 2 threads: bpe336 encode_file {hours(file2):.1f} h, encode_to_numpy {hours(arr2):.1f} h; tiktoken {hours(tt[2]):.1f} h"
+    )
     tokens = len(ref)
     print(f"compression: {nbytes / tokens:.3f} bytes/token ({tokens:,} tokens)")
 
@@ -185,14 +197,17 @@ def main() -> None:
     many = Tokenizer(vocab, ours.merges, special_tokens=specials)
     dense = " ".join(specials[(i * 7) % 2000] for i in range(100_000))
     print("\nworst cases (bpe336, 1 thread):")
-    for name, tok, case in [("1 MB pre-token, no whitespace", ours, letters), ("1 MB of one letter", ours, "x" * 1_000_000),
-                            ("100k specials of 2,000", many, dense), ("100 KB of spaces", ours, " " * 100_000)]:
-        s, _ = median_time(lambda: tok.encode_to_numpy(case, num_threads=1), 1)
+    for name, tok, case in [
+        ("1 MB pre-token, no whitespace", ours, letters),
+        ("1 MB of one letter", ours, "x" * 1_000_000),
+        ("100k specials of 2,000", many, dense),
+        ("100 KB of spaces", ours, " " * 100_000),
+    ]:
+        s, _ = median_time(lambda tok=tok, case=case: tok.encode_to_numpy(case, num_threads=1), 1)
         print(f"  {name:<34}{len(case.encode()) / 1e6 / s:9.2f} MB/s")
     s, _ = median_time(lambda: tk.encode_ordinary(letters[:20_000]), 1, warmup=False)
     s2, _ = median_time(lambda: ours.encode(letters[:20_000]), 1)
     print(f"  20 KB pre-token: tiktoken {s * 1000:.0f} ms, bpe336 {s2 * 1000:.1f} ms")
-
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ from lm336.config import ModelConfig, load_config  # noqa: E402
 from lm336.model import TransformerLM  # noqa: E402
 from lm336.optim import AdamW, clip_gradients, cross_entropy  # noqa: E402
 
-
 # --- the baseline -------------------------------------------------------------------------------
 
 
@@ -164,8 +163,12 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=0, help="untimed steps first (compilation); 0 = 10 on cuda, 1 on cpu")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (default: compile on cuda)")
     p.add_argument("--no-autocast", action="store_true", help="float32 everywhere (default: bf16 autocast on cuda)")
-    p.add_argument("--peak-tflops", type=float, default=0.0,
-                   help="device peak in TFLOP/s for MFU; 0 = 989 on cuda (H100 bf16), measured matmul rate on cpu")
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=0.0,
+        help="device peak in TFLOP/s for MFU; 0 = 989 on cuda (H100 bf16), measured matmul rate on cpu",
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = torch default")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
@@ -200,7 +203,7 @@ def main(argv=None) -> int:
 
     contenders = {"lm336": ours(cfg, device, amp, compiled), "torch.nn baseline": baseline(cfg, device, amp, compiled)}
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, (_, m) in contenders.items()}
-    for name, (step, _) in contenders.items():  # warm-up, compilation included
+    for step, _ in contenders.values():  # warm-up, compilation included
         for i in range(warmup):
             step(*batches[i % len(batches)])
         sync(device)

@@ -55,9 +55,7 @@ class TorchAttention(nn.Module):
     def __init__(self, d_model, num_heads, device):
         super().__init__()
         self.h = num_heads
-        self.q_proj, self.k_proj, self.v_proj, self.output_proj = (
-            nn.Linear(d_model, d_model, bias=False, device=device) for _ in range(4)
-        )
+        self.q_proj, self.k_proj, self.v_proj, self.output_proj = (nn.Linear(d_model, d_model, bias=False, device=device) for _ in range(4))
 
     def forward(self, x):
         b, t, d = x.shape

@@ -1,9 +1,9 @@
 """bpe336: a byte-level BPE tokenizer whose hot paths are Rust.
 
-    from bpe336 import train_bpe, Tokenizer
-    vocab, merges = train_bpe("corpus.txt", vocab_size=10_000, special_tokens=["<|endoftext|>"])
-    tok = Tokenizer(vocab, merges, special_tokens=["<|endoftext|>"])
-    assert tok.decode(tok.encode("Hello")) == "Hello"
+from bpe336 import train_bpe, Tokenizer
+vocab, merges = train_bpe("corpus.txt", vocab_size=10_000, special_tokens=["<|endoftext|>"])
+tok = Tokenizer(vocab, merges, special_tokens=["<|endoftext|>"])
+assert tok.decode(tok.encode("Hello")) == "Hello"
 """
 
 from ._core import GPT2_PATTERN

@@ -1,13 +1,12 @@
 """The `bpe336` command: `bpe336 train`, `bpe336 encode`, `bpe336 bench`.
 
-    bpe336 train corpus.txt --vocab-size 10000 --special-token '<|endoftext|>' --out tok/
+bpe336 train corpus.txt --vocab-size 10000 --special-token '<|endoftext|>' --out tok/
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-
 
 # ---------------------------------------------------------------------------------------------
 # bpe336 train
@@ -22,7 +21,9 @@ def add_train_parser(sub) -> None:
         "write DIR/vocab.json and DIR/merges.txt in GPT-2 format. Each file is an independent text.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="UTF-8 text file(s) to train on")
-    p.add_argument("--vocab-size", type=int, default=10_000, help="final vocabulary size, counting special tokens and the 256 bytes (default: 10000)")
+    p.add_argument(
+        "--vocab-size", type=int, default=10_000, help="final vocabulary size, counting special tokens and the 256 bytes (default: 10000)"
+    )
     p.add_argument(
         "--special-token",
         action="append",
@@ -30,7 +31,9 @@ def add_train_parser(sub) -> None:
         metavar="TOK",
         help="a special token (repeatable), e.g. '<|endoftext|>'; it splits the text and gets the next id from 0 (default: none)",
     )
-    p.add_argument("--out", default="tokenizer", metavar="DIR", help="output directory for vocab.json and merges.txt (default: ./tokenizer)")
+    p.add_argument(
+        "--out", default="tokenizer", metavar="DIR", help="output directory for vocab.json and merges.txt (default: ./tokenizer)"
+    )
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores, or RAYON_NUM_THREADS)")
     p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     p.set_defaults(run=run_train)
@@ -101,10 +104,16 @@ def _load_tokenizer(args: argparse.Namespace):
 
 
 def _add_tokenizer_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer: a directory with vocab.json + merges.txt (as `bpe336 train` writes) or a single .json file from Tokenizer.save")
+    p.add_argument(
+        "--tokenizer",
+        metavar="PATH",
+        help="tokenizer: a directory with vocab.json + merges.txt (as `bpe336 train` writes) or a single .json file from Tokenizer.save",
+    )
     p.add_argument("--vocab", metavar="VOCAB_JSON", help="GPT-2 style vocab.json (with --merges; instead of --tokenizer)")
     p.add_argument("--merges", metavar="MERGES_TXT", help="GPT-2 style merges.txt (with --vocab)")
-    p.add_argument("--special-token", action="append", metavar="TOK", help="a special token, matched whole (repeatable; e.g. '<|endoftext|>')")
+    p.add_argument(
+        "--special-token", action="append", metavar="TOK", help="a special token, matched whole (repeatable; e.g. '<|endoftext|>')"
+    )
 
 
 def _peak_memory_mb() -> float:
@@ -128,7 +137,9 @@ def add_encode_parser(sub) -> None:
     _add_tokenizer_args(p)
     p.add_argument("--out", metavar="PATH", help="output token array: .npy (numpy header) or .bin (raw); default INPUT with suffix .npy")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="worker threads (default: all cores, or RAYON_NUM_THREADS)")
-    p.add_argument("--dtype", choices=["uint16", "uint32"], default=None, help="token dtype (default: uint16 when the vocabulary fits, else uint32)")
+    p.add_argument(
+        "--dtype", choices=["uint16", "uint32"], default=None, help="token dtype (default: uint16 when the vocabulary fits, else uint32)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_encode)
 
@@ -192,10 +203,12 @@ def run_bench(args: argparse.Namespace) -> int:
         return statistics.median(times)
 
     ids = tok.encode_to_numpy(text)
-    print(f"{args.input}: {nbytes / 1e6:,.1f} MB, {len(ids):,} tokens, {nbytes / max(1, len(ids)):.3f} bytes/token, vocab {tok.vocab_size:,}")
+    print(
+        f"{args.input}: {nbytes / 1e6:,.1f} MB, {len(ids):,} tokens, {nbytes / max(1, len(ids)):.3f} bytes/token, vocab {tok.vocab_size:,}"
+    )
     print(f"{'path':<28}{'threads':>8}{'MB/s':>10}{'Pile (825 GB)':>16}")
     for n in args.threads:
-        s = median_seconds(lambda: tok.encode_to_numpy(text, num_threads=n))
+        s = median_seconds(lambda n=n: tok.encode_to_numpy(text, num_threads=n))
         mbps = nbytes / 1e6 / s
         print(f"{'encode_to_numpy':<28}{n:>8}{mbps:>10,.1f}{_hours(PILE_BYTES / (mbps * 1e6)):>16}")
     s = median_seconds(lambda: tok.encode(text))

@@ -151,12 +151,20 @@ def save_merges_txt(merges: Merges, path: str | os.PathLike) -> None:
             f.write(f"{encode_token(a)} {encode_token(b)}\n")
 
 
-def load_gpt2_files(vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: tuple[str, ...] | list[str] = ()) -> tuple[Vocab, Merges]:
+def load_gpt2_files(
+    vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: tuple[str, ...] | list[str] = ()
+) -> tuple[Vocab, Merges]:
     """Read a `vocab.json` + `merges.txt` pair."""
     return load_vocab_json(vocab_path, special_tokens), load_merges_txt(merges_path)
 
 
-def save_gpt2_files(vocab: Vocab, merges: Merges, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: tuple[str, ...] | list[str] = ()) -> None:
+def save_gpt2_files(
+    vocab: Vocab,
+    merges: Merges,
+    vocab_path: str | os.PathLike,
+    merges_path: str | os.PathLike,
+    special_tokens: tuple[str, ...] | list[str] = (),
+) -> None:
     """Write a `vocab.json` + `merges.txt` pair, each atomically."""
     save_vocab_json(vocab, vocab_path, special_tokens)
     save_merges_txt(merges, merges_path)
@@ -170,7 +178,9 @@ TOKENIZER_FORMAT = "bpe336-tokenizer"
 TOKENIZER_VERSION = 1
 
 
-def save_tokenizer_json(path: str | os.PathLike, vocab: Vocab, merges: Merges, special_tokens: tuple[str, ...] | list[str] = (), pattern: str | None = None) -> None:
+def save_tokenizer_json(
+    path: str | os.PathLike, vocab: Vocab, merges: Merges, special_tokens: tuple[str, ...] | list[str] = (), pattern: str | None = None
+) -> None:
     """Write a tokenizer as one self-describing JSON file, atomically.
 
     Token bytes are stored as GPT-2 byte-to-unicode strings (a bijection, so the round trip is
@@ -212,7 +222,7 @@ def load_tokenizer_json(path: str | os.PathLike) -> tuple[Vocab, Merges, list[st
     data = _read_json(path, "tokenizer file")
     if not isinstance(data, dict) or data.get("format") != TOKENIZER_FORMAT:
         raise ValueError(
-            f"{path}: not a {TOKENIZER_FORMAT} file (no \"format\": \"{TOKENIZER_FORMAT}\" key); "
+            f'{path}: not a {TOKENIZER_FORMAT} file (no "format": "{TOKENIZER_FORMAT}" key); '
             "a GPT-2 vocab.json goes with its merges.txt through Tokenizer.from_files"
         )
     if data.get("version") != TOKENIZER_VERSION:
@@ -230,7 +240,14 @@ def load_tokenizer_json(path: str | os.PathLike) -> tuple[Vocab, Merges, list[st
         raise ValueError(f"{path}: 'vocab' and 'merges' must be lists")
     vocab: Vocab = {}
     for i, entry in enumerate(raw_vocab):
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int) and not isinstance(entry[0], bool) and entry[0] >= 0 and isinstance(entry[1], str)):
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], int)
+            and not isinstance(entry[0], bool)
+            and entry[0] >= 0
+            and isinstance(entry[1], str)
+        ):
             raise ValueError(f"{path}: vocab entry {i} must be [non-negative id, token string], got {entry!r}")
         idx, token = entry
         if idx in vocab:

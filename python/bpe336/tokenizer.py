@@ -108,7 +108,9 @@ class Tokenizer:
     # -----------------------------------------------------------------------------------------
 
     @classmethod
-    def from_files(cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: Iterable[str] | None = None) -> Tokenizer:
+    def from_files(
+        cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: Iterable[str] | None = None
+    ) -> Tokenizer:
         """Load a GPT-2 `vocab.json` + `merges.txt` pair."""
         specials = list(special_tokens or ())
         vocab, merges = load_gpt2_files(vocab_path, merges_path, specials)
@@ -290,7 +292,15 @@ class Tokenizer:
             buf = self._core.encode_to_bytes(_scrub_surrogates(text), dt.itemsize, num_threads)
         return np.frombuffer(buf, dtype=dt.newbyteorder("<"))
 
-    def encode_file(self, input_path: str | os.PathLike, output_path: str | os.PathLike, *, num_threads: int | None = None, progress: bool = True, dtype: object = None) -> dict:
+    def encode_file(
+        self,
+        input_path: str | os.PathLike,
+        output_path: str | os.PathLike,
+        *,
+        num_threads: int | None = None,
+        progress: bool = True,
+        dtype: object = None,
+    ) -> dict:
         """Encode a UTF-8 text file into a token array file, in parallel.
 
         `output_path` ending in `.npy` gets a numpy header (open it with
@@ -395,7 +405,7 @@ def _npy_header(dtype: np.dtype, count: int) -> bytes:
     e.g. (<u2, 5) -> b"\\x93NUMPY\\x01\\x00v\\x00{'descr': '<u2', 'fortran_order': False, 'shape': (5,), }   ...\\n"."""
     magic = b"\x93NUMPY\x01\x00"
     body_len = NPY_HEADER_BYTES - len(magic) - 2
-    body = "{'descr': %r, 'fortran_order': False, 'shape': (%d,), }" % (dtype.str, count)
+    body = f"{{'descr': {dtype.str!r}, 'fortran_order': False, 'shape': ({count},), }}"
     return magic + struct.pack("<H", body_len) + (body.ljust(body_len - 1) + "\n").encode("latin1")
 
 

@@ -47,11 +47,11 @@ from dataclasses import dataclass, field, replace
 
 from .config import ModelConfig, default_d_ff
 
+
 # Presets. The GPT-2 shapes use this package's architecture (RMSNorm, RoPE, SwiGLU with three
 # d_model x d_ff matrices, untied embeddings), as in the spec's GPT-2 XL figures.
 def _gpt2(num_layers: int, d_model: int, num_heads: int, d_ff: int) -> ModelConfig:
-    return ModelConfig(vocab_size=50_257, context_length=1024, d_model=d_model, num_layers=num_layers,
-                       num_heads=num_heads, d_ff=d_ff)
+    return ModelConfig(vocab_size=50_257, context_length=1024, d_model=d_model, num_layers=num_layers, num_heads=num_heads, d_ff=d_ff)
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -59,13 +59,20 @@ PRESETS: dict[str, ModelConfig] = {
     "gpt2-medium": _gpt2(24, 1024, 16, 4096),
     "gpt2-large": _gpt2(36, 1280, 20, 5120),
     "gpt2-xl": _gpt2(48, 1600, 25, 6400),
-    "tinystories-17m": ModelConfig(vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16,
-                                   d_ff=1344),
+    "tinystories-17m": ModelConfig(vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16, d_ff=1344),
 }
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
-_DTYPE_ALIASES = {"fp64": "float64", "double": "float64", "fp32": "float32", "float": "float32",
-                  "bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp8": "float8"}
+_DTYPE_ALIASES = {
+    "fp64": "float64",
+    "double": "float64",
+    "fp32": "float32",
+    "float": "float32",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "half": "float16",
+    "fp8": "float8",
+}
 TOKEN_ID_BYTES = 8  # token ids are int64 tensors
 
 # Row names, in display order. FLOP_COMPONENTS follows the brief's split of a forward pass.
@@ -172,7 +179,7 @@ def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
 def count_parameters(config: ModelConfig) -> int:
     """Total trainable parameters of `TransformerLM.from_config(config)` (shared tensors once).
 
-        count_parameters(PRESETS["gpt2-xl"]) -> 2_127_057_600
+    count_parameters(PRESETS["gpt2-xl"]) -> 2_127_057_600
     """
     return sum(parameter_breakdown(config).values())
 
@@ -194,17 +201,17 @@ def check_parameter_count(config: ModelConfig, model=None) -> int:
         model = TransformerLM.from_config(config, device=torch.device("meta"))
     expected = parameter_shapes(config)
     actual = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    problems = [f"{name}: model has no such parameter (expected {shape})"
-                for name, shape in expected.items() if name not in actual]
-    problems += [f"{name}: not in the accounting (shape {shape})"
-                 for name, shape in actual.items() if name not in expected]
-    problems += [f"{name}: model shape {actual[name]}, accounting expects {shape}"
-                 for name, shape in expected.items() if name in actual and actual[name] != shape]
+    problems = [f"{name}: model has no such parameter (expected {shape})" for name, shape in expected.items() if name not in actual]
+    problems += [f"{name}: not in the accounting (shape {shape})" for name, shape in actual.items() if name not in expected]
+    problems += [
+        f"{name}: model shape {actual[name]}, accounting expects {shape}"
+        for name, shape in expected.items()
+        if name in actual and actual[name] != shape
+    ]
     total = sum(p.numel() for p in model.parameters())
     if problems or total != count_parameters(config):
         detail = "\n  ".join(problems) or "(names and shapes agree; shared-tensor counting differs)"
-        raise ValueError(f"parameter accounting ({count_parameters(config):,}) disagrees with the "
-                         f"model ({total:,}):\n  {detail}")
+        raise ValueError(f"parameter accounting ({count_parameters(config):,}) disagrees with the model ({total:,}):\n  {detail}")
     return total
 
 
@@ -338,8 +345,7 @@ class AccountingReport:
 
     def activation_bytes_by_component(self) -> dict[str, int]:
         size = dtype_bytes(self.activation_dtype)
-        return {name: elements * (TOKEN_ID_BYTES if name == "token ids" else size)
-                for name, elements in self.activations.items()}
+        return {name: elements * (TOKEN_ID_BYTES if name == "token ids" else size) for name, elements in self.activations.items()}
 
     @property
     def activation_bytes(self) -> int:
@@ -364,8 +370,9 @@ class AccountingReport:
         return max(0, (int(memory_bytes) - self.static_bytes) // self.activation_bytes_per_sequence)
 
 
-def account(config: ModelConfig, context_length: int | None = None, batch_size: int = 1,
-            dtype: str = "float32", activation_dtype: str | None = None) -> AccountingReport:
+def account(
+    config: ModelConfig, context_length: int | None = None, batch_size: int = 1, dtype: str = "float32", activation_dtype: str | None = None
+) -> AccountingReport:
     """Build the full report for `config`.
 
     Args:
@@ -380,8 +387,12 @@ def account(config: ModelConfig, context_length: int | None = None, batch_size: 
     dtype = _canonical_dtype(dtype)
     activation_dtype = _canonical_dtype(activation_dtype or dtype)
     return AccountingReport(
-        config=config, context_length=t, batch_size=int(batch_size), dtype=dtype,
-        activation_dtype=activation_dtype, parameters=parameter_breakdown(config),
+        config=config,
+        context_length=t,
+        batch_size=int(batch_size),
+        dtype=dtype,
+        activation_dtype=activation_dtype,
+        parameters=parameter_breakdown(config),
         forward_flops=forward_flops(config, t, batch_size),
         activations=activation_breakdown(config, batch_size, t),
     )
@@ -417,9 +428,9 @@ def _table(title: str, header: tuple[str, ...], rows: list[tuple], footer: list[
         return "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
 
     rule = "  " + "-" * (sum(widths) + 2 * (len(widths) - 1))
-    out = [title, line(cells[0]), rule, *(line(r) for r in cells[1:1 + len(rows)])]
+    out = [title, line(cells[0]), rule, *(line(r) for r in cells[1 : 1 + len(rows)])]
     if footer:
-        out += [rule, *(line(r) for r in cells[1 + len(rows):])]
+        out += [rule, *(line(r) for r in cells[1 + len(rows) :])]
     return "\n".join(out)
 
 
@@ -455,57 +466,78 @@ def format_report(report: AccountingReport, name: str | None = None, memory_byte
         f"  norm {c.norm}, position {c.position}, ffn {c.ffn}, "
         f"{'tied' if c.tie_embeddings else 'untied'} embeddings; "
         f"accounted at context {t:,}, batch {b}, {r.dtype} weights/grads/AdamW state, "
-        f"{r.activation_dtype} activations")
+        f"{r.activation_dtype} activations"
+    )
 
     total_p = r.total_parameters
     rows = [(k, f"{v:,}", _share(v, total_p)) for k, v in r.parameters.items()]
-    sections.append(_table(
-        "Parameters", ("component", "parameters", "share"), rows,
-        [("total", f"{total_p:,}", "100.00%"),
-         ("non-embedding (all but the lookup table)", f"{r.non_embedding_parameters:,}",
-          _share(r.non_embedding_parameters, total_p)),
-         (f"bytes in {r.dtype}", f"{r.parameter_bytes:,}", "")]))
+    sections.append(
+        _table(
+            "Parameters",
+            ("component", "parameters", "share"),
+            rows,
+            [
+                ("total", f"{total_p:,}", "100.00%"),
+                (
+                    "non-embedding (all but the lookup table)",
+                    f"{r.non_embedding_parameters:,}",
+                    _share(r.non_embedding_parameters, total_p),
+                ),
+                (f"bytes in {r.dtype}", f"{r.parameter_bytes:,}", ""),
+            ],
+        )
+    )
 
     per_seq = {k: v // b for k, v in r.forward_flops.items()}
     total_f = r.forward_flops_per_sequence
     rows = [(k, f"{v:,}", _flops(v), _share(v, total_f)) for k, v in per_seq.items()]
     rows.insert(0, ("embedding lookup", "0", "0 FLOP", "0.00%"))
-    sections.append(_table(
-        f"Forward FLOPs for one sequence of {t:,} tokens (matmuls, 2mnp each; summed over layers)",
-        ("component", "FLOPs", "", "share"), rows,
-        [("forward, one sequence", f"{total_f:,}", _flops(total_f), "100.00%"),
-         (f"forward, batch of {b}", f"{r.forward_flops_total:,}", _flops(r.forward_flops_total), ""),
-         (f"backward, batch of {b} (2 x forward)", f"{r.backward_flops_total:,}", _flops(r.backward_flops_total), ""),
-         (f"training step, batch of {b} (3 x forward)", f"{r.training_flops_total:,}",
-          _flops(r.training_flops_total), ""),
-         ("per token: forward / training", f"{flops_per_token(c, False, t):,.0f}",
-          f"{flops_per_token(c, True, t):,.0f}", "")]))
+    sections.append(
+        _table(
+            f"Forward FLOPs for one sequence of {t:,} tokens (matmuls, 2mnp each; summed over layers)",
+            ("component", "FLOPs", "", "share"),
+            rows,
+            [
+                ("forward, one sequence", f"{total_f:,}", _flops(total_f), "100.00%"),
+                (f"forward, batch of {b}", f"{r.forward_flops_total:,}", _flops(r.forward_flops_total), ""),
+                (f"backward, batch of {b} (2 x forward)", f"{r.backward_flops_total:,}", _flops(r.backward_flops_total), ""),
+                (f"training step, batch of {b} (3 x forward)", f"{r.training_flops_total:,}", _flops(r.training_flops_total), ""),
+                ("per token: forward / training", f"{flops_per_token(c, False, t):,.0f}", f"{flops_per_token(c, True, t):,.0f}", ""),
+            ],
+        )
+    )
 
     act = r.activation_bytes_by_component()
-    rows = [("parameters", _bytes(r.parameter_bytes), _share(r.parameter_bytes, r.total_bytes)),
-            ("gradients", _bytes(r.gradient_bytes), _share(r.gradient_bytes, r.total_bytes)),
-            ("AdamW state (m, v)", _bytes(r.optimizer_state_bytes), _share(r.optimizer_state_bytes, r.total_bytes)),
-            (f"activations, batch of {b}", _bytes(r.activation_bytes), _share(r.activation_bytes, r.total_bytes))]
+    rows = [
+        ("parameters", _bytes(r.parameter_bytes), _share(r.parameter_bytes, r.total_bytes)),
+        ("gradients", _bytes(r.gradient_bytes), _share(r.gradient_bytes, r.total_bytes)),
+        ("AdamW state (m, v)", _bytes(r.optimizer_state_bytes), _share(r.optimizer_state_bytes, r.total_bytes)),
+        (f"activations, batch of {b}", _bytes(r.activation_bytes), _share(r.activation_bytes, r.total_bytes)),
+    ]
     rows += [(f"  {k}", _bytes(v), _share(v, r.total_bytes)) for k, v in act.items()]
-    footer = [("total (training step peak)", _bytes(r.total_bytes), "100.00%"),
-              ("activations per sequence", _bytes(r.activation_bytes_per_sequence), ""),
-              ("static (parameters + gradients + AdamW)", _bytes(r.static_bytes), "")]
+    footer = [
+        ("total (training step peak)", _bytes(r.total_bytes), "100.00%"),
+        ("activations per sequence", _bytes(r.activation_bytes_per_sequence), ""),
+        ("static (parameters + gradients + AdamW)", _bytes(r.static_bytes), ""),
+    ]
     if memory_bytes:
         footer.append((f"largest batch in {_bytes(memory_bytes)}", f"{r.max_batch_size(memory_bytes):,}", ""))
-    sections.append(_table("Training memory (saved activations: see `pydoc lm336.accounting`)",
-                           ("item", "bytes", "share"), rows, footer))
+    sections.append(_table("Training memory (saved activations: see `pydoc lm336.accounting`)", ("item", "bytes", "share"), rows, footer))
 
     contexts = sorted({256, 1024, 4096, 16384, c.context_length, t})
     shares = flop_shares_by_context(c, contexts)
     header = ("context", *("QKV+O", "QK^T", "weights x V", "FFN", "lm head"), "forward FLOPs")
-    rows = [(f"{ctx:,}", *(f"{100 * s[k]:.1f}%" for k in FLOP_COMPONENTS),
-             _flops(sum(forward_flops(c, ctx).values()))) for ctx, s in shares]
-    sections.append(_table("How the forward FLOP shares move with context length (one sequence)", header, rows)
-                    + "\n  Projections, FFN and lm head grow linearly with the context T, the scores and weighted"
-                      "\n  values quadratically: per layer they take 4 T^2 d of 8 T d^2 + 4 T^2 d + 2 k T d d_ff"
-                      "\n  FLOPs (k = 3 matrices for SwiGLU, 2 for SiLU), a share of T / (T + 2 d + k d_ff / 2),"
-                      f"\n  which passes one half at T = 2 d + k d_ff / 2 = {_attention_half_context(c):,} tokens"
-                      " for this model.")
+    rows = [
+        (f"{ctx:,}", *(f"{100 * s[k]:.1f}%" for k in FLOP_COMPONENTS), _flops(sum(forward_flops(c, ctx).values()))) for ctx, s in shares
+    ]
+    sections.append(
+        _table("How the forward FLOP shares move with context length (one sequence)", header, rows)
+        + "\n  Projections, FFN and lm head grow linearly with the context T, the scores and weighted"
+        "\n  values quadratically: per layer they take 4 T^2 d of 8 T d^2 + 4 T^2 d + 2 k T d d_ff"
+        "\n  FLOPs (k = 3 matrices for SwiGLU, 2 for SiLU), a share of T / (T + 2 d + k d_ff / 2),"
+        f"\n  which passes one half at T = 2 d + k d_ff / 2 = {_attention_half_context(c):,} tokens"
+        " for this model."
+    )
     return "\n\n".join(sections)
 
 
@@ -513,31 +545,35 @@ def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lm336 accounting",
         description="Parameters, training memory and forward/backward FLOPs of a Transformer LM, per component.",
-        epilog="Example: lm336 accounting --preset gpt2-xl --context-length 16384 --batch-size 4 --memory-gb 80")
+        epilog="Example: lm336 accounting --preset gpt2-xl --context-length 16384 --batch-size 4 --memory-gb 80",
+    )
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named shape (flags below override it)")
     default = ModelConfig()
-    for flag, help_ in (("vocab-size", "vocabulary size (tokens)"), ("d-model", "residual width"),
-                        ("num-layers", "Transformer blocks"), ("num-heads", "attention heads")):
+    for flag, help_ in (
+        ("vocab-size", "vocabulary size (tokens)"),
+        ("d-model", "residual width"),
+        ("num-layers", "Transformer blocks"),
+        ("num-heads", "attention heads"),
+    ):
         fallback = getattr(default, flag.replace("-", "_"))
         p.add_argument(f"--{flag}", type=int, help=f"{help_} (default: preset or {fallback})")
-    p.add_argument("--d-ff", type=int,
-                   help="feed-forward width; 0 = default rule (8/3 d_model to 64 for swiglu, 4 d_model for silu)")
-    p.add_argument("--context-length", type=int,
-                   help="tokens per sequence (default: preset or 256); parameters do not depend on it")
+    p.add_argument("--d-ff", type=int, help="feed-forward width; 0 = default rule (8/3 d_model to 64 for swiglu, 4 d_model for silu)")
+    p.add_argument("--context-length", type=int, help="tokens per sequence (default: preset or 256); parameters do not depend on it")
     p.add_argument("--norm", choices=("pre", "post", "none"), help="normalisation placement")
     p.add_argument("--position", choices=("rope", "nope"), help="position encoding")
     p.add_argument("--ffn", choices=("swiglu", "silu"), help="feed-forward variant")
-    p.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None,
-                   help="share token_embeddings.weight with lm_head.weight")
+    p.add_argument(
+        "--tie-embeddings", action=argparse.BooleanOptionalAction, default=None, help="share token_embeddings.weight with lm_head.weight"
+    )
     p.add_argument("--batch-size", type=int, default=1, help="sequences per training step (default 1)")
-    p.add_argument("--dtype", default="float32",
-                   help="dtype of parameters, gradients and AdamW state: float32, bfloat16, float16, float64 "
-                        "(default float32)")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        help="dtype of parameters, gradients and AdamW state: float32, bfloat16, float16, float64 (default float32)",
+    )
     p.add_argument("--activation-dtype", help="dtype of saved activations (default: --dtype)")
-    p.add_argument("--memory-gb", type=float,
-                   help="device memory in GB (10^9 bytes) to fit: prints the largest batch size")
-    p.add_argument("--check-model", action="store_true",
-                   help="also build the model on torch's meta device and compare its parameter count")
+    p.add_argument("--memory-gb", type=float, help="device memory in GB (10^9 bytes) to fit: prints the largest batch size")
+    p.add_argument("--check-model", action="store_true", help="also build the model on torch's meta device and compare its parameter count")
     return p
 
 

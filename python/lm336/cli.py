@@ -1,8 +1,8 @@
 """The `lm336` command. Each subcommand lives in the module named for it, as `main(argv)`.
 
-    lm336 train --config configs/tinystories-17m.toml --set optimizer.lr=1e-3
-    lm336 generate --checkpoint runs/x/ckpt.pt --prompt "Once upon a time"
-    lm336 accounting --preset gpt2-xl
+lm336 train --config configs/tinystories-17m.toml --set optimizer.lr=1e-3
+lm336 generate --checkpoint runs/x/ckpt.pt --prompt "Once upon a time"
+lm336 accounting --preset gpt2-xl
 """
 
 from __future__ import annotations

@@ -27,9 +27,10 @@ import json
 import math
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 NORMS = ("pre", "post", "none")
 POSITIONS = ("rope", "nope")
@@ -121,8 +122,7 @@ class OptimizerConfig:
         if self.cosine_cycle_iters is not None:
             _require(
                 self.cosine_cycle_iters >= self.warmup_iters,
-                f"optimizer.cosine_cycle_iters ({self.cosine_cycle_iters}) must be >= optimizer.warmup_iters "
-                f"({self.warmup_iters})",
+                f"optimizer.cosine_cycle_iters ({self.cosine_cycle_iters}) must be >= optimizer.warmup_iters ({self.warmup_iters})",
             )
 
 

@@ -103,9 +103,7 @@ def check_token_range(tokens, vocab_size: int, chunk_size: int = 1 << 24) -> Non
         lo, hi = int(chunk.min()), int(chunk.max())
         if lo < 0 or hi >= vocab_size:
             bad = begin + int(np.argmax((chunk < 0) | (chunk >= vocab_size)))
-            raise ValueError(
-                f"token array holds id {int(tokens[bad])} at index {bad}, outside the vocabulary [0, {vocab_size})"
-            )
+            raise ValueError(f"token array holds id {int(tokens[bad])} at index {bad}, outside the vocabulary [0, {vocab_size})")
 
 
 def _unwrap(model: Module) -> Module:

@@ -47,11 +47,13 @@ class Dataset:
 
 DATASETS = {
     "tinystories": Dataset(
-        "roneneldan/TinyStories", ("TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt"),
+        "roneneldan/TinyStories",
+        ("TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt"),
         "TinyStories V2 (GPT-4 generated short stories): train ~2.1 GB, valid ~22 MB of text",
     ),
     "owt": Dataset(
-        "stanford-cs336/owt-sample", ("owt_train.txt.gz", "owt_valid.txt.gz"),
+        "stanford-cs336/owt-sample",
+        ("owt_train.txt.gz", "owt_valid.txt.gz"),
         "OpenWebText sample (CS336 copy): train ~11.9 GB, valid ~290 MB of text, downloaded gzipped",
     ),
 }
@@ -77,17 +79,17 @@ def _progress(total: int | None, initial: int, desc: str, enabled: bool):
         return contextlib.nullcontext(None)
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                dynamic_ncols=True, leave=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, dynamic_ncols=True, leave=True)
 
 
 def _no_network_hint(url: str, dest: Path) -> str:
-    return (f"fetch it on a machine with access and copy it to {dest}, set HF_ENDPOINT or --base-url to a "
-            f"reachable mirror, or use any local text file instead (e.g. `bpe336 train your.txt ...`)")
+    return (
+        f"fetch it on a machine with access and copy it to {dest}, set HF_ENDPOINT or --base-url to a "
+        f"reachable mirror, or use any local text file instead (e.g. `bpe336 train your.txt ...`)"
+    )
 
 
-def download(url: str, dest: str | os.PathLike, *, progress: bool = True, force: bool = False,
-             timeout: float = 60.0) -> Path:
+def download(url: str, dest: str | os.PathLike, *, progress: bool = True, force: bool = False, timeout: float = 60.0) -> Path:
     """Stream `url` to `dest` (resuming a partial `.part` file when the server allows), check its
     size against Content-Length, then rename it into place. Skips the download when `dest` exists.
 
@@ -118,8 +120,7 @@ def download(url: str, dest: str | os.PathLike, *, progress: bool = True, force:
         if exc.code == 416 and offset:  # the .part is already the whole file (or more): start over
             part.unlink()
             return download(url, dest, progress=progress, force=force, timeout=timeout)
-        raise DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; "
-                            f"{_no_network_hint(url, dest)}") from None
+        raise DownloadError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; {_no_network_hint(url, dest)}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadError(f"cannot download {url} ({reason}); no network? {_no_network_hint(url, dest)}") from None
@@ -141,11 +142,11 @@ def download(url: str, dest: str | os.PathLike, *, progress: bool = True, force:
                 f.flush()
                 os.fsync(f.fileno())
         except (urllib.error.URLError, OSError) as exc:  # connection dropped: keep the .part to resume
-            raise DownloadError(f"download of {url} interrupted after {written:,} bytes ({exc}); "
-                                f"run the same command again to resume") from None
+            raise DownloadError(
+                f"download of {url} interrupted after {written:,} bytes ({exc}); run the same command again to resume"
+            ) from None
     if total is not None and written != total:
-        raise DownloadError(f"download of {url} is incomplete: {written:,} of {total:,} bytes; "
-                            f"run the same command again to resume")
+        raise DownloadError(f"download of {url} is incomplete: {written:,} of {total:,} bytes; run the same command again to resume")
     os.replace(part, dest)
     return dest
 
@@ -156,8 +157,7 @@ def gunzip(src: str | os.PathLike, dest: str | os.PathLike, *, progress: bool = 
 
     src, dest = Path(src), Path(dest)
     try:
-        with gzip.open(src, "rb") as fin, atomic_write(dest, "wb") as fout, \
-                _progress(None, 0, f"unpack {dest.name}", progress) as bar:
+        with gzip.open(src, "rb") as fin, atomic_write(dest, "wb") as fout, _progress(None, 0, f"unpack {dest.name}", progress) as bar:
             while chunk := fin.read(CHUNK):
                 fout.write(chunk)
                 if bar is not None:
@@ -167,8 +167,16 @@ def gunzip(src: str | os.PathLike, dest: str | os.PathLike, *, progress: bool = 
     return dest
 
 
-def fetch(name: str, out_dir: str | os.PathLike = "data", *, base_url: str | None = None, progress: bool = True,
-          force: bool = False, keep_archives: bool = False, log=print) -> list[Path]:
+def fetch(
+    name: str,
+    out_dir: str | os.PathLike = "data",
+    *,
+    base_url: str | None = None,
+    progress: bool = True,
+    force: bool = False,
+    keep_archives: bool = False,
+    log=print,
+) -> list[Path]:
     """Download every file of dataset `name` into `out_dir`; return the text files.
 
     Files already present are skipped; .gz archives are unpacked next to themselves and removed
@@ -203,8 +211,7 @@ def fetch(name: str, out_dir: str | os.PathLike = "data", *, base_url: str | Non
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lm336 data", description="Fetch the training corpora (needs a network).")
     sub = p.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("fetch", help="download a dataset",
-                       description="Download a dataset's train and valid text files.")
+    f = sub.add_parser("fetch", help="download a dataset", description="Download a dataset's train and valid text files.")
     f.add_argument("dataset", choices=sorted(DATASETS), help="tinystories (~2.2 GB) or owt (~12 GB unpacked)")
     f.add_argument("--out", default="data", help="directory for the files (default ./data)")
     f.add_argument("--base-url", help="fetch the files from this directory URL instead (a mirror, or file:///path)")
@@ -218,8 +225,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {d.description}\n  {d.base_url()}/{{{','.join(d.files)}}}")
         return 0
     try:
-        paths = fetch(args.dataset, args.out, base_url=args.base_url, progress=not args.no_progress,
-                      force=args.force, keep_archives=args.keep_archives)
+        paths = fetch(
+            args.dataset,
+            args.out,
+            base_url=args.base_url,
+            progress=not args.no_progress,
+            force=args.force,
+            keep_archives=args.keep_archives,
+        )
     except (DownloadError, OSError, ValueError) as exc:
         print(f"lm336 data: error: {exc}", file=sys.stderr)
         return 1

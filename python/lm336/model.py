@@ -43,9 +43,7 @@ class KVCache:
         length: positions filled so far (advanced by TransformerLM.forward after the last layer).
     """
 
-    def __init__(
-        self, num_layers: int, batch_size: int, num_heads: int, max_seq_len: int, d_k: int, device=None, dtype=None
-    ):
+    def __init__(self, num_layers: int, batch_size: int, num_heads: int, max_seq_len: int, d_k: int, device=None, dtype=None):
         shape = (batch_size, num_heads, max_seq_len, d_k)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
@@ -123,9 +121,7 @@ class TransformerLM(Module):
             raise ValueError(f"ffn must be one of {FFNS}, got {ffn!r}")
         d_k = d_model // num_heads
         if position == "rope" and d_k % 2 != 0:
-            raise ValueError(
-                f"RoPE needs an even head dimension, but d_model/num_heads = {d_model}/{num_heads} = {d_k}"
-            )
+            raise ValueError(f"RoPE needs an even head dimension, but d_model/num_heads = {d_model}/{num_heads} = {d_k}")
         d_ff = default_d_ff(d_model, ffn) if d_ff is None else d_ff
         if not isinstance(d_ff, int) or d_ff < 1:
             raise ValueError(f"d_ff must be a positive integer, got {d_ff!r}")
@@ -137,16 +133,20 @@ class TransformerLM(Module):
 
         # 2. Modules. One RoPE table and one causal mask are shared by all layers.
         self.token_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype)
-        rope = (
-            RotaryPositionalEmbedding(rope_theta, d_k, context_length, device=device, dtype=dtype)
-            if position == "rope"
-            else None
-        )
+        rope = RotaryPositionalEmbedding(rope_theta, d_k, context_length, device=device, dtype=dtype) if position == "rope" else None
         causal_mask = CausalMask(context_length, device=device)
         self.layers = ModuleList(
             TransformerBlock(
-                d_model, num_heads, d_ff, norm=norm, ffn=ffn, rope=rope, causal_mask=causal_mask, eps=eps,
-                device=device, dtype=dtype,
+                d_model,
+                num_heads,
+                d_ff,
+                norm=norm,
+                ffn=ffn,
+                rope=rope,
+                causal_mask=causal_mask,
+                eps=eps,
+                device=device,
+                dtype=dtype,
             )  # fmt: skip
             for _ in range(num_layers)
         )
@@ -182,9 +182,7 @@ class TransformerLM(Module):
         cfg = self._config
         max_seq_len = cfg.context_length if max_seq_len is None else max_seq_len
         if not 1 <= max_seq_len <= cfg.context_length:
-            raise ValueError(
-                f"KV cache max_seq_len must be in [1, context_length={cfg.context_length}], got {max_seq_len}"
-            )
+            raise ValueError(f"KV cache max_seq_len must be in [1, context_length={cfg.context_length}], got {max_seq_len}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         weight = self.lm_head.weight
@@ -207,14 +205,10 @@ class TransformerLM(Module):
                 raise ValueError(f"sequence length {seq} exceeds context_length {cfg.context_length}")
         else:
             if token_ids.dim() != 2 or token_ids.shape[0] != kv_cache.batch_size:
-                raise ValueError(
-                    f"with a KV cache token ids must be (batch={kv_cache.batch_size}, seq), "
-                    f"got {tuple(token_ids.shape)}"
-                )
+                raise ValueError(f"with a KV cache token ids must be (batch={kv_cache.batch_size}, seq), got {tuple(token_ids.shape)}")
             if kv_cache.length + seq > kv_cache.max_seq_len:
                 raise ValueError(
-                    f"KV cache full: {kv_cache.length} cached + {seq} new tokens exceed its max_seq_len "
-                    f"{kv_cache.max_seq_len}"
+                    f"KV cache full: {kv_cache.length} cached + {seq} new tokens exceed its max_seq_len {kv_cache.max_seq_len}"
                 )
         if token_positions is not None and token_positions.shape[-1] != seq:
             raise ValueError(f"token_positions last dim {token_positions.shape[-1]} != sequence length {seq}")
@@ -226,9 +220,7 @@ class TransformerLM(Module):
             if lo < 0 or hi >= cfg.vocab_size:
                 raise ValueError(f"token ids must lie in [0, {cfg.vocab_size}), got values in [{lo}, {hi}]")
 
-    def forward(
-        self, token_ids: Tensor, token_positions: Tensor | None = None, kv_cache: KVCache | None = None
-    ) -> Tensor:
+    def forward(self, token_ids: Tensor, token_positions: Tensor | None = None, kv_cache: KVCache | None = None) -> Tensor:
         """Args:
             token_ids: (..., seq) integer ids in [0, vocab_size); (batch, seq) with a cache.
             token_positions: (..., seq) positions for RoPE; default 0..seq-1, or

@@ -191,8 +191,7 @@ def lr_cosine_schedule(t: int, max_lr: float, min_lr: float, warmup_iters: int, 
     """
     if warmup_iters < 0 or cosine_cycle_iters < warmup_iters:
         raise ValueError(
-            f"need 0 <= warmup_iters <= cosine_cycle_iters, got warmup_iters={warmup_iters}, "
-            f"cosine_cycle_iters={cosine_cycle_iters}"
+            f"need 0 <= warmup_iters <= cosine_cycle_iters, got warmup_iters={warmup_iters}, cosine_cycle_iters={cosine_cycle_iters}"
         )
     if t < warmup_iters:
         return t / warmup_iters * max_lr

@@ -189,8 +189,7 @@ def plan_steps(budget_s: float, step_s: float, eval_batches: int, evals: int) ->
 
 
 def build_train_config(args, vocab_size: int, train_npy: Path, valid_npy: Path, run_dir: Path):
-    from .config import ModelConfig, OptimizerConfig, RunConfig, TrainConfig, DataConfig, apply_overrides
-    from .config import default_d_ff
+    from .config import DataConfig, ModelConfig, OptimizerConfig, RunConfig, TrainConfig, apply_overrides, default_d_ff
 
     model = ModelConfig(
         vocab_size=vocab_size, context_length=args.context_length, d_model=args.d_model, num_layers=args.num_layers,
@@ -219,21 +218,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lm336 pipeline",
         description="Raw text -> BPE tokenizer -> token arrays -> a small Transformer LM -> a sample, end to end.",
     )
-    p.add_argument("text_file", nargs="?", default=None,
-                   help="UTF-8 corpus, documents separated by <|endoftext|> lines (default: generated stories)")
+    p.add_argument(
+        "text_file", nargs="?", default=None, help="UTF-8 corpus, documents separated by <|endoftext|> lines (default: generated stories)"
+    )
     p.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart); overwritten")
     p.add_argument("--vocab-size", type=int, default=2000, help="BPE vocabulary incl. 256 bytes + specials (default 2000)")
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget in minutes (default 3)")
     p.add_argument("--max-steps", type=int, default=0, help="train exactly this many steps instead; 0 = fit --minutes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for PyTorch; 0 = measure PyTorch's default against 1 and take the faster "
-                        "(on a busy machine one thread can be several times faster)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for PyTorch; 0 = measure PyTorch's default against 1 and take the faster "
+        "(on a busy machine one thread can be several times faster)",
+    )
     p.add_argument("--valid-fraction", type=float, default=0.05, help="share of the corpus held out (default 0.05)")
     p.add_argument("--corpus-mb", type=float, default=3.0, help="size of the generated corpus in MB (default 3)")
     p.add_argument("--corpus-seed", type=int, default=0, help="seed of the generated corpus (default 0)")
-    p.add_argument("--write-corpus", metavar="PATH", default=None,
-                   help="only write the generated corpus to PATH (--corpus-mb, --corpus-seed) and exit")
+    p.add_argument(
+        "--write-corpus", metavar="PATH", default=None, help="only write the generated corpus to PATH (--corpus-mb, --corpus-seed) and exit"
+    )
     g = p.add_argument_group("model and optimizer (small CPU defaults)")
     g.add_argument("--context-length", type=int, default=128, help="tokens per sequence (default 128)")
     g.add_argument("--d-model", type=int, default=128, help="residual width (default 128)")
@@ -244,11 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-batches", type=int, default=4, help="validation batches per evaluation (default 4)")
     g.add_argument("--evals", type=int, default=6, help="validation passes during the run (default 6)")
     g.add_argument("--seed", type=int, default=0, help="seed of the model, batches and the sample (default 0)")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any TrainConfig override, e.g. --set optimizer.weight_decay=0 (repeatable)")
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any TrainConfig override, e.g. --set optimizer.weight_decay=0 (repeatable)",
+    )
     s = p.add_argument_group("sample")
-    s.add_argument("--prompt", default=None,
-                   help=f'prompt of the final sample (default "{STORY_PROMPT}", or held-out words of TEXT_FILE)')
+    s.add_argument("--prompt", default=None, help=f'prompt of the final sample (default "{STORY_PROMPT}", or held-out words of TEXT_FILE)')
     s.add_argument("--sample-tokens", type=int, default=200, help="tokens in the final sample (default 200)")
     s.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 = greedy (default 0.8)")
     s.add_argument("--top-p", type=float, default=0.9, help="nucleus mass in (0, 1] (default 0.9)")

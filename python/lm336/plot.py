@@ -83,8 +83,8 @@ def expand_run_dirs(paths: list[str | os.PathLike]) -> list[Path]:
 def series(records: list[dict], x: str, y: str) -> tuple[list[float], list[float]]:
     """The (x, y) points of the records that have a finite number for both keys.
 
-        series([{"step": 1, "val_loss": None}, {"step": 2, "val_loss": 3.0}], "step", "val_loss")
-        -> ([2.0], [3.0])
+    series([{"step": 1, "val_loss": None}, {"step": 2, "val_loss": 3.0}], "step", "val_loss")
+    -> ([2.0], [3.0])
     """
     xs, ys = [], []
     for r in records:
@@ -98,7 +98,7 @@ def series(records: list[dict], x: str, y: str) -> tuple[list[float], list[float
 def run_labels(run_dirs: list[str | os.PathLike]) -> list[str]:
     """Legend labels: each directory's name, with parent names added until they are distinct.
 
-        run_labels(["a/run", "b/run", "c"]) -> ["a/run", "b/run", "c"]
+    run_labels(["a/run", "b/run", "c"]) -> ["a/run", "b/run", "c"]
     """
     parts = [Path(os.path.abspath(d)).parts for d in run_dirs]
     depth = [1] * len(parts)
@@ -130,8 +130,9 @@ def _import_pyplot():
     return plt
 
 
-def draw_curves(runs: list[tuple[str, list[dict]]], out: str | os.PathLike, metric: str = "val_loss",
-                title: str | None = None, log_y: bool = False) -> Path:
+def draw_curves(
+    runs: list[tuple[str, list[dict]]], out: str | os.PathLike, metric: str = "val_loss", title: str | None = None, log_y: bool = False
+) -> Path:
     """Draw `metric` against step (left) and against wall-clock time (right) for every run, as
     one PNG at `out` (written atomically). Returns the path.
 
@@ -155,8 +156,7 @@ def draw_curves(runs: list[tuple[str, list[dict]]], out: str | os.PathLike, metr
     points = [(label, series(records, "step", metric), series(records, "time_s", metric)) for label, records in runs]
     if not any(by_step[0] for _, by_step, _ in points):
         names = ", ".join(label for label, _ in runs)
-        raise ValueError(f"no run has a value of {metric!r} to plot ({names}); "
-                         f"try --metric train_loss, or check that validation ran")
+        raise ValueError(f"no run has a value of {metric!r} to plot ({names}); try --metric train_loss, or check that validation ran")
     t_max = max((max(by_time[0]) for _, _, by_time in points if by_time[0]), default=0.0)
     scale, unit = _time_axis(t_max)
 
@@ -166,8 +166,7 @@ def draw_curves(runs: list[tuple[str, list[dict]]], out: str | os.PathLike, metr
         for label, (steps, ys), (times, ts_y) in points:
             marker = "o" if len(steps) < 30 else None  # sparse validation points stay visible
             (line,) = ax_step.plot(steps, ys, label=label, marker=marker, markersize=3, linewidth=1.5)
-            ax_time.plot([t / scale for t in times], ts_y, label=label, marker=marker, markersize=3,
-                         linewidth=1.5, color=line.get_color())
+            ax_time.plot([t / scale for t in times], ts_y, label=label, marker=marker, markersize=3, linewidth=1.5, color=line.get_color())
         ylabel = _LABELS.get(metric, metric)
         ax_step.set_xlabel("step (optimizer updates)")
         ax_time.set_xlabel(f"wall-clock time ({unit})")
@@ -188,8 +187,9 @@ def draw_curves(runs: list[tuple[str, list[dict]]], out: str | os.PathLike, metr
     return out
 
 
-def plot_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike, metric: str = "val_loss",
-              title: str | None = None, log_y: bool = False) -> Path:
+def plot_runs(
+    run_dirs: list[str | os.PathLike], out: str | os.PathLike, metric: str = "val_loss", title: str | None = None, log_y: bool = False
+) -> Path:
     """Read each run's log.jsonl and draw them on one figure (see `draw_curves`)."""
     run_dirs = expand_run_dirs(run_dirs)
     if not run_dirs:
@@ -200,14 +200,21 @@ def plot_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike, metric:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="lm336 plot",
-        description="Draw learning curves (against steps and against wall-clock time) of one or more runs as a PNG.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                   help="run directories holding log.jsonl, .jsonl files, or a sweep directory (all its runs)")
+        prog="lm336 plot", description="Draw learning curves (against steps and against wall-clock time) of one or more runs as a PNG."
+    )
+    p.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run directories holding log.jsonl, .jsonl files, or a sweep directory (all its runs)",
+    )
     p.add_argument("--out", default="curves.png", help="PNG to write (default curves.png)")
-    p.add_argument("--metric", default="val_loss", choices=METRICS,
-                   help="what to plot: losses in nats/token, perplexity, learning rate, gradient norm "
-                        "(default val_loss)")
+    p.add_argument(
+        "--metric",
+        default="val_loss",
+        choices=METRICS,
+        help="what to plot: losses in nats/token, perplexity, learning rate, gradient norm (default val_loss)",
+    )
     p.add_argument("--title", help="figure title (default: none)")
     p.add_argument("--log-y", action="store_true", help="logarithmic y axis")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)

@@ -316,7 +316,7 @@ def generate(
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" -> cuda if available, else mps, else cpu; anything else is passed to torch.device."""
+    """ "auto" -> cuda if available, else mps, else cpu; anything else is passed to torch.device."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -351,10 +351,7 @@ def _model_config_from(raw: dict, checkpoint: Path):
         if isinstance(cand, dict) and "vocab_size" in cand:
             known = ModelConfig.__dataclass_fields__
             return ModelConfig(**{k: v for k, v in cand.items() if k in known})
-    raise ValueError(
-        f"{checkpoint}: no model configuration stored in the checkpoint or in {beside}; "
-        "it was not written by lm336.training"
-    )
+    raise ValueError(f"{checkpoint}: no model configuration stored in the checkpoint or in {beside}; it was not written by lm336.training")
 
 
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu"):
@@ -406,8 +403,9 @@ def _load_json(path: Path) -> dict | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lm336 generate", description="Sample text from a trained checkpoint.")
     p.add_argument("--checkpoint", required=True, help="checkpoint file (ckpt.pt) or run directory holding one")
-    p.add_argument("--tokenizer", default=None,
-                   help="tokenizer file or directory (default: the one the run recorded, or RUN_DIR/tokenizer)")
+    p.add_argument(
+        "--tokenizer", default=None, help="tokenizer file or directory (default: the one the run recorded, or RUN_DIR/tokenizer)"
+    )
     p.add_argument("--prompt", default="Once upon a time", help='text to continue ("" = a new document)')
     p.add_argument("--max-new-tokens", type=int, default=256, help="most tokens to generate (default 256)")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = greedy (default 0.8)")
@@ -418,8 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eos-token", default=EOT, help=f"stop token (default {EOT}); '' = never stop early")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--no-cache", action="store_true", help="disable the KV cache (recompute every step)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for PyTorch; 0 = PyTorch's default. NOTE: on a busy machine 1 can be much faster")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for PyTorch; 0 = PyTorch's default. NOTE: on a busy machine 1 can be much faster",
+    )
     return p
 
 
@@ -466,7 +468,7 @@ def _run(args: argparse.Namespace) -> int:
         ids, eos_id = _prompt_ids(tokenizer, args.prompt, eos_token)
         counted: list[int] = []
 
-        def counting(it: Iterator[int]) -> Iterator[int]:
+        def counting(it: Iterator[int], counted: list[int] = counted) -> Iterator[int]:
             for token in it:
                 counted.append(token)
                 yield token

@@ -84,9 +84,15 @@ def _label(key: str, value: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]", "_", f"{short}-{value}")
 
 
-def plan_sweep(base: TrainConfig, out_dir: str | Path, lrs: list[str] = (), batch_sizes: list[str] = (),
-               ablations: dict[str, list[str]] | None = None, ablation_mode: str = "one-at-a-time",
-               tokens: int | None = None) -> list[SweepRun]:
+def plan_sweep(
+    base: TrainConfig,
+    out_dir: str | Path,
+    lrs: list[str] = (),
+    batch_sizes: list[str] = (),
+    ablations: dict[str, list[str]] | None = None,
+    ablation_mode: str = "one-at-a-time",
+    tokens: int | None = None,
+) -> list[SweepRun]:
     """Every run of the sweep with its validated config (so a bad value fails before any training).
 
     Args:
@@ -127,8 +133,11 @@ def plan_sweep(base: TrainConfig, out_dir: str | Path, lrs: list[str] = (), batc
             if tokens is not None:
                 per_step = cfg.run.batch_size * cfg.model.context_length
                 steps = max(1, tokens // per_step)
-                extra = [f"run.max_steps={steps}", f"optimizer.cosine_cycle_iters={steps}",
-                         f"optimizer.warmup_iters={min(cfg.optimizer.warmup_iters, steps)}"]
+                extra = [
+                    f"run.max_steps={steps}",
+                    f"optimizer.cosine_cycle_iters={steps}",
+                    f"optimizer.warmup_iters={min(cfg.optimizer.warmup_iters, steps)}",
+                ]
                 cfg = apply_overrides(cfg, extra)
             key = json.dumps(cfg.to_dict(), sort_keys=True)
             if key in seen_configs:  # e.g. "norm=pre" when the base is pre-norm: that is the base run
@@ -235,8 +244,7 @@ def _columns(rows: list[dict]) -> list[str]:
     return ["run", *override_cols, *(c for c in _FIXED if c != "run")]
 
 
-_FIXED = ("run", "final_train_loss", "final_val_loss", "final_val_perplexity", "tokens_per_s", "steps",
-          "tokens", "time_s", "diverged")
+_FIXED = ("run", "final_train_loss", "final_val_loss", "final_val_perplexity", "tokens_per_s", "steps", "tokens", "time_s", "diverged")
 
 
 def _config_value(config: dict, column: str):
@@ -273,8 +281,9 @@ def _fmt(value) -> str:
 def format_markdown(rows: list[dict]) -> str:
     """The summary as a Markdown table, best validation loss first marked with a star."""
     cols = _columns(rows)
-    finite = [r for r in rows if not r["diverged"] and isinstance(r.get("final_val_loss"), (int, float))
-              and math.isfinite(r["final_val_loss"])]
+    finite = [
+        r for r in rows if not r["diverged"] and isinstance(r.get("final_val_loss"), (int, float)) and math.isfinite(r["final_val_loss"])
+    ]
     best = min(finite, key=lambda r: r["final_val_loss"])["run"] if finite else None
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in rows:
@@ -333,16 +342,26 @@ def write_results(rows: list[dict], out_dir: str | Path, metric: str = "val_loss
     if curves:
         has_metric = any(isinstance(rec.get(metric), (int, float)) for _, recs in curves for rec in recs)
         try:
-            paths["figure"] = draw_curves(curves, out_dir / "curves.png", metric if has_metric else "train_loss",
-                                          title=f"sweep {out_dir.name}")
+            paths["figure"] = draw_curves(
+                curves, out_dir / "curves.png", metric if has_metric else "train_loss", title=f"sweep {out_dir.name}"
+            )
         except RuntimeError as exc:  # matplotlib missing: the tables are the main product
             print(f"lm336 sweep: figure skipped: {exc}", file=sys.stderr)
     return paths
 
 
-def sweep(base: TrainConfig, out_dir: str | Path, lrs: list[str] = (), batch_sizes: list[str] = (),
-          ablations: dict[str, list[str]] | None = None, ablation_mode: str = "one-at-a-time",
-          tokens: int | None = None, force: bool = False, metric: str = "val_loss", log=print) -> list[dict]:
+def sweep(
+    base: TrainConfig,
+    out_dir: str | Path,
+    lrs: list[str] = (),
+    batch_sizes: list[str] = (),
+    ablations: dict[str, list[str]] | None = None,
+    ablation_mode: str = "one-at-a-time",
+    tokens: int | None = None,
+    force: bool = False,
+    metric: str = "val_loss",
+    log=print,
+) -> list[dict]:
     """Plan, run and summarise a sweep (see `plan_sweep`, `run_sweep`, `write_results`); returns the rows."""
     runs = plan_sweep(base, out_dir, lrs, batch_sizes, ablations, ablation_mode, tokens)
     rows = run_sweep(runs, force=force, log=log)
@@ -353,27 +372,48 @@ def sweep(base: TrainConfig, out_dir: str | Path, lrs: list[str] = (), batch_siz
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lm336 sweep",
-        description="Train one run per learning rate x batch size and/or architecture ablation, then write one "
-                    "figure and a summary table.",
-        epilog="Example: lm336 sweep --config configs/cpu-tiny.toml --lr 1e-3,3e-3 --ablations norm=pre,post,none "
-               "--out sweeps/a")
+        description="Train one run per learning rate x batch size and/or architecture ablation, then write one figure and a summary table.",
+        epilog="Example: lm336 sweep --config configs/cpu-tiny.toml --lr 1e-3,3e-3 --ablations norm=pre,post,none --out sweeps/a",
+    )
     p.add_argument("--config", help="base TOML or JSON config (default: built-in defaults)")
-    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override a base config field for every run, e.g. --set run.max_steps=500")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a base config field for every run, e.g. --set run.max_steps=500",
+    )
     p.add_argument("--lr", help="peak learning rates, comma-separated (e.g. 1e-4,3e-4,1e-3)")
     p.add_argument("--batch-size", help="batch sizes in sequences per step, comma-separated (e.g. 16,32)")
-    p.add_argument("--ablations", action="extend", nargs="+", default=[], metavar="KEY=V1,V2",
-                   help="architecture (or any config) variants, "
-                        "e.g. norm=pre,post,none position=rope,nope ffn=swiglu,silu")
-    p.add_argument("--ablation-mode", choices=("one-at-a-time", "grid"), default="one-at-a-time",
-                   help="one-at-a-time: the base run plus one run per changed value (default); grid: every combination")
-    p.add_argument("--tokens", type=float,
-                   help="training tokens per run (e.g. 2e6); sets max_steps from each run's batch size so every run "
-                        "sees the same data (default: the config's max_steps)")
-    p.add_argument("--out", required=True,
-                   help="sweep directory: one sub-directory per run, plus curves.png, summary.md/csv")
-    p.add_argument("--metric", default="val_loss", choices=("val_loss", "train_loss", "val_perplexity"),
-                   help="what the figure plots (default val_loss)")
+    p.add_argument(
+        "--ablations",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="architecture (or any config) variants, e.g. norm=pre,post,none position=rope,nope ffn=swiglu,silu",
+    )
+    p.add_argument(
+        "--ablation-mode",
+        choices=("one-at-a-time", "grid"),
+        default="one-at-a-time",
+        help="one-at-a-time: the base run plus one run per changed value (default); grid: every combination",
+    )
+    p.add_argument(
+        "--tokens",
+        type=float,
+        help="training tokens per run (e.g. 2e6); sets max_steps from each run's batch size so every run "
+        "sees the same data (default: the config's max_steps)",
+    )
+    p.add_argument("--out", required=True, help="sweep directory: one sub-directory per run, plus curves.png, summary.md/csv")
+    p.add_argument(
+        "--metric",
+        default="val_loss",
+        choices=("val_loss", "train_loss", "val_perplexity"),
+        help="what the figure plots (default val_loss)",
+    )
     p.add_argument("--force", action="store_true", help="retrain runs that already finished in the sweep directory")
     p.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
     return p
@@ -394,8 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             for run in runs:
                 c = run.config
-                print(f"{run.name}: {c.run.max_steps} steps x {c.run.batch_size} x {c.model.context_length} tokens "
-                      f"-> {c.run.out_dir}")
+                print(f"{run.name}: {c.run.max_steps} steps x {c.run.batch_size} x {c.model.context_length} tokens -> {c.run.out_dir}")
             return 0
         rows = run_sweep(runs, force=args.force)
         paths = write_results(rows, args.out, args.metric)

@@ -91,7 +91,7 @@ class Dist:
 
 
 def _resolve_device(name: str, local_rank: int, distributed: bool) -> torch.device:
-    """"auto" -> cuda when available, else cpu; a cuda request without cuda falls back to cpu."""
+    """ "auto" -> cuda when available, else cpu; a cuda request without cuda falls back to cpu."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -109,7 +109,7 @@ def _setup_distributed(device_name: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     owns = False
     if not dist.is_initialized():
         wants_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
@@ -156,9 +156,7 @@ def open_tokens(path: str | os.PathLike, dtype: str = "uint16") -> np.ndarray:
     if size == 0:
         raise DataError(f"token file {p} is empty")
     if size % dt.itemsize:
-        raise DataError(
-            f"token file {p} has {size} bytes, not a multiple of {dt.itemsize} ({dtype}); is data.dtype right?"
-        )
+        raise DataError(f"token file {p} has {size} bytes, not a multiple of {dt.itemsize} ({dtype}); is data.dtype right?")
     return np.memmap(p, dtype=dt, mode="r")
 
 
@@ -175,15 +173,12 @@ def _load_data(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     need = cfg.model.context_length + 1
     for name, arr in named:
         if len(arr) < need:
-            raise DataError(
-                f"{name}: {len(arr)} tokens, too few for one window of context_length + 1 = {need} tokens"
-            )
+            raise DataError(f"{name}: {len(arr)} tokens, too few for one window of context_length + 1 = {need} tokens")
         try:
             check_token_range(arr, cfg.model.vocab_size)
         except ValueError as e:
             raise DataError(
-                f"{name}: {e}; the model has vocab_size={cfg.model.vocab_size}: encode with the matching "
-                "tokenizer or set model.vocab_size"
+                f"{name}: {e}; the model has vocab_size={cfg.model.vocab_size}: encode with the matching tokenizer or set model.vocab_size"
             ) from None
     return train, val
 
@@ -245,9 +240,7 @@ def _wandb_run(cfg: TrainConfig, master: bool):
     try:
         import wandb
     except ImportError:
-        raise ImportError(
-            "run.wandb=true needs the wandb package (pip install wandb), or set run.wandb=false"
-        ) from None
+        raise ImportError("run.wandb=true needs the wandb package (pip install wandb), or set run.wandb=false") from None
     name = cfg.run.wandb_run_name or Path(cfg.run.out_dir).name
     return wandb.init(project=cfg.run.wandb_project, name=name, config=cfg.to_dict())
 
@@ -401,11 +394,11 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         warnings.warn(f"{ckpt_path} exists and run.resume is off: starting afresh and overwriting it", stacklevel=3)
     fwd = eval_fwd = torch.compile(model) if use_compile else model
     if ddp.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
         # The buffers (RoPE tables, causal mask) are constants: no need to broadcast them every step
         # (the option was renamed in newer PyTorch).
         import inspect
+
+        from torch.nn.parallel import DistributedDataParallel
 
         options = inspect.signature(DistributedDataParallel).parameters
         no_sync = "forward_sync_buffers" if "forward_sync_buffers" in options else "broadcast_buffers"
@@ -421,11 +414,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         else:
             log_path.write_text("")
     wandb_run = _wandb_run(cfg, ddp.master)
-    autocast = (
-        (lambda: torch.autocast(device_type=device.type, dtype=amp_dtype))
-        if amp_dtype is not None
-        else contextlib.nullcontext
-    )
+    autocast = (lambda: torch.autocast(device_type=device.type, dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None  # fp16 needs loss scaling
     cosine_iters = ocfg.cosine_cycle_iters
     if cosine_iters is None:
@@ -514,7 +503,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
             # the last step: the checkpointed stream state is "before the pending batch".
             batch = stream.next()
             sync = micro == run.grad_accum_steps - 1
-            with (fwd.no_sync() if ddp.enabled and not sync else contextlib.nullcontext()):
+            with fwd.no_sync() if ddp.enabled and not sync else contextlib.nullcontext():
                 with autocast():
                     loss = cross_entropy(fwd(x), y) / run.grad_accum_steps
                 (scaler.scale(loss) if scaler else loss).backward()

@@ -1,6 +1,6 @@
 """Sweeps: planning, end-to-end tiny runs, divergence handling, summary tables and the figure.
 
-    PYTHONPATH=python python -m pytest tests/test_sweep.py -q
+PYTHONPATH=python python -m pytest tests/test_sweep.py -q
 """
 
 from __future__ import annotations
@@ -15,10 +15,23 @@ from lm336 import sweep as sw
 from lm336.config import ConfigError, TrainConfig, apply_overrides
 
 TINY = [
-    "model.vocab_size=64", "model.context_length=16", "model.d_model=16", "model.num_layers=1",
-    "model.num_heads=2", "model.d_ff=32", "optimizer.warmup_iters=2", "run.max_steps=4", "run.batch_size=4",
-    "run.eval_interval=2", "run.eval_batches=1", "run.log_interval=1", "run.checkpoint_interval=0",
-    "run.progress=false", "run.device=cpu", "run.compile=false", "run.autocast=none",
+    "model.vocab_size=64",
+    "model.context_length=16",
+    "model.d_model=16",
+    "model.num_layers=1",
+    "model.num_heads=2",
+    "model.d_ff=32",
+    "optimizer.warmup_iters=2",
+    "run.max_steps=4",
+    "run.batch_size=4",
+    "run.eval_interval=2",
+    "run.eval_batches=1",
+    "run.log_interval=1",
+    "run.checkpoint_interval=0",
+    "run.progress=false",
+    "run.device=cpu",
+    "run.compile=false",
+    "run.autocast=none",
 ]
 
 
@@ -33,20 +46,30 @@ def base(tmp_path) -> TrainConfig:
 
 
 def test_plan_one_at_a_time_and_grid(base, tmp_path):
-    runs = sw.plan_sweep(base, tmp_path / "s", ablations=sw.parse_ablations(
-        ["norm=pre,post,none", "position=rope,nope", "ffn=swiglu,silu"]))
+    runs = sw.plan_sweep(
+        base, tmp_path / "s", ablations=sw.parse_ablations(["norm=pre,post,none", "position=rope,nope", "ffn=swiglu,silu"])
+    )
     # The base run, then one run per value that differs from the base (pre, rope, swiglu are the base).
     assert [r.name for r in runs] == ["base", "norm-post", "norm-none", "position-nope", "ffn-silu"]
     assert runs[1].config.model.norm == "post" and runs[1].config.model.ffn == "swiglu"
     assert runs[4].config.run.out_dir == str(tmp_path / "s" / "ffn-silu")
-    grid = sw.plan_sweep(base, tmp_path / "s", ablations={"norm": ["pre", "none"], "ffn": ["swiglu", "silu"]},
-                         ablation_mode="grid")
+    grid = sw.plan_sweep(base, tmp_path / "s", ablations={"norm": ["pre", "none"], "ffn": ["swiglu", "silu"]}, ablation_mode="grid")
     assert len(grid) == 4 and {(r.config.model.norm, r.config.model.ffn) for r in grid} == {
-        ("pre", "swiglu"), ("pre", "silu"), ("none", "swiglu"), ("none", "silu")}
+        ("pre", "swiglu"),
+        ("pre", "silu"),
+        ("none", "swiglu"),
+        ("none", "silu"),
+    }
     lr_bs = sw.plan_sweep(base, tmp_path / "s", lrs=["1e-4", "3e-4", "1e-3"], batch_sizes=["2", "4"])
     assert [r.name for r in lr_bs][:2] == ["lr-1e-4_bs-2", "lr-1e-4_bs-4"]
     assert [(r.config.optimizer.lr, r.config.run.batch_size) for r in lr_bs] == [
-        (1e-4, 2), (1e-4, 4), (3e-4, 2), (3e-4, 4), (1e-3, 2), (1e-3, 4)]
+        (1e-4, 2),
+        (1e-4, 4),
+        (3e-4, 2),
+        (3e-4, 4),
+        (1e-3, 2),
+        (1e-3, 4),
+    ]
 
 
 def test_plan_token_budget_equalises_batch_sizes(base, tmp_path):
@@ -82,8 +105,11 @@ def test_sweep_end_to_end(base, tmp_path, monkeypatch, capsys):
         rows = list(csv.DictReader(f))
     assert [r["run"] for r in rows] == ["lr-1e-2", "norm-none_lr-1e-2", "ffn-silu_lr-1e-2"]
     # Runs that kept the base value show it (pre-norm, SwiGLU).
-    assert [(r["lr"], r["norm"], r["ffn"]) for r in rows] == [("1e-2", "pre", "swiglu"), ("1e-2", "none", "swiglu"),
-                                                               ("1e-2", "pre", "silu")]
+    assert [(r["lr"], r["norm"], r["ffn"]) for r in rows] == [
+        ("1e-2", "pre", "swiglu"),
+        ("1e-2", "none", "swiglu"),
+        ("1e-2", "pre", "silu"),
+    ]
     for r in rows:
         assert float(r["final_val_loss"]) < np.log(64) + 1 and float(r["tokens_per_s"]) > 0
         assert r["diverged"] == "False" and r["status"] == "finished" and r["steps"] == "4"
@@ -138,8 +164,7 @@ def test_real_divergence_from_a_huge_learning_rate(base, tmp_path):
 def test_cli_dry_run_and_errors(base, tmp_path, capsys):
     config = tmp_path / "base.json"
     config.write_text(json.dumps(base.to_dict()))
-    assert sw.main(["--config", str(config), "--batch-size", "2,4", "--tokens", "640", "--out", str(tmp_path / "s"),
-                    "--dry-run"]) == 0
+    assert sw.main(["--config", str(config), "--batch-size", "2,4", "--tokens", "640", "--out", str(tmp_path / "s"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "bs-2: 20 steps x 2 x 16 tokens" in out and "bs-4: 10 steps x 4 x 16 tokens" in out
     assert not (tmp_path / "s").exists()

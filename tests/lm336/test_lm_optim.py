@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from lm336 import AdamW, clip_gradients, cross_entropy, lr_cosine_schedule
-from lm_reference import single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 F64 = torch.float64
 

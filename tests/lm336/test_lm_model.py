@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lm_reference import RefLM
 from torch.testing import assert_close
 
 from lm336 import AdamW, KVCache, ModelConfig, TransformerLM, cross_entropy
-from lm_reference import RefLM, single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 F64 = torch.float64
 SMALL = dict(vocab_size=50, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=48, rope_theta=1000.0)

@@ -1,27 +1,16 @@
 """Independent references for the lm336 tests, built from torch.nn layers and
-torch.nn.functional (the package itself may use neither), plus shared fixtures.
+torch.nn.functional (the package itself may use neither).
 
-Not a test module; the test files import it (pytest puts tests/ on sys.path).
+Not a test module; the test files import it (pytest puts their folder on sys.path).
 """
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: these tensors are tiny, and on a shared 2-core machine a second thread
-    spinning against other processes makes small matmuls 10-40x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def rope_complex(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:

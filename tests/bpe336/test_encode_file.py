@@ -10,21 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from testdata import DATA, EOT, FIXTURES, needs_shared
 
 from bpe336 import Tokenizer
 from bpe336.cli import main
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FIXTURES = SHARED / "fixtures"
-DATA = SHARED / "data"
-EOT = "<|endoftext|>"
-
-pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared test data not found at {SHARED}")
-
-
-@pytest.fixture(scope="module")
-def gpt2():
-    return Tokenizer.from_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt", special_tokens=[EOT])
+pytestmark = needs_shared
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +103,24 @@ def test_cli_encode_and_bench(gpt2, corpus, tmp_path, capsys):
     for word in ["tokens", "bytes/token", "MB/s", "peak memory", "Pile"]:
         assert word in summary
     # The GPT-2 pair by path, and a single-file tokenizer.
-    assert main(["encode", str(corpus), "--vocab", str(FIXTURES / "gpt2_vocab.json"), "--merges", str(FIXTURES / "gpt2_merges.txt"),
-                 "--special-token", EOT, "--out", str(tmp_path / "b.bin"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(corpus),
+                "--vocab",
+                str(FIXTURES / "gpt2_vocab.json"),
+                "--merges",
+                str(FIXTURES / "gpt2_merges.txt"),
+                "--special-token",
+                EOT,
+                "--out",
+                str(tmp_path / "b.bin"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert np.fromfile(tmp_path / "b.bin", dtype="<u2").tolist() == np.load(out).tolist()
     gpt2.save(tmp_path / "gpt2.json")
     assert main(["bench", str(FIXTURES / "corpus.en"), "--tokenizer", str(tmp_path / "gpt2.json"), "--repeat", "1"]) == 0

@@ -17,8 +17,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from testdata import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FILE_MIB = 1200
 LIMIT_MIB = 256
 
@@ -66,14 +66,19 @@ def test_file_larger_than_memory_limit_trains(tmp_path):
 
         out = subprocess.run(
             [sys.executable, "-c", CHILD, str(path), "2000", str(LIMIT_MIB)],
-            capture_output=True, text=True, env=env, check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
         )
         assert out.returncode == 0, out.stderr[-2000:]
         return json.loads(out.stdout)
 
     got = run(big)
-    print(f"\ninput {size_mib:,.0f} MiB under RLIMIT_AS {LIMIT_MIB} MiB: peak RSS {got['peak_rss_mib']:.0f} MiB, "
-          f"{got['distinct_pretokens']:,} distinct pre-tokens")
+    print(
+        f"\ninput {size_mib:,.0f} MiB under RLIMIT_AS {LIMIT_MIB} MiB: peak RSS {got['peak_rss_mib']:.0f} MiB, "
+        f"{got['distinct_pretokens']:,} distinct pre-tokens"
+    )
     assert got["input_bytes"] == big.stat().st_size
     assert got["peak_rss_mib"] < LIMIT_MIB
     # Same distinct content, every count multiplied by `copies`: the same merges.

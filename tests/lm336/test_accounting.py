@@ -1,6 +1,6 @@
 """Parameter, FLOP and memory accounting against hand-computed values and independent models.
 
-    PYTHONPATH=python python -m pytest tests/test_accounting.py -q
+PYTHONPATH=python python -m pytest tests/test_accounting.py -q
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def test_activation_elements_by_hand():
         + b * h * t * t  # softmax output
         + b * t * d  # v
         + b * t * d  # merged heads, output_proj input
-        + b * t * d + 4 * b * t * dff  # swiglu: input, w1 x, w3 x, silu(w1 x), product
+        + b * t * d
+        + 4 * b * t * dff  # swiglu: input, w1 x, w3 x, silu(w1 x), product
     )
     once = (b * t * d + b * t) + b * t * d + b * t * v + b * t  # ln_final, lm head input, logits + lse
     assert sum(act.values()) - act["token ids"] == n * per_layer + once
@@ -188,8 +189,9 @@ def _reference_model(cfg: ModelConfig):
     return LM()
 
 
-@pytest.mark.parametrize("changes", [{}, {"ffn": "silu"}, {"norm": "none"}, {"tie_embeddings": True},
-                                     {"norm": "post", "position": "nope", "d_ff": None}])
+@pytest.mark.parametrize(
+    "changes", [{}, {"ffn": "silu"}, {"norm": "none"}, {"tie_embeddings": True}, {"norm": "post", "position": "nope", "d_ff": None}]
+)
 def test_against_torch_nn_reference(changes):
     cfg = dataclasses.replace(TINY, **changes)
     model = _reference_model(cfg)
@@ -222,16 +224,40 @@ def test_bad_configs():
 def test_cli_gpt2_xl_table(capsys):
     assert acc.main(["--preset", "gpt2-xl", "--memory-gb", "80"]) == 0
     out = capsys.readouterr().out
-    for text in ("2,127,057,600", "8,508,230,400", "4,513,336,524,800", "13,540,009,574,400",
-                 "attention scores (QK^T)", "AdamW state", "largest batch", "context length"):
+    for text in (
+        "2,127,057,600",
+        "8,508,230,400",
+        "4,513,336,524,800",
+        "13,540,009,574,400",
+        "attention scores (QK^T)",
+        "AdamW state",
+        "largest batch",
+        "context length",
+    ):
         assert text in out, text
     assert acc.main(["--preset", "gpt2-xl", "--context-length", "16384"]) == 0
     assert "149,522,795,724,800" in capsys.readouterr().out
 
 
 def test_cli_custom_config_and_errors(capsys):
-    args = ["--vocab-size", "97", "--context-length", "16", "--d-model", "24", "--num-layers", "3",
-            "--num-heads", "4", "--d-ff", "40", "--batch-size", "2", "--dtype", "bf16"]
+    args = [
+        "--vocab-size",
+        "97",
+        "--context-length",
+        "16",
+        "--d-model",
+        "24",
+        "--num-layers",
+        "3",
+        "--num-heads",
+        "4",
+        "--d-ff",
+        "40",
+        "--batch-size",
+        "2",
+        "--dtype",
+        "bf16",
+    ]
     assert acc.main(args) == 0
     out = capsys.readouterr().out
     assert f"{acc.count_parameters(TINY):,}" in out and "bfloat16" in out
@@ -251,8 +277,17 @@ def test_presets_match_transformer_lm(preset):
     assert acc.check_parameter_count(acc.PRESETS[preset]) == acc.count_parameters(acc.PRESETS[preset])
 
 
-@pytest.mark.parametrize("changes", [{"ffn": "silu"}, {"norm": "none"}, {"norm": "post"}, {"tie_embeddings": True},
-                                     {"position": "nope", "d_ff": None}, {"ffn": "silu", "d_ff": None}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"ffn": "silu"},
+        {"norm": "none"},
+        {"norm": "post"},
+        {"tie_embeddings": True},
+        {"position": "nope", "d_ff": None},
+        {"ffn": "silu", "d_ff": None},
+    ],
+)
 def test_variants_match_transformer_lm(changes):
     torch = pytest.importorskip("torch")
     from lm336.model import TransformerLM

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from lm_reference import reference_attention, rope_complex
 from torch.testing import assert_close
 
 from lm336 import (
@@ -26,7 +27,8 @@ from lm336 import (
     softmax,
 )
 from lm336.layers import default_d_ff
-from lm_reference import reference_attention, rope_complex, single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 F64 = torch.float64
 # Std of a unit normal truncated to [-3, 3]: sqrt(1 - 2*3*phi(3) / (Phi(3) - Phi(-3))).

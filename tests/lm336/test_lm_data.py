@@ -7,6 +7,7 @@ Run: PYTHONPATH=python python -m pytest tests/test_lm_data.py -q
 from __future__ import annotations
 
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ import torch
 from lm336 import AdamW, TransformerLM, cross_entropy, get_batch, load_checkpoint, save_checkpoint
 from lm336.data import check_token_range, read_checkpoint
 from lm336.optim import clip_gradients, lr_cosine_schedule
-from lm_reference import single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 TINY = dict(vocab_size=40, context_length=8, d_model=16, num_layers=2, num_heads=2, d_ff=32, rope_theta=1e4)
 
@@ -167,7 +169,7 @@ def test_failed_save_keeps_previous_file(tmp_path):
     path = tmp_path / "ckpt.pt"
     save_checkpoint(model, opt, 1, path)
     good = path.read_bytes()
-    with pytest.raises(Exception):
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # the pickler says "local object" or "lookup failed"
         save_checkpoint(model, opt, 2, path, bad=lambda: None)  # lambdas cannot be pickled
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

@@ -1,6 +1,6 @@
 """Dataset fetching without the network: file:// URLs, a fake HTTP server object, and no network at all.
 
-    PYTHONPATH=python python -m pytest tests/test_datasets.py -q
+PYTHONPATH=python python -m pytest tests/test_datasets.py -q
 """
 
 from __future__ import annotations

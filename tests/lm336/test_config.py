@@ -1,16 +1,16 @@
 """TrainConfig: TOML/JSON loading, dotted overrides, type conversion and clear errors.
 
-    PYTHONPATH=python python -m pytest tests/test_config.py -q
+PYTHONPATH=python python -m pytest tests/test_config.py -q
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from testdata import CONFIGS
 
 from lm336.config import (
     ConfigError,
@@ -24,14 +24,17 @@ from lm336.config import (
     load_config,
 )
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
 
 def test_reference_config_matches_spec():
     cfg = load_config(CONFIGS / "tinystories-17m.toml")
     m = cfg.model
     assert (m.vocab_size, m.context_length, m.d_model, m.d_ff, m.num_layers, m.num_heads) == (
-        10_000, 256, 512, 1_344, 4, 16,
+        10_000,
+        256,
+        512,
+        1_344,
+        4,
+        16,
     )
     assert m.rope_theta == 10_000.0
     assert cfg.run.max_steps * cfg.run.batch_size * m.context_length == 327_680_000
@@ -51,9 +54,7 @@ def test_shipped_configs_round_trip(name):
 def test_defaults_are_valid_and_every_field_is_listed():
     cfg = TrainConfig().validate()
     assert "optimizer.lr" in config_keys() and "run.batch_size" in config_keys()
-    assert len(config_keys()) == sum(
-        len(c.__dataclass_fields__) for c in (ModelConfig, OptimizerConfig, DataConfig, RunConfig)
-    )
+    assert len(config_keys()) == sum(len(c.__dataclass_fields__) for c in (ModelConfig, OptimizerConfig, DataConfig, RunConfig))
     assert cfg.tokens_per_step == cfg.run.batch_size * cfg.model.context_length
 
 
@@ -124,7 +125,7 @@ def test_config_error_is_a_value_error():
 
 def test_load_toml_and_json(tmp_path):
     toml = tmp_path / "c.toml"
-    toml.write_text('[model]\nd_model = 64\nnum_heads = 4\n[optimizer]\nbetas = [0.9, 0.99]\n[run]\nmax_steps = 5\n')
+    toml.write_text("[model]\nd_model = 64\nnum_heads = 4\n[optimizer]\nbetas = [0.9, 0.99]\n[run]\nmax_steps = 5\n")
     cfg = load_config(toml, ["run.batch_size=4"])
     assert cfg.model.d_model == 64 and cfg.optimizer.betas == (0.9, 0.99)
     assert cfg.run.max_steps == 5 and cfg.run.batch_size == 4

@@ -9,7 +9,6 @@ raises clear exceptions.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -20,47 +19,18 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from testdata import DATA, EOT, FIXTURES, needs_shared
 
 from bpe336 import Tokenizer
 from bpe336.formats import load_gpt2_files
 from bpe336.reference import pretokenize
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FIXTURES = SHARED / "fixtures"
-DATA = SHARED / "data"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared test data not found at {SHARED}")
-EOT = "<|endoftext|>"
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and oracles
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gpt2_files():
-    if not SHARED.is_dir():
-        pytest.skip(f"shared test data not found at {SHARED}")
-    return load_gpt2_files(FIXTURES / "gpt2_vocab.json", FIXTURES / "gpt2_merges.txt")
-
-
-@pytest.fixture(scope="module")
-def gpt2(gpt2_files):
-    vocab, merges = gpt2_files
-    return Tokenizer(vocab, merges, special_tokens=[EOT])
-
-
-@pytest.fixture(scope="module")
-def tiktoken_gpt2(gpt2_files):
-    """tiktoken's GPT-2 encoding built offline: ranks follow the vocab ids (never get_encoding,
-    which downloads)."""
-    import tiktoken  # a test dependency (scripts/test.sh installs it): never skip silently
-
-    vocab, _ = gpt2_files
-    ranks = {token: idx for idx, token in vocab.items() if token != EOT.encode()}
-    return tiktoken.Encoding(name="gpt2_offline", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256})
 
 
 def naive_encode(text: str, vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], specials: list[str]) -> list[int]:

@@ -142,9 +142,7 @@ def _manual_greedy(model, prompt, n):
 def test_greedy_matches_manual_full_forward_loop(model, use_cache):
     prompt = [72, 105, 32, 116, 104, 101]
     n = 30  # runs past the 16-token context, so the sliding window is exercised
-    assert generate_ids(model, prompt, max_new_tokens=n, temperature=0, use_cache=use_cache) == _manual_greedy(
-        model, prompt, n
-    )
+    assert generate_ids(model, prompt, max_new_tokens=n, temperature=0, use_cache=use_cache) == _manual_greedy(model, prompt, n)
 
 
 def test_greedy_with_and_without_cache_identical(model):

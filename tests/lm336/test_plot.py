@@ -1,6 +1,6 @@
 """Learning-curve plots from synthetic run logs.
 
-    PYTHONPATH=python python -m pytest tests/test_plot.py -q
+PYTHONPATH=python python -m pytest tests/test_plot.py -q
 """
 
 from __future__ import annotations
@@ -23,11 +23,21 @@ def write_log(run_dir, n=40, lr=1e-3, speed=1.0, val_every=10):
         for step in range(1, n + 1):
             loss = 9.0 * math.exp(-step * lr * 50) + 1.5
             val = step % val_every == 0
-            f.write(json.dumps({
-                "step": step, "tokens": step * 512, "time_s": step * 0.05 / speed, "lr": lr,
-                "train_loss": loss, "val_loss": loss + 0.1 if val else None,
-                "val_perplexity": math.exp(loss + 0.1) if val else None, "grad_norm": 1.0,
-            }) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "tokens": step * 512,
+                        "time_s": step * 0.05 / speed,
+                        "lr": lr,
+                        "train_loss": loss,
+                        "val_loss": loss + 0.1 if val else None,
+                        "val_perplexity": math.exp(loss + 0.1) if val else None,
+                        "grad_norm": 1.0,
+                    }
+                )
+                + "\n"
+            )
     return run_dir
 
 

@@ -10,17 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from testdata import EOT, SHARED
 
 from lm336 import pipeline, sampling
 from lm336.pipeline import plan_steps, prompt_from, split_corpus
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-EOT = "<|endoftext|>"
-
 
 # 1. Splitting a corpus ------------------------------------------------------------------------
 

@@ -13,17 +13,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from testdata import DATA, EOT, FIXTURES, needs_shared
 
 from bpe336 import _core
 from bpe336.formats import decode_token
 from bpe336.reference import split_specials, train_bpe_reference
 from bpe336.train import train_bpe, train_bpe_from_iterator, train_bpe_with_stats
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FIXTURES = SHARED / "fixtures"
-DATA = SHARED / "data"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared test data not found at {SHARED}")
-EOT = "<|endoftext|>"
 
 
 def write(tmp_path: Path, text: str, name: str = "corpus.txt") -> Path:

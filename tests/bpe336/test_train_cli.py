@@ -1,15 +1,15 @@
 """`bpe336 train` writes GPT-2 files that load back to exactly what `train_bpe` returns.
 
-    cd tests && python -m pytest -q test_train_cli.py
+cd tests && python -m pytest -q test_train_cli.py
 """
 
 from __future__ import annotations
 
+from testdata import EOT
+
 from bpe336.cli import main
 from bpe336.formats import load_gpt2_files
 from bpe336.train import train_bpe
-
-EOT = "<|endoftext|>"
 
 
 def test_train_command_writes_gpt2_files(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """The hand-written stubs `bpe336/_core.pyi` name exactly what the extension exports.
 
-    cd tests && python -m pytest -q test_stubs.py
+cd tests && python -m pytest -q test_stubs.py
 """
 
 import ast
@@ -12,7 +12,7 @@ import bpe336._core as core
 def _stub_tree() -> ast.Module:
     stub = Path(core.__file__).with_name("_core.pyi")
     if not stub.exists():  # an in-place build: the stub sits in the source tree beside it
-        stub = Path(__file__).resolve().parents[1] / "python" / "bpe336" / "_core.pyi"
+        stub = Path(__file__).resolve().parents[2] / "python" / "bpe336" / "_core.pyi"
     return ast.parse(stub.read_text())
 
 
