@@ -17,7 +17,8 @@ What one run does, in order:
    (and on cuda copied from pinned memory, non-blocking) before the current step's compute, so the
    host never waits for data.
 5. Log steps sync once: loss, lr, gradient norm, tokens/s to the progress bar, log.jsonl and W&B.
-   Validation and checkpoints every N steps and after the last step; rank 0 alone writes.
+   Validation and checkpoints (ckpt.pt, plus the weights alone in model.safetensors) every N steps
+   and after the last step; rank 0 alone writes.
 
 NOTE: a NaN/inf loss or gradient norm is recorded on the device without a sync and checked on
 every log, evaluation and checkpoint step; it raises DivergedError and never overwrites the last
@@ -52,6 +53,7 @@ from .config import ConfigError, TrainConfig, apply_overrides, config_keys, load
 from .data import check_token_range, get_batch, load_checkpoint, read_checkpoint, save_checkpoint
 from .model import TransformerLM
 from .optim import AdamW, clip_gradients, cross_entropy, lr_cosine_schedule
+from .safetensors_io import WEIGHTS, save_weights
 
 CHECKPOINT = "ckpt.pt"
 LOG = "log.jsonl"
@@ -472,6 +474,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         if ddp.master:
             save_checkpoint(model, optimizer, step, ckpt_path, config=cfg.to_dict(), rng=_rng_state(stream),
                             time_s=elapsed, tokens=step * tokens_per_step)  # fmt: skip
+            save_weights(model, out_dir / WEIGHTS, iteration=step)  # weights only, no pickle: for export and other tools
 
     # 4. The loop. Device-side accumulators avoid a host sync per step.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss/norm

@@ -197,7 +197,7 @@ def test_run_directory_log_and_summary(tmp_path, data):
     cfg = _cfg(tmp_path, data, "run.log_interval=4", "run.eval_interval=5")
     summary = train(cfg)
     run = Path(summary["run_dir"])
-    assert sorted(p.name for p in run.iterdir()) == ["ckpt.pt", "config.json", "log.jsonl", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["ckpt.pt", "config.json", "log.jsonl", "model.safetensors", "summary.json"]
     assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())) == cfg
     assert json.loads((run / "summary.json").read_text()) == summary
     log = _log(run)
