@@ -47,6 +47,10 @@ _EXPORTS = {
     "generate": "sampling",
     "generate_ids": "sampling",
     "iter_generate": "sampling",
+    # evaluation.py / safetensors_io.py
+    "evaluate": "evaluation",
+    "save_weights": "safetensors_io",
+    "load_weights": "safetensors_io",
     # accounting.py
     "count_parameters": "accounting",
     "flops_per_token": "accounting",

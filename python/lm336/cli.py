@@ -3,6 +3,7 @@
 lm336 train --config configs/tinystories-17m.toml --set optimizer.lr=1e-3
 lm336 generate --checkpoint runs/x/ckpt.pt --prompt "Once upon a time"
 lm336 accounting --preset gpt2-xl
+lm336 eval --checkpoint runs/x --data valid.txt
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 COMMANDS = {
     "train": ("lm336.training", "train a Transformer LM on token arrays"),
     "generate": ("lm336.sampling", "sample text from a checkpoint"),
+    "eval": ("lm336.evaluation", "loss, perplexity and bits per byte on held-out text or tokens"),
     "plot": ("lm336.plot", "draw learning curves of one or more runs"),
     "sweep": ("lm336.sweep", "run a learning-rate / batch-size grid or the ablations"),
     "data": ("lm336.datasets", "fetch TinyStories or OpenWebText"),
