@@ -47,8 +47,10 @@ _EXPORTS = {
     "generate": "sampling",
     "generate_ids": "sampling",
     "iter_generate": "sampling",
-    # evaluation.py / safetensors_io.py
+    # evaluation.py / hf.py / safetensors_io.py
     "evaluate": "evaluation",
+    "export_hf": "hf",
+    "import_hf": "hf",
     "save_weights": "safetensors_io",
     "load_weights": "safetensors_io",
     # accounting.py

@@ -332,6 +332,14 @@ def _as_tuple(x):
 # --- 5. the loop --------------------------------------------------------------------------------
 
 
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW's two parameter groups: decay on matrices (embeddings, projections), none on RMSNorm
+    gains (decaying them only hurts). A checkpoint's optimizer state is laid out in these groups."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def train(cfg: TrainConfig | dict | str | os.PathLike, *, return_model: bool = False) -> dict:
     """Train a TransformerLM as `cfg` says; see the module docstring for the stages.
 
@@ -395,10 +403,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
 
     # 3. Model and optimizer; optionally restore everything from the checkpoint.
     model = TransformerLM.from_config(mcfg, device=device, dtype=param_dtype)
-    decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices: embeddings, projections
-    no_decay = [p for p in model.parameters() if p.dim() < 2]  # RMSNorm gains: decaying them only hurts
-    groups = [{"params": decay, "weight_decay": ocfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = AdamW(groups, lr=ocfg.lr, betas=ocfg.betas, eps=ocfg.eps, weight_decay=ocfg.weight_decay)
+    optimizer = AdamW(param_groups(model, ocfg.weight_decay), lr=ocfg.lr, betas=ocfg.betas, eps=ocfg.eps, weight_decay=ocfg.weight_decay)
     start_step, elapsed_before = 0, 0.0
     if run.resume:
         ckpt = read_checkpoint(ckpt_path)

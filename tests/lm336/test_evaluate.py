@@ -1,5 +1,5 @@
 """`lm336.evaluate` and `lm336 eval` against direct computations with torch.nn.functional over the
-same windows, the bits-per-byte identity
+same windows, transformers' sliding-window perplexity on our export, the bits-per-byte identity
 (loss * tokens / (bytes * ln 2)), text vs token-array inputs, the command line, bad input, and the
 bits per byte the training loop logs on its validation windows.
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,50 @@ def test_evaluate_equals_direct_computation(run, context, stride):
     assert result["bytes"] == len(text.encode("utf-8"))
     assert result["bits_per_byte"] == pytest.approx(result["loss"] * result["tokens"] / (result["bytes"] * math.log(2)), rel=1e-12)
     assert result["windows"] == len(window_plan(len(ids), context, stride))
+
+
+def test_evaluate_matches_transformers_sliding_window_perplexity(run, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    root, run_dir = run
+    out = lm336.export_hf(run_dir, tmp_path / "hf")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out, local_files_only=True, dtype=torch.float32).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out, local_files_only=True)
+    text = (root / "valid.txt").read_text(encoding="utf-8")[:2000]
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    # The guide's loop, verbatim in spirit: labels = inputs, -100 where already scored, the model shifts.
+    ids = torch.tensor([[hf_tok.eos_token_id, *hf_tok(text)["input_ids"]]])
+    max_length, stride = 48, 16
+    nll_sum, n_tokens, prev_end = 0.0, 0, 0
+    for begin in range(0, ids.size(1), stride):
+        end = min(begin + max_length, ids.size(1))
+        trg_len = end - prev_end
+        input_ids = ids[:, begin:end]
+        target_ids = input_ids.clone()
+        target_ids[:, :-trg_len] = -100
+        with torch.no_grad():
+            loss = hf(input_ids, labels=target_ids).loss
+        valid = (target_ids[:, 1:] != -100).sum().item()  # the model shifts: the first label is never predicted
+        nll_sum += loss.item() * valid
+        n_tokens += valid
+        prev_end = end
+        if end == ids.size(1):
+            break
+    # The guide's windows hold max_length inputs, whose last prediction is unused: the same
+    # predictions, with the same context, as ours with context max_length - 1.
+    ours = lm336.evaluate(run_dir, tmp_path / "t.txt", context_length=max_length - 1, stride=stride)
+    assert ours["tokens"] == n_tokens
+    assert ours["loss"] == pytest.approx(nll_sum / n_tokens, rel=1e-5)
+    # Non-overlapping windows are identical predictions: equal to float32 rounding.
+    nll_sum, n_tokens = 0.0, 0
+    for begin in range(0, ids.size(1) - 1, 48):
+        window = ids[:, begin : begin + 49]
+        with torch.no_grad():
+            loss = hf(window[:, :-1]).logits[0].double().log_softmax(-1)
+        nll_sum -= loss.gather(-1, window[0, 1:, None]).sum().item()
+        n_tokens += window.size(1) - 1
+    ours = lm336.evaluate(run_dir, tmp_path / "t.txt")
+    assert ours["tokens"] == n_tokens and ours["loss"] == pytest.approx(nll_sum / n_tokens, rel=1e-5)
 
 
 def test_text_npy_bin_and_array_inputs_agree(run, tmp_path):
