@@ -436,6 +436,14 @@ def _directory_unit(out_dir: Path, overwrite: bool) -> Iterator[Path]:
         raise
 
 
+def _check_not_replaced(out_dir: Path, source: Path) -> None:
+    """Refuse an out_dir that is, or contains, the source being converted: replacing it would
+    destroy the input."""
+    out, src = Path(out_dir).resolve(), Path(source).resolve()
+    if src == out or out in src.parents:
+        raise ValueError(f"{out_dir}: holds the source {source}; write the output somewhere else")
+
+
 def _write_json(path: Path, obj: Any) -> None:
     from bpe336.atomic import atomic_write
 
@@ -514,6 +522,8 @@ def export_hf(
     tensors = {k: v.to(out_dtype) for k, v in to_llama_state_dict(model.state_dict(), cfg).items()}
     config = llama_config(cfg, bos_token_id=eos_id, eos_token_id=eos_id, dtype=_DTYPE_NAMES[out_dtype])
     generation = {"bos_token_id": eos_id, "eos_token_id": eos_id}
+    if not isinstance(src, torch.nn.Module):
+        _check_not_replaced(Path(out_dir), Path(src))
     with _directory_unit(Path(out_dir), overwrite) as tmp:
         _write_json(tmp / HF_CONFIG, config)
         _write_json(tmp / GENERATION_CONFIG, generation)
@@ -574,6 +584,7 @@ def import_hf(
         raise (NotADirectoryError if hf_dir.exists() else FileNotFoundError)(
             f"{hf_dir}: not a directory (expected a Hugging Face model folder)"
         )
+    _check_not_replaced(Path(out_dir), hf_dir)
     config_path = hf_dir / HF_CONFIG
     if not config_path.is_file():
         raise FileNotFoundError(f"{hf_dir}: no {HF_CONFIG}")

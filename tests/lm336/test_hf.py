@@ -212,6 +212,16 @@ def test_export_writes_nothing_on_error_and_replaces_only_with_overwrite(trained
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bare", "out"]  # no temporary siblings left
 
 
+def test_export_and_import_never_replace_their_own_source(trained, tmp_path):
+    _, run, out = trained
+    for target in (run, run.parent):
+        with pytest.raises(ValueError, match="holds the source"):
+            export_hf(run / "ckpt.pt", target, overwrite=True)
+        with pytest.raises(ValueError, match="holds the source"):
+            import_hf(out, out if target is run else out.parent, overwrite=True)
+    assert (run / "ckpt.pt").exists() and (out / "model.safetensors").exists()
+
+
 def test_export_failure_inside_the_write_leaves_no_trace(trained, tmp_path, monkeypatch):
     _, run, _ = trained
     import lm336.hf as hf_module
