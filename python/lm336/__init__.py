@@ -47,6 +47,12 @@ _EXPORTS = {
     "generate": "sampling",
     "generate_ids": "sampling",
     "iter_generate": "sampling",
+    # evaluation.py / hf.py / safetensors_io.py
+    "evaluate": "evaluation",
+    "export_hf": "hf",
+    "import_hf": "hf",
+    "save_weights": "safetensors_io",
+    "load_weights": "safetensors_io",
     # accounting.py
     "count_parameters": "accounting",
     "flops_per_token": "accounting",

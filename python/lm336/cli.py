@@ -1,8 +1,11 @@
-"""The `lm336` command. Each subcommand lives in the module named for it, as `main(argv)`.
+"""The `lm336` command. Each subcommand lives in the module named for it, as `main(argv)` (or the
+function named after a colon).
 
 lm336 train --config configs/tinystories-17m.toml --set optimizer.lr=1e-3
 lm336 generate --checkpoint runs/x/ckpt.pt --prompt "Once upon a time"
 lm336 accounting --preset gpt2-xl
+lm336 eval --checkpoint runs/x --data valid.txt
+lm336 export runs/x --format hf --out exports/x
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import sys
 COMMANDS = {
     "train": ("lm336.training", "train a Transformer LM on token arrays"),
     "generate": ("lm336.sampling", "sample text from a checkpoint"),
+    "eval": ("lm336.evaluation", "loss, perplexity and bits per byte on held-out text or tokens"),
+    "export": ("lm336.hf:export_main", "write a run as a Hugging Face Llama folder (--format hf)"),
+    "import": ("lm336.hf:import_main", "turn a Hugging Face Llama folder into a run"),
     "plot": ("lm336.plot", "draw learning curves of one or more runs"),
     "sweep": ("lm336.sweep", "run a learning-rate / batch-size grid or the ablations"),
     "data": ("lm336.datasets", "fetch TinyStories or OpenWebText"),
@@ -32,9 +38,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nlm336: unknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
-    module = importlib.import_module(COMMANDS[argv[0]][0])
+    module_name, _, function = COMMANDS[argv[0]][0].partition(":")
+    entry = getattr(importlib.import_module(module_name), function or "main")
     try:
-        return int(module.main(argv[1:]) or 0)
+        return int(entry(argv[1:]) or 0)
     except BrokenPipeError:  # `lm336 accounting ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -132,6 +132,7 @@ class DataConfig:
     val_path: str = ""  # validation tokens (same formats); "" = hold out the last val_fraction of train_path
     dtype: str = "uint16"  # element type of raw .bin files: uint16 | uint32 | int32 | int64 (.npy carry their own)
     val_fraction: float = 0.05  # share of train_path held out when val_path is ""; unused otherwise
+    tokenizer_path: str = ""  # tokenizer of the arrays (file or folder): validation also logs bits per byte; "" = none
 
     def validate(self) -> None:
         _choice("data.dtype", self.dtype, TOKEN_DTYPES)

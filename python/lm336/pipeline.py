@@ -204,7 +204,7 @@ def build_train_config(args, vocab_size: int, train_npy: Path, valid_npy: Path, 
     cfg = TrainConfig(
         model=model,
         optimizer=OptimizerConfig(lr=args.lr, min_lr=args.lr / 10, warmup_iters=10, grad_clip=1.0),
-        data=DataConfig(train_path=str(train_npy), val_path=str(valid_npy)),
+        data=DataConfig(train_path=str(train_npy), val_path=str(valid_npy), tokenizer_path=str(run_dir / "tokenizer")),
         run=run,
     )
     return apply_overrides(cfg, args.set)

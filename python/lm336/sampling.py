@@ -355,14 +355,21 @@ def _model_config_from(raw: dict, checkpoint: Path):
 
 
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the TransformerLM a checkpoint was trained with and load its weights (eval mode)."""
+    """Rebuild the TransformerLM a checkpoint was trained with and load its weights (eval mode).
+    `checkpoint` is a ckpt.pt, a model.safetensors, or a run directory (ckpt.pt, else model.safetensors)."""
     from .model import TransformerLM
+    from .safetensors_io import WEIGHTS, load_weights
 
     checkpoint = Path(checkpoint)
+    if checkpoint.is_dir() and not (checkpoint / "ckpt.pt").exists() and (checkpoint / WEIGHTS).exists():
+        checkpoint = checkpoint / WEIGHTS
     if checkpoint.is_dir():
         checkpoint = checkpoint / "ckpt.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    if checkpoint.suffix == ".safetensors":
+        model, info = load_weights(checkpoint)
+        return model.to(device).eval(), info
     raw = _read_checkpoint(checkpoint)
     cfg = _model_config_from(raw, checkpoint)
     model = TransformerLM.from_config(cfg)
@@ -402,7 +409,7 @@ def _load_json(path: Path) -> dict | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lm336 generate", description="Sample text from a trained checkpoint.")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file (ckpt.pt) or run directory holding one")
+    p.add_argument("--checkpoint", required=True, help="ckpt.pt, model.safetensors, or a run directory holding either")
     p.add_argument(
         "--tokenizer", default=None, help="tokenizer file or directory (default: the one the run recorded, or RUN_DIR/tokenizer)"
     )

@@ -17,7 +17,9 @@ What one run does, in order:
    (and on cuda copied from pinned memory, non-blocking) before the current step's compute, so the
    host never waits for data.
 5. Log steps sync once: loss, lr, gradient norm, tokens/s to the progress bar, log.jsonl and W&B.
-   Validation and checkpoints every N steps and after the last step; rank 0 alone writes.
+   Validation (loss, perplexity and, with data.tokenizer_path, bits per byte) and checkpoints
+   (ckpt.pt, plus the weights alone in model.safetensors) every N steps and after the last step;
+   rank 0 alone writes.
 
 NOTE: a NaN/inf loss or gradient norm is recorded on the device without a sync and checked on
 every log, evaluation and checkpoint step; it raises DivergedError and never overwrites the last
@@ -52,6 +54,7 @@ from .config import ConfigError, TrainConfig, apply_overrides, config_keys, load
 from .data import check_token_range, get_batch, load_checkpoint, read_checkpoint, save_checkpoint
 from .model import TransformerLM
 from .optim import AdamW, clip_gradients, cross_entropy, lr_cosine_schedule
+from .safetensors_io import WEIGHTS, save_weights
 
 CHECKPOINT = "ckpt.pt"
 LOG = "log.jsonl"
@@ -183,6 +186,25 @@ def _load_data(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     return train, val
 
 
+def _token_bytes(cfg: TrainConfig, device) -> torch.Tensor | None:
+    """UTF-8 bytes of every token id (vocab_size,), from data.tokenizer_path; None when unset."""
+    if not cfg.data.tokenizer_path:
+        return None
+    from bpe336 import Tokenizer
+
+    from .evaluation import token_byte_lengths
+
+    try:
+        tokenizer = Tokenizer.load(cfg.data.tokenizer_path)
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"data.tokenizer_path {cfg.data.tokenizer_path}: cannot load the tokenizer: {e}") from None
+    if tokenizer.vocab_size > cfg.model.vocab_size:
+        raise DataError(
+            f"data.tokenizer_path {cfg.data.tokenizer_path} has {tokenizer.vocab_size} tokens, more than model.vocab_size={cfg.model.vocab_size}"
+        )
+    return torch.from_numpy(token_byte_lengths(tokenizer, cfg.model.vocab_size)).to(device)
+
+
 def validation_starts(n_tokens: int, context_length: int, n_windows: int) -> np.ndarray:
     """Window starts spread evenly over the whole array: the same fixed slice at every evaluation.
 
@@ -310,6 +332,14 @@ def _as_tuple(x):
 # --- 5. the loop --------------------------------------------------------------------------------
 
 
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW's two parameter groups: decay on matrices (embeddings, projections), none on RMSNorm
+    gains (decaying them only hurts). A checkpoint's optimizer state is laid out in these groups."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def train(cfg: TrainConfig | dict | str | os.PathLike, *, return_model: bool = False) -> dict:
     """Train a TransformerLM as `cfg` says; see the module docstring for the stages.
 
@@ -319,7 +349,8 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, *, return_model: bool = F
 
     Returns:
         {"run_dir", "steps", "tokens", "time_s", "final_train_loss", "final_val_loss",
-         "final_val_perplexity"} (also written to run_dir/summary.json).
+         "final_val_perplexity", "final_val_bpb"} (also written to run_dir/summary.json; the bits
+        per byte need data.tokenizer_path, else None).
 
     Raises:
         DivergedError: the loss or gradient norm became NaN/inf (the last good checkpoint is kept).
@@ -368,13 +399,11 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     stream = BatchStream(train_tokens, micro_batch, mcfg.context_length, device, run.seed, ddp.rank)
     val_starts = validation_starts(len(val_tokens), mcfg.context_length, run.eval_batches * run.batch_size)
     val_starts_mine = val_starts[ddp.rank :: ddp.world_size]  # each process evaluates its share
+    token_bytes = _token_bytes(cfg, device)  # for bits per byte; None = not logged
 
     # 3. Model and optimizer; optionally restore everything from the checkpoint.
     model = TransformerLM.from_config(mcfg, device=device, dtype=param_dtype)
-    decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices: embeddings, projections
-    no_decay = [p for p in model.parameters() if p.dim() < 2]  # RMSNorm gains: decaying them only hurts
-    groups = [{"params": decay, "weight_decay": ocfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = AdamW(groups, lr=ocfg.lr, betas=ocfg.betas, eps=ocfg.eps, weight_decay=ocfg.weight_decay)
+    optimizer = AdamW(param_groups(model, ocfg.weight_decay), lr=ocfg.lr, betas=ocfg.betas, eps=ocfg.eps, weight_decay=ocfg.weight_decay)
     start_step, elapsed_before = 0, 0.0
     if run.resume:
         ckpt = read_checkpoint(ckpt_path)
@@ -429,23 +458,28 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         return lr_cosine_schedule(it, ocfg.lr, ocfg.min_lr, ocfg.warmup_iters, cosine_iters)
 
     @torch.no_grad()
-    def evaluate() -> tuple[float, float]:
-        """Mean loss over the fixed validation windows (every process its share, then summed).
-        Runs the model without the DDP wrapper: no collectives until the one all-reduce."""
+    def evaluate() -> tuple[float, float, float | None]:
+        """Mean loss, perplexity and bits per byte (None without data.tokenizer_path) over the fixed
+        validation windows (every process its share, then summed). Runs the model without the DDP
+        wrapper: no collectives until the one all-reduce."""
         eval_fwd.eval()
         total = torch.zeros((), dtype=torch.float64, device=device)
+        nbytes = torch.zeros((), dtype=torch.float64, device=device)
         for i in range(0, len(val_starts_mine), micro_batch):
             x, y = _windows(val_tokens, val_starts_mine[i : i + micro_batch], mcfg.context_length, device)
             with autocast():
                 total += cross_entropy(eval_fwd(x), y).double() * y.numel()
+            if token_bytes is not None:
+                nbytes += token_bytes[y].sum()
         count = torch.tensor(float(len(val_starts_mine) * mcfg.context_length), dtype=torch.float64, device=device)
         if ddp.enabled:
-            both = torch.stack([total, count])
+            both = torch.stack([total, count, nbytes])
             dist.all_reduce(both)
-            total, count = both[0], both[1]
+            total, count, nbytes = both[0], both[1], both[2]
         eval_fwd.train()
         loss = float(total / count)  # syncs: evaluation is a log step
-        return loss, math.exp(min(loss, 700.0))
+        bpb = float(total / (nbytes * math.log(2))) if token_bytes is not None else None
+        return loss, math.exp(min(loss, 700.0)), bpb
 
     def check_finite(step: int) -> None:
         """Raise DivergedError when any step so far had a non-finite loss/gradient norm (one sync)."""
@@ -472,12 +506,13 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         if ddp.master:
             save_checkpoint(model, optimizer, step, ckpt_path, config=cfg.to_dict(), rng=_rng_state(stream),
                             time_s=elapsed, tokens=step * tokens_per_step)  # fmt: skip
+            save_weights(model, out_dir / WEIGHTS, iteration=step)  # weights only, no pickle: for export and other tools
 
     # 4. The loop. Device-side accumulators avoid a host sync per step.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss/norm
     acc_dtype = torch.float64 if param_dtype == torch.float64 else torch.float32
     loss_sum = torch.zeros((), dtype=acc_dtype, device=device)
-    steps_since_log, train_loss, val_loss, val_ppl = 0, None, None, None
+    steps_since_log, train_loss, val_loss, val_ppl, val_bpb = 0, None, None, None, None
     last_ckpt_step = start_step if run.resume else None
     grad_norm = torch.zeros((), device=device)
     pbar = _progress(run.max_steps, start_step, enabled=run.progress and ddp.master)
@@ -542,9 +577,9 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
             train_loss = loss_sum.item() / steps_since_log
             now = time.perf_counter()
             tok_s = (step - step_log) * tokens_per_step / max(now - t_log - paused, 1e-9)
-            val_loss = val_ppl = None
+            val_loss = val_ppl = val_bpb = None
             if do_eval:
-                val_loss, val_ppl = evaluate()
+                val_loss, val_ppl, val_bpb = evaluate()
             record = {
                 "step": step,
                 "tokens": step * tokens_per_step,
@@ -553,6 +588,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
                 "train_loss": train_loss,
                 "val_loss": val_loss,
                 "val_perplexity": val_ppl,
+                "val_bpb": val_bpb,
                 "grad_norm": float(grad_norm),
             }
             if ddp.master:
@@ -572,7 +608,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
 
     # 5. Summary (a resumed run that was already complete just re-evaluates).
     if val_loss is None and run.eval_batches > 0 and step == start_step:
-        val_loss, val_ppl = evaluate()
+        val_loss, val_ppl, val_bpb = evaluate()
     summary = {
         "run_dir": str(out_dir),
         "steps": step,
@@ -581,6 +617,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         "final_train_loss": train_loss,
         "final_val_loss": val_loss,
         "final_val_perplexity": val_ppl,
+        "final_val_bpb": val_bpb,
     }
     if ddp.master:
         _write_json(out_dir / SUMMARY, summary)
@@ -608,6 +645,8 @@ class _NullBar:
 
 def _report(pbar, rec: dict, tok_s: float, eta: float, progress: bool) -> None:
     val = f" val {rec['val_loss']:.4f} (ppl {rec['val_perplexity']:.2f})" if rec["val_loss"] is not None else ""
+    if rec.get("val_bpb") is not None:
+        val += f" {rec['val_bpb']:.4f} bpb"
     if progress:
         pbar.set_postfix_str(f"loss {rec['train_loss']:.4f}{val} lr {rec['lr']:.2e} {tok_s:,.0f} tok/s", refresh=False)
         if rec["val_loss"] is not None:

@@ -197,15 +197,16 @@ def test_run_directory_log_and_summary(tmp_path, data):
     cfg = _cfg(tmp_path, data, "run.log_interval=4", "run.eval_interval=5")
     summary = train(cfg)
     run = Path(summary["run_dir"])
-    assert sorted(p.name for p in run.iterdir()) == ["ckpt.pt", "config.json", "log.jsonl", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["ckpt.pt", "config.json", "log.jsonl", "model.safetensors", "summary.json"]
     assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())) == cfg
     assert json.loads((run / "summary.json").read_text()) == summary
     log = _log(run)
     # log steps 4, 8, 12, 16, 20 and eval steps 5, 10, 15, 20
     assert [r["step"] for r in log] == [4, 5, 8, 10, 12, 15, 16, 20]
-    keys = {"step", "tokens", "time_s", "lr", "train_loss", "val_loss", "val_perplexity", "grad_norm"}
+    keys = {"step", "tokens", "time_s", "lr", "train_loss", "val_loss", "val_perplexity", "val_bpb", "grad_norm"}
     for r in log:
         assert set(r) == keys
+        assert r["val_bpb"] is None  # no data.tokenizer_path
         assert r["tokens"] == r["step"] * cfg.run.batch_size * cfg.model.context_length
         assert (r["val_loss"] is None) == (r["step"] % 5 != 0)
         if r["val_loss"] is not None:

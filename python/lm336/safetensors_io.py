@@ -1,0 +1,161 @@
+"""Weights-only model files in the safetensors format: no pickle, memory-mapped reads, and the model
+configuration in the file's metadata, so one file rebuilds the model.
+
+- `write_safetensors` / `read_safetensors`: any {name: tensor} dict plus string metadata, written
+  atomically (temporary file, fsync, rename); every way a file can be unreadable (not safetensors,
+  truncated, a pickle, a directory) becomes one ValueError/OSError naming the path.
+- `save_weights` / `load_weights`: a TransformerLM as `model.safetensors`. Tied embeddings are
+  stored once, as `token_embeddings.weight` (safetensors refuses aliased tensors); `lm_head.weight`
+  is restored from it on load. The metadata holds `lm336.model_config` (ModelConfig as JSON) and,
+  when known, `lm336.iteration`.
+
+    save_weights(model, "runs/a/model.safetensors", iteration=1000)
+    model, info = load_weights("runs/a/model.safetensors")   # info: {"model_config", "iteration", "dtype"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+WEIGHTS = "model.safetensors"
+CONFIG_KEY = "lm336.model_config"
+ITERATION_KEY = "lm336.iteration"
+
+
+def write_safetensors(tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write `tensors` (contiguous CPU copies are made as needed) and `metadata` to `path`
+    atomically. Raises ValueError when two names share one storage (store a tied matrix once)."""
+    from safetensors.torch import save_file
+
+    from bpe336.atomic import atomic_path
+
+    meta = {"format": "pt", **(metadata or {})}
+    bad = [k for k, v in meta.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"safetensors metadata keys and values must be strings: {bad}")
+    flat = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    tmp, final = atomic_path(path)
+    try:
+        save_file(flat, str(tmp), metadata=meta)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if "share memory" in str(e):
+            raise ValueError(f"{path}: tensors that share memory cannot be stored twice: {e}") from None
+        raise
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """All tensors (on CPU, in memory) and the metadata of a safetensors file.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError: no such file / a directory.
+        ValueError: not a safetensors file (a pickle, a truncated or corrupt file), with the path.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected a .safetensors file")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            # NOTE: get_tensor maps the file; the copies make the tensors independent of it, so a
+            # file replaced or truncated later can never fault (SIGBUS) a tensor still in use.
+            tensors = {name: f.get_tensor(name).clone() for name in f.keys()}
+    except SafetensorError as e:
+        hint = " (a PyTorch pickle? lm336 never unpickles weights)" if _looks_like_pickle(path) else ""
+        raise ValueError(f"{path}: not a readable safetensors file{hint}: {e}") from None
+    return tensors, metadata
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head[:1] == b"\x80" or head == b"PK\x03\x04"  # a pickle (protocol >= 2) / torch.save's zip archive
+
+
+def save_weights(model, path: str | os.PathLike, *, iteration: int | None = None) -> None:
+    """Write a TransformerLM's weights and its ModelConfig (in the metadata) to `path`, atomically."""
+    cfg = model.config
+    state = model.state_dict()
+    if cfg.tie_embeddings:
+        state.pop("lm_head.weight", None)  # the same tensor as token_embeddings.weight
+    metadata = {CONFIG_KEY: json.dumps(cfg.to_dict())}
+    if iteration is not None:
+        metadata[ITERATION_KEY] = str(int(iteration))
+    write_safetensors(state, path, metadata)
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+    """Rebuild the TransformerLM stored in `path` (written by `save_weights`).
+
+    Args:
+        path: a model.safetensors file.
+        device: where the model goes.
+        dtype: parameter dtype; None = float32 (the stored tensors are converted exactly when wider).
+    Returns:
+        (model in eval mode, info) with info = {"model_config": dict, "iteration": int | None,
+        "dtype": the stored torch dtype}.
+    Raises:
+        ValueError: not a readable safetensors file, no lm336 config in its metadata, or tensors
+        that do not fit that config (each missing, unexpected and mis-shaped name listed).
+    """
+    from .config import ConfigError, ModelConfig
+    from .model import TransformerLM
+
+    tensors, metadata = read_safetensors(path)
+    raw_cfg = metadata.get(CONFIG_KEY)
+    if raw_cfg is None:
+        raise ValueError(
+            f"{path}: no {CONFIG_KEY!r} in the safetensors metadata, so it was not written by lm336 "
+            "(a Hugging Face Llama folder is converted with `lm336 import`)"
+        )
+    try:
+        fields = json.loads(raw_cfg)
+        known = ModelConfig.__dataclass_fields__
+        cfg = ModelConfig(**{k: v for k, v in fields.items() if k in known})
+        cfg.validate()
+    except (ValueError, TypeError, AttributeError, ConfigError) as e:
+        raise ValueError(f"{path}: invalid {CONFIG_KEY} metadata: {e}") from None
+    if cfg.tie_embeddings and "lm_head.weight" not in tensors and "token_embeddings.weight" in tensors:
+        tensors["lm_head.weight"] = tensors["token_embeddings.weight"]
+    stored_dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
+    model = TransformerLM.from_config(cfg, dtype=dtype)
+    check_state(tensors, model.state_dict(), str(path))
+    model.load_state_dict(tensors)
+    iteration = metadata.get(ITERATION_KEY)
+    info = {"model_config": cfg.to_dict(), "iteration": int(iteration) if iteration is not None else None, "dtype": stored_dtype}
+    return model.to(device).eval(), info
+
+
+def check_state(state: dict[str, Tensor], expected: dict[str, Tensor], source: str) -> None:
+    """Raise ValueError naming every missing, unexpected and mis-shaped tensor of `state`."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing tensors {missing}")
+    if unexpected:
+        parts.append(f"unexpected tensors {unexpected}")
+    if shapes:
+        parts.append("shape differences: " + "; ".join(shapes))
+    if parts:
+        raise ValueError(f"{source}: the weights do not fit the model config: " + "; ".join(parts))
+
+
+__all__ = ["WEIGHTS", "write_safetensors", "read_safetensors", "save_weights", "load_weights", "check_state"]
