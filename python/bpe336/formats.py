@@ -32,10 +32,11 @@ import errno
 import functools
 import hashlib
 import json
+import json.encoder
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ._core import GPT2_PATTERN
@@ -77,6 +78,7 @@ class TokenizerData:
     merges: Merges
     special_tokens: dict[str, int]
     pattern: str | None
+    source: Path | None = None  # the file holding the vocabulary, for messages
 
 
 class TokenizerFileError(ValueError):
@@ -112,25 +114,37 @@ def unicode_to_bytes() -> dict[str, int]:
     return {c: b for b, c in bytes_to_unicode().items()}
 
 
+@functools.lru_cache(maxsize=1)
+def _tables() -> tuple[dict[int, str], dict[int, str]]:
+    """str.translate tables: Latin-1 char -> byte-level char, and back (characters outside the
+    byte-level alphabet become U+10FFFF, which Latin-1 cannot encode, so decoding fails)."""
+    forward = {b: c for b, c in bytes_to_unicode().items()}
+    backward: dict[int, str] = {ord(c): chr(b) for b, c in forward.items()}
+    for code in range(256):
+        backward.setdefault(code, "\U0010ffff")
+    return forward, backward
+
+
 def encode_token(token: bytes) -> str:
     """Bytes -> GPT-2 printable string, e.g. b' the' -> 'Ġthe'."""
-    table = bytes_to_unicode()
-    return "".join(table[b] for b in token)
+    return token.decode("latin-1").translate(_tables()[0])
 
 
 def is_byte_level(text: str) -> bool:
     """Whether `text` is a GPT-2 byte-level string, e.g. 'Ġthe' yes, ' the' no."""
-    table = unicode_to_bytes()
-    return bool(text) and all(c in table for c in text)
+    try:
+        text.translate(_tables()[1]).encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return bool(text)
 
 
 def decode_token(text: str, *, special: bool = False) -> bytes:
     """GPT-2 printable string -> bytes. Raises ValueError for characters outside the table,
     unless `special` (special tokens are stored as their UTF-8 text)."""
-    table = unicode_to_bytes()
     try:
-        return bytes(table[c] for c in text)
-    except KeyError:
+        return text.translate(_tables()[1]).encode("latin-1")
+    except UnicodeEncodeError:
         if special:
             return text.encode("utf-8")
         raise ValueError(f"{text!r} is not a GPT-2 byte-level token string") from None
@@ -472,10 +486,33 @@ def _sidecar(data: TokenizerData, duplicates: Mapping[int, str], sums: Mapping[s
     return out
 
 
-def _write_json(path: Path, obj: object, indent: int | None = 1) -> None:
+def _write_json(path: Path, obj: object, indent: int | None = 1, big: Mapping[str, dict | list] | None = None) -> None:
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=indent)
+        f.write(_dumps(obj, indent, big))
         f.write("\n")
+
+
+def _dumps(obj: object, indent: int | None, big: Mapping[str, dict | list] | None = None) -> str:
+    """json.dumps with `indent`, except that each value in `big` ({str: int} vocabulary, or
+    [[str, str]] merges), named in `obj` by a placeholder string, goes one entry per line through
+    the C string encoder: the indenting encoder is pure Python and takes seconds on a 100k-token
+    vocabulary."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    for placeholder, value in (big or {}).items():
+        quoted = json.dumps(placeholder)
+        at = text.index(quoted)
+        line = text[text.rfind("\n", 0, at) + 1 : at]
+        pad = line[: len(line) - len(line.lstrip(" "))]
+        inner = "\n" + pad + " " * (indent or 0)
+        quote = json.encoder.encode_basestring  # C-accelerated, keeps non-ASCII as is
+        if isinstance(value, dict):  # {str: int}
+            items = [f"{quote(k)}: {v:d}" for k, v in value.items()]
+            block = "{" + ",".join(inner + i for i in items) + f"\n{pad}}}" if items else "{}"
+        else:  # [[str, str]]
+            items = [f"[{quote(a)}, {quote(b)}]" for a, b in value]
+            block = "[" + ",".join(inner + i for i in items) + f"\n{pad}]" if items else "[]"
+        text = text[:at] + block + text[at + len(quoted) :]
+    return text
 
 
 def write_gpt2_pair(directory: str | os.PathLike, data: TokenizerData) -> None:
@@ -486,9 +523,7 @@ def write_gpt2_pair(directory: str | os.PathLike, data: TokenizerData) -> None:
     ordinary token's key, and the sidecar lists every special with its id either way."""
     directory = Path(directory)
     keys, duplicates = vocab_keys(data, specials_first=False)
-    with atomic_write(directory / VOCAB_FILE, "w") as f:
-        json.dump(dict(sorted(keys.items(), key=lambda kv: kv[1])), f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    _write_json(directory / VOCAB_FILE, "@vocab", big={"@vocab": dict(sorted(keys.items(), key=lambda kv: kv[1]))})
     _write_merges_txt(directory / MERGES_FILE, data.merges)
     sums = {name: _sha256(directory / name) for name in (VOCAB_FILE, MERGES_FILE)}
     _write_json(directory / SIDECAR_FILE, _sidecar(data, duplicates, sums))
@@ -516,8 +551,8 @@ def read_gpt2_pair(
     the byte 0xE9 in GPT-2's vocabulary), and a key that is not a byte-level string is a special
     token stored as text (the GPT-2 convention); both are returned as specials."""
     vocab_path, merges_path = Path(vocab_path), Path(merges_path)
-    merges, merge_lines = _read_merges_txt(merges_path)
     keys, text = _read_vocab_json(vocab_path)
+    merges, merge_lines = _read_merges_txt(merges_path)
     out = _VocabBuilder(vocab_path, text)
     specials: dict[str, int] = {}
     pattern: str | None = None
@@ -562,7 +597,7 @@ def read_gpt2_pair(
             else:
                 out.put(idx, as_bytes, key)
     _check_merges(out.vocab, merges, lambda i: (merges_path, merge_lines[i]))
-    return TokenizerData(out.vocab, merges, specials, pattern)
+    return TokenizerData(out.vocab, merges, specials, pattern, vocab_path)
 
 
 def load_gpt2_files(
@@ -596,9 +631,7 @@ def save_gpt2_files(
         raise ValueError(
             "the vocabulary repeats tokens (or a special token is spelled like another token); a bare vocab.json cannot hold it, use Tokenizer.save(directory)"
         )
-    with atomic_write(vocab_path, "w") as f:
-        json.dump(dict(sorted(keys.items(), key=lambda kv: kv[1])), f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    _write_json(Path(vocab_path), "@vocab", big={"@vocab": dict(sorted(keys.items(), key=lambda kv: kv[1]))})
     _write_merges_txt(Path(merges_path), list(merges))
 
 
@@ -705,10 +738,13 @@ def hf_tokenizer_dict(data: TokenizerData) -> dict:
 
 def write_hf_tokenizer(path: str | os.PathLike, data: TokenizerData) -> None:
     """Write tokenizer.json atomically: one vocab entry and one merge per line, as HF does."""
-    obj = hf_tokenizer_dict(data)
-    with atomic_write(path, "w") as f:
-        f.write(json.dumps(obj, ensure_ascii=False, indent=2))
-        f.write("\n")
+    _write_hf(Path(path), hf_tokenizer_dict(data))
+
+
+def _write_hf(path: Path, obj: dict) -> None:
+    model = obj["model"]
+    big = {"@vocab": model["vocab"], "@merges": model["merges"]}
+    _write_json(path, {**obj, "model": {**model, "vocab": "@vocab", "merges": "@merges"}}, indent=2, big=big)
 
 
 def _hf_config(data: TokenizerData) -> tuple[dict, dict]:
@@ -803,7 +839,7 @@ def _hf_from_dict(path: Path, text: str, obj: object) -> TokenizerData:
         idx = _check_id(path, text, ["added_tokens", i], tok.get("id"), f"added token {content!r}")
         for flag in ("single_word", "lstrip", "rstrip"):
             if tok.get(flag, False):
-                fail(f"added token {content!r} has {flag}=true, which bpe336 cannot honour", "added_tokens", i)
+                fail(f"added token {content!r} has {flag}=true, which bpe336 cannot honour", "added_tokens", i, flag)
         if idx in used or content in specials:
             fail(f"added token {content!r} repeats id {idx} or its text", "added_tokens", i)
         specials[content] = idx
@@ -836,7 +872,12 @@ def _hf_from_dict(path: Path, text: str, obj: object) -> TokenizerData:
         as_bytes = decode_token(key) if is_byte_level(key) else None
         if key in specials:
             if specials[key] != idx:
-                fail(f"added token {key!r} has id {specials[key]} but model.vocab gives it id {idx}", "model", "vocab", key)
+                fail(
+                    f"added token {key!r} has id {specials[key]} but model.vocab gives it id {idx}",
+                    "added_tokens",
+                    list(specials).index(key),
+                    "id",
+                )
             if as_bytes is not None and as_bytes != key.encode("utf-8") and (len(as_bytes) == 1 or key in reachable):
                 fail(
                     f"id {idx} is both the added token {key!r} and the byte-level token {as_bytes!r} (one id, two spellings)",
@@ -868,7 +909,7 @@ def _hf_from_dict(path: Path, text: str, obj: object) -> TokenizerData:
                 list(specials).index(content),
             )
     merges: Merges = [(decode_token(a), decode_token(b)) for a, b in merge_keys]
-    return TokenizerData(vocab, merges, specials, pattern)
+    return TokenizerData(vocab, merges, specials, pattern, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -903,40 +944,60 @@ def _bpe_parts(token: bytes, rank: Mapping, limit: int, by_pair: bool) -> list[b
     the pair (bpe336, `rank` maps pairs) or of the concatenation (tiktoken, `rank` maps bytes).
     e.g. (b'abc', {(b'a', b'b'): 0}, 1, True) -> [b'ab', b'c']."""
     parts = [token[i : i + 1] for i in range(len(token))]
-    while len(parts) > 1:
-        best, at = limit, -1
-        for i in range(len(parts) - 1):
-            r = rank.get((parts[i], parts[i + 1]) if by_pair else parts[i] + parts[i + 1], limit)
-            if r < best:
-                best, at = r, i
-        if at < 0:
+
+    def rank_at(i: int) -> int:
+        r = rank.get((parts[i], parts[i + 1]) if by_pair else parts[i] + parts[i + 1], limit)
+        return r if r < limit else limit
+
+    ranks = [rank_at(i) for i in range(len(parts) - 1)]
+    while ranks:
+        best = min(ranks)
+        if best >= limit:
             break
-        parts[at : at + 2] = [parts[at] + parts[at + 1]]
+        i = ranks.index(best)  # leftmost
+        parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        del ranks[i]
+        if i < len(ranks):
+            ranks[i] = rank_at(i)
+        if i > 0:
+            ranks[i - 1] = rank_at(i - 1)
     return parts
 
 
-def check_rank_consistent(vocab: Vocab, merges: Merges, special_ids: Iterable[int] = ()) -> None:
+def check_rank_consistent(
+    vocab: Vocab, merges: Merges, special_ids: Iterable[int] = (), encode: Callable[[str], list[int]] | None = None
+) -> None:
     """Raise ValueError unless tiktoken's rank-of-result merging gives our ids on every input
-    (conditions (1) and (2) above), naming the first merge that breaks them."""
+    (conditions (1) and (2) above), naming the first merge that breaks them.
+
+    `encode` (a Tokenizer's encode_ordinary) is a fast path for (2): once every merge's parts
+    come from earlier merges and results are unique, "BPE of t_j with merges 1..j-1 is
+    [p_j, q_j]" holds exactly when t_j alone encodes to its own id (the last merge of that run
+    must be the only one making t_j, and nothing of higher rank could have run before it). Tokens
+    that are not UTF-8, or that the pre-tokenizer splits, take the slow simulation."""
     ids: dict[bytes, int] = {}
     specials = set(special_ids)
     for idx in sorted(vocab):
         if idx not in specials:
             ids.setdefault(vocab[idx], idx)
+
+    def refuse(j: int, why: str) -> None:
+        a, b = merges[j]
+        raise ValueError(f"merge {j} ({_show(a)} + {_show(b)}): {why}; a .tiktoken file would encode differently from this tokenizer")
+
+    # 1. Unique results, ranks in merge order, parts made earlier.
     pair_rank: dict[tuple[bytes, bytes], int] = {}
     made: set[bytes] = set()
     last = -1
     for j, (a, b) in enumerate(merges):
         t = a + b
-        why = None
         if t in made:
-            why = f"its result {_show(t)} is also made by an earlier merge"
-        elif ids.get(t, -1) <= last:
-            why = f"its result {_show(t)} has id {ids.get(t)}, not above the previous merge's result (tiktoken ranks by id)"
-        elif _bpe_parts(t, pair_rank, j, by_pair=True) != [a, b]:
-            why = f"the earlier merges already split {_show(t)} otherwise, so tiktoken (which merges by the result's rank) could reach it another way"
-        if why:
-            raise ValueError(f"merge {j} ({_show(a)} + {_show(b)}): {why}; a .tiktoken file would encode differently from this tokenizer")
+            refuse(j, f"its result {_show(t)} is also made by an earlier merge")
+        if ids.get(t, -1) <= last:
+            refuse(j, f"its result {_show(t)} has id {ids.get(t)}, not above the previous merge's result (tiktoken ranks by id)")
+        for part in (a, b):
+            if len(part) > 1 and part not in made:
+                refuse(j, f"its part {_show(part)} is made by no earlier merge")
         made.add(t)
         last = ids[t]
         pair_rank.setdefault((a, b), j)
@@ -944,6 +1005,20 @@ def check_rank_consistent(vocab: Vocab, merges: Merges, special_ids: Iterable[in
         if len(t) > 1 and t not in made:
             raise ValueError(
                 f"token {idx} ({_show(t)}) is made by no merge; tiktoken would still produce it, so a .tiktoken file would encode differently"
+            )
+    # 2. Each result is reached through its own merge ("C").
+    for j, (a, b) in enumerate(merges):
+        t = a + b
+        if encode is not None:
+            try:
+                if encode(t.decode("utf-8")) == [ids[t]]:
+                    continue
+            except UnicodeDecodeError:
+                pass
+        if _bpe_parts(t, pair_rank, j, by_pair=True) != [a, b]:
+            refuse(
+                j,
+                f"the earlier merges already split {_show(t)} otherwise, so tiktoken (which merges by the result's rank) could reach it another way",
             )
 
 
@@ -953,7 +1028,7 @@ def tiktoken_sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + TIKTOKEN_SIDECAR_SUFFIX)
 
 
-def write_tiktoken(path: str | os.PathLike, data: TokenizerData) -> None:
+def write_tiktoken(path: str | os.PathLike, data: TokenizerData, encode: Callable[[str], list[int]] | None = None) -> None:
     """Write `NAME.tiktoken` (`base64(token) id` per line, every token but the specials) and its
     sidecar `NAME.tiktoken.json` (specials with ids, pattern, the rank file's sha256; written
     second, so a reader can tell a pair that an interrupted save left mismatched). Raises
@@ -976,7 +1051,7 @@ def write_tiktoken(path: str | os.PathLike, data: TokenizerData) -> None:
         if t in seen:
             raise ValueError(f"ids {seen[t]} and {idx} are both {_show(t)}; a .tiktoken file maps each token to one rank")
         seen[t] = idx
-    check_rank_consistent(data.vocab, data.merges, special_ids - set(rank_ids))
+    check_rank_consistent(data.vocab, data.merges, special_ids - set(rank_ids), encode)
     with atomic_write(path, "w") as f:
         for idx in rank_ids:
             f.write(f"{base64.b64encode(data.vocab[idx]).decode('ascii')} {idx}\n")
@@ -1008,7 +1083,7 @@ def read_tiktoken(
         try:
             token = base64.b64decode(parts[0], validate=True)
         except (binascii.Error, ValueError):
-            raise TokenizerFileError(path, f"{parts[0][:80]!r} is not base64", lineno) from None
+            raise TokenizerFileError(path, f"{parts[0][:80].decode('latin-1')!r} is not base64", lineno) from None
         idx = int(parts[1])
         if not token or idx > MAX_ID:
             raise TokenizerFileError(path, f"empty token or rank {idx} out of range", lineno)
@@ -1032,20 +1107,24 @@ def read_tiktoken(
                 path, f"token {_show(token)} (rank {idx}) cannot be built by merging two lower-ranked tokens", lines[idx]
             )
         merges.append((parts[0], parts[1]))
-    try:
-        check_rank_consistent(vocab, merges)
-    except ValueError as e:
-        raise TokenizerFileError(path, str(e)) from None
-
     side = tiktoken_sidecar_path(path)
     specials: dict[str, int] = {}
+    ours = False  # written by write_tiktoken, which checked the ranks (the checksum proves it)
     if side.exists():
         info = read_sidecar(side)
         _verify_checksums(side, info["sha256"], [path])
+        ours = path.name in info["sha256"]
         if any(v is None for v in info["special_tokens"].values()):
             raise TokenizerFileError(side, "special tokens need ids")
         specials = dict(info["special_tokens"])
+        if pattern is not None and info["pattern"] is not None and pattern != info["pattern"]:
+            raise TokenizerFileError(side, f"records the pattern {info['pattern']!r}, not the pattern {pattern!r} given")
         pattern = pattern or info["pattern"]
+    if not ours:
+        try:
+            check_rank_consistent(vocab, merges)
+        except ValueError as e:
+            raise TokenizerFileError(path, str(e)) from None
     if special_tokens is not None:
         if isinstance(special_tokens, Mapping):
             specials.update(special_tokens)
@@ -1058,7 +1137,7 @@ def read_tiktoken(
             f"a .tiktoken file does not record its pre-tokenization pattern: pass pattern= (e.g. bpe336.GPT2_PATTERN) or write {side.name} beside it",
         )
     _special_ids(specials, vocab, side if side.exists() else path)
-    return TokenizerData(vocab, merges, specials, pattern)
+    return TokenizerData(vocab, merges, specials, pattern, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1114,7 +1193,7 @@ def read_legacy_json(path: Path, text: str, data: dict) -> TokenizerData:
         found = [i for i, t in vocab.items() if t == b]
         ids[s] = min(found) if found else max(vocab.keys() | set(ids.values()), default=-1) + 1
         vocab.setdefault(ids[s], b)
-    return TokenizerData(vocab, merges, ids, pattern)
+    return TokenizerData(vocab, merges, ids, pattern, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1240,9 +1319,7 @@ def read_tokenizer_directory(directory: str | os.PathLike, special_tokens: Itera
             try:
                 data.special_tokens[t.decode("utf-8")] = idx
             except UnicodeDecodeError:
-                raise TokenizerFileError(
-                    vocab_path, f"token {idx} ({t!r}) is produced by no merge and is not UTF-8, so it cannot be a special token"
-                ) from None
+                pass  # not text, so not a special token: an ordinary token BPE never makes
     return data
 
 
@@ -1260,9 +1337,7 @@ def write_tokenizer_files(directory: str | os.PathLike, data: TokenizerData, *, 
             obj = hf_tokenizer_dict(data)
         except ValueError as e:
             return [*names, f"skipped: {HF_FILE} ({e})"]
-        with atomic_write(directory / HF_FILE, "w") as f:
-            f.write(json.dumps(obj, ensure_ascii=False, indent=2))
-            f.write("\n")
+        _write_hf(directory / HF_FILE, obj)
         config, special_map = _hf_config(data)
         _write_json(directory / HF_CONFIG_FILE, config, indent=2)
         _write_json(directory / HF_SPECIAL_MAP_FILE, special_map, indent=2)

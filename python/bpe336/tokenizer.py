@@ -197,7 +197,7 @@ class Tokenizer:
         try:
             return cls(data.vocab, data.merges, data.special_tokens)
         except (ValueError, TypeError) as e:
-            raise TokenizerFileError(where, str(e)) from None
+            raise TokenizerFileError(data.source or where, str(e)) from None
 
     def _data(self) -> TokenizerData:
         return TokenizerData(dict(self._vocab), list(self._merges), dict(self._special_ids), self._pattern)
@@ -220,7 +220,7 @@ class Tokenizer:
         Single files are written atomically too."""
         path = Path(path)
         if path.suffix == ".tiktoken" and not path.is_dir():
-            write_tiktoken(path, self._data())
+            write_tiktoken(path, self._data(), self._core.encode_ordinary)
         elif path.suffix == ".json" and not path.is_dir():
             write_hf_tokenizer(path, self._data())
         else:

@@ -297,7 +297,20 @@ def test_kill_9_during_cli_train_keeps_a_complete_directory(tmp_path):
     out = tmp_path / "tok"
     old = Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<old>"])
     old.save(out)
-    cmd = [sys.executable, "-m", "bpe336.cli", "train", str(corpus), "--vocab-size", "400", "--special-token", EOT, "--out", str(out), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bpe336.cli",
+        "train",
+        str(corpus),
+        "--vocab-size",
+        "400",
+        "--special-token",
+        EOT,
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
     rng = random.Random(99)
     for _trial in range(6):
