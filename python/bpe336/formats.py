@@ -19,7 +19,7 @@ text. A special whose text is also the byte-level spelling of another token (`'"
 byte `"`, `'é'` beside the byte 0xE9, `'ĠĠ'` beside two spaces) therefore collides with it; each
 writer resolves that explicitly (see `hf_tokenizer_dict` and `write_gpt2_pair`).
 
-    data = read_tokenizer_path("tok/")            # any format, by path
+    data = read_tokenizer_directory("tok/")       # or read_hf_tokenizer, read_tiktoken, read_gpt2_pair
     write_tokenizer_files("tok_tmp/", data)       # every file of a tokenizer directory
 """
 
@@ -35,6 +35,7 @@ import json
 import json.encoder
 import os
 import re
+import secrets
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -391,7 +392,7 @@ class _VocabBuilder:
 
 
 def _read_vocab_json(path: Path) -> tuple[dict[str, int], str]:
-    """({key: id}, file text), with ids checked and not repeated."""
+    """({key: id}, file text), with each id checked (repeats are checked where keys become bytes)."""
     text = _read_text(path, "vocab.json")
     data = _parse_json(path, text, "vocab.json")
     if not isinstance(data, dict):
@@ -494,7 +495,7 @@ def _write_json(path: Path, obj: object, indent: int | None = 1, big: Mapping[st
 
 def _dumps(obj: object, indent: int | None, big: Mapping[str, dict | list] | None = None) -> str:
     """json.dumps with `indent`, except that each value in `big` ({str: int} vocabulary, or
-    [[str, str]] merges), named in `obj` by a placeholder string, goes one entry per line through
+    [str] merges), named in `obj` by a placeholder string, goes one entry per line through
     the C string encoder: the indenting encoder is pure Python and takes seconds on a 100k-token
     vocabulary."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent)
@@ -508,8 +509,8 @@ def _dumps(obj: object, indent: int | None, big: Mapping[str, dict | list] | Non
         if isinstance(value, dict):  # {str: int}
             items = [f"{quote(k)}: {v:d}" for k, v in value.items()]
             block = "{" + ",".join(inner + i for i in items) + f"\n{pad}}}" if items else "{}"
-        else:  # [[str, str]]
-            items = [f"[{quote(a)}, {quote(b)}]" for a, b in value]
+        else:  # [str]
+            items = [quote(v) for v in value]
             block = "[" + ",".join(inner + i for i in items) + f"\n{pad}]" if items else "[]"
         text = text[:at] + block + text[at + len(quoted) :]
     return text
@@ -532,8 +533,7 @@ def write_gpt2_pair(directory: str | os.PathLike, data: TokenizerData) -> None:
 def _write_merges_txt(path: Path, merges: Merges) -> None:
     with atomic_write(path, "w") as f:
         f.write("#version: 0.2\n")
-        for a, b in merges:
-            f.write(f"{encode_token(a)} {encode_token(b)}\n")
+        f.write("".join(f"{encode_token(a)} {encode_token(b)}\n" for a, b in merges))
 
 
 def read_gpt2_pair(
@@ -627,7 +627,7 @@ def save_gpt2_files(
             raise ValueError(f"special token {s!r} is not in the vocabulary")
     data = TokenizerData(dict(vocab), list(merges), ids, None)
     keys, duplicates = vocab_keys(data, specials_first=False)
-    if duplicates or len(keys) != len(vocab):
+    if duplicates or any(keys.get(s) != i for s, i in ids.items()):
         raise ValueError(
             "the vocabulary repeats tokens (or a special token is spelled like another token); a bare vocab.json cannot hold it, use Tokenizer.save(directory)"
         )
@@ -719,7 +719,9 @@ def hf_tokenizer_dict(data: TokenizerData) -> dict:
         "byte_fallback": False,
         "ignore_merges": False,
         "vocab": dict(sorted(keys.items(), key=lambda kv: kv[1])),
-        "merges": [[encode_token(a), encode_token(b)] for a, b in data.merges],
+        # "left right" strings, which every tokenizers version reads (byte-level tokens have no
+        # space); versions from 0.20 write [left, right] pairs, and our reader takes both.
+        "merges": [f"{encode_token(a)} {encode_token(b)}" for a, b in data.merges],
     }
     if duplicates:
         model["bpe336_duplicates"] = {str(k): v for k, v in sorted(duplicates.items())}
@@ -743,8 +745,9 @@ def write_hf_tokenizer(path: str | os.PathLike, data: TokenizerData) -> None:
 
 def _write_hf(path: Path, obj: dict) -> None:
     model = obj["model"]
-    big = {"@vocab": model["vocab"], "@merges": model["merges"]}
-    _write_json(path, {**obj, "model": {**model, "vocab": "@vocab", "merges": "@merges"}}, indent=2, big=big)
+    nonce = secrets.token_hex(8)  # placeholders no token can spell by chance
+    big = {f"@{nonce}:vocab": model["vocab"], f"@{nonce}:merges": model["merges"]}
+    _write_json(path, {**obj, "model": {**model, "vocab": f"@{nonce}:vocab", "merges": f"@{nonce}:merges"}}, indent=2, big=big)
 
 
 def _hf_config(data: TokenizerData) -> tuple[dict, dict]:

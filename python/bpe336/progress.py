@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+QUIET_SECONDS = 2.0
+
 
 def _size(n: float, unit: str) -> str:
     """e.g. (2_500_000, "B") -> '2.5 MB', (1234, " merges") -> '1,234 merges'."""
@@ -24,7 +26,8 @@ def _size(n: float, unit: str) -> str:
 
 class PlainProgress:
     """The tqdm subset we use (`update`, `n`, `total`, `close`, a context manager), printing one
-    line at the start, at each quarter of `total` and at the end."""
+    line at the start, at each quarter of `total` (once the job has run QUIET_SECONDS) and at the
+    end."""
 
     def __init__(self, total: float | None, desc: str, unit: str = "B", stream: TextIO | None = None):
         self.total, self.desc, self.unit, self.n = total, desc, unit, 0
@@ -43,7 +46,8 @@ class PlainProgress:
             return
         while self.next_quarter < 4 and self.n >= self.total * self.next_quarter / 4:
             elapsed = time.perf_counter() - self.start
-            self._say(f"{25 * self.next_quarter}% ({_size(self.n, self.unit)} of {_size(self.total, self.unit)}, {elapsed:.1f} s)")
+            if elapsed >= QUIET_SECONDS:  # a short job gets just its start and end lines
+                self._say(f"{25 * self.next_quarter}% ({_size(self.n, self.unit)} of {_size(self.total, self.unit)}, {elapsed:.1f} s)")
             self.next_quarter += 1
 
     def close(self) -> None:

@@ -1,8 +1,9 @@
 """`Tokenizer`: GPT-2-compatible byte-level BPE encoding and decoding (Rust core).
 
 The Rust `Encoder` does the work (pre-tokenization, merging by rank, parallel batches and files,
-all with the GIL released); this class validates input, owns the special-token policy and the
-file formats, and shapes results for Python (lists, numpy arrays, `.npy` files, stats dicts).
+all with the GIL released); this class validates input, owns the special-token policy, picks
+the file format by path (`formats.py` reads and writes them, `atomic.py` makes each write one
+unit), and shapes results for Python (lists, numpy arrays, `.npy` files, stats dicts).
 
 Special tokens given to the constructor are added to the vocabulary when missing (with the next
 free ids) and are matched in text greedily, longest first; text that merely looks like a special

@@ -625,8 +625,9 @@ def test_tokenizer_json_errors_name_path_and_line(tmp_path):
     ok = tmp_path / "tokenizer.json"
     tok.save(ok)
     cases = {
-        "merge_part": ('["ÿ", "þ"]', '["ÿ", "qq"]', "merge 0 .*'qq' is not a byte-level token of model.vocab"),
-        "merge_result": ('["Ġ", "a"]', '["a", "Ġ"]', r"merge 1 .*the result 'aĠ' is not in model.vocab"),
+        "merge_part": ('"ÿ þ"', '"ÿ qq"', "merge 0 .*'qq' is not a byte-level token of model.vocab"),
+        "merge_result": ('"Ġ a"', '"a Ġ"', r"merge 1 .*the result 'aĠ' is not in model.vocab"),
+        "merge_form": ('"Ġ a"', '"Ġ a b"', r"merge 1 must be two tokens"),
         "dup_id": ('"ā": 1,', '"ā": 0,', "id 0 is used twice"),
         "bad_key": ('"ā": 1,', '"a b": 1,', "model.vocab key 'a b' is neither a byte-level token string nor an added token"),
         "added_id": ('"id": 304', '"id": 305', r"added token '\[EOS\]' has id 305 but model.vocab gives it id 304"),
