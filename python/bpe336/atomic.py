@@ -22,10 +22,10 @@ What a target may be (checked before any work, and again just before the rename)
 Writers that read an input and write an output call `check_not_same_file` first: the same file
 under another name (a symlink, a hard link, a relative path) is refused before any work.
 
-Temporary names are `.{target}.bpe336-{kind}-{pid}-{random}.tmp` (kind `tmp` for files, `new`
-and `old` for directories). A write killed with SIGKILL cannot clean up after itself, so every
-write first removes the stale temporaries of dead processes in its directory; nothing that does
-not match this pattern is ever deleted.
+Temporary names are `.{target}.bpe336-{kind}-{host}-{pid}-{random}.tmp` (kind `tmp` for files,
+`new` and `old` for directories; host a hash of the hostname). A write killed with SIGKILL cannot
+clean up after itself, so every write first removes the stale temporaries of dead processes of
+this host in its directory; nothing that does not match this pattern is ever deleted.
 
 Directory swap (`atomic_directory`):
 1. The new contents are written into `.{name}.bpe336-new-...tmp` beside the target, fsynced.
@@ -49,16 +49,21 @@ import ctypes
 import ctypes.util
 import errno
 import functools
+import hashlib
 import os
 import re
 import secrets
 import shutil
+import socket
 import stat
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO
 
-_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.bpe336-(?P<kind>tmp|new|old)-(?P<pid>\d+)-(?P<rand>[0-9a-f]+)\.tmp$")
+_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.bpe336-(?P<kind>tmp|new|old)-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-(?P<rand>[0-9a-f]+)\.tmp$")
+# Process ids are only meaningful on one machine (and in one PID namespace, which containers
+# usually give their own hostname): temporaries from other hosts sharing a directory are left alone.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +196,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _temp_name(target: Path, kind: str) -> Path:
-    return target.parent / f".{target.name}.bpe336-{kind}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    return target.parent / f".{target.name}.bpe336-{kind}-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
 
 def clean_stale_temporaries(directory: str | os.PathLike) -> None:
@@ -205,7 +210,7 @@ def clean_stale_temporaries(directory: str | os.PathLike) -> None:
         return
     for entry in entries:
         m = _TEMP_RE.match(entry.name)
-        if not m or _pid_alive(int(m["pid"])):
+        if not m or m["host"] != _HOST or _pid_alive(int(m["pid"])):
             continue
         with contextlib.suppress(OSError):
             if entry.is_symlink():

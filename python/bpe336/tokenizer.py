@@ -232,9 +232,18 @@ class Tokenizer:
         sidecar `special_tokens.json`, as one unit."""
         self._save_directory(Path(directory), hf=False)
 
+    def write_files(self, directory: str | os.PathLike, *, hf: bool = True) -> list[str]:
+        """Write the files of a tokenizer directory into `directory`, an existing folder that
+        the caller publishes as one unit, e.g. a model export built inside
+        `atomic.atomic_directory(out, owned=...)` (owned should include
+        `formats.TOKENIZER_FILES`). Not atomic by itself; `save(directory)` is this plus the swap.
+        Returns the names written (a last entry starting "skipped:" says why the Hugging Face
+        files were left out)."""
+        return write_tokenizer_files(directory, self._data(), hf=hf)
+
     def _save_directory(self, directory: Path, hf: bool) -> None:
         with atomic_directory(directory, TOKENIZER_FILES) as tmp:
-            names = write_tokenizer_files(tmp, self._data(), hf=hf)
+            names = self.write_files(tmp, hf=hf)
         if names[-1].startswith("skipped:"):
             warnings.warn(f"{directory}: {names[-1]}", stacklevel=3)
 

@@ -125,11 +125,17 @@ def test_encode_file_refuses_its_own_input_by_any_name(gpt2, tmp_path, monkeypat
 
 
 def test_stale_temporaries_of_dead_writers_are_removed_and_nothing_else(tmp_path):
-    dead, alive = dead_pid(), os.getpid()
-    stale_file = tmp_path / f".out.npy.bpe336-tmp-{dead}-0a1b2c3d.tmp"
-    stale_dir = tmp_path / f".tok.bpe336-new-{dead}-0a1b2c3e.tmp"
-    live_file = tmp_path / f".out.npy.bpe336-tmp-{alive}-0a1b2c3f.tmp"
-    lookalikes = [tmp_path / ".out.npy.bpe336-tmp-notapid-00.tmp", tmp_path / "user.tmp", tmp_path / f".x.bpe336-tmp-{dead}-zz.tmp"]
+    dead, alive, host = dead_pid(), os.getpid(), atomic._HOST
+    stale_file = tmp_path / f".out.npy.bpe336-tmp-{host}-{dead}-0a1b2c3d.tmp"
+    stale_dir = tmp_path / f".tok.bpe336-new-{host}-{dead}-0a1b2c3e.tmp"
+    live_file = tmp_path / f".out.npy.bpe336-tmp-{host}-{alive}-0a1b2c3f.tmp"
+    other_host = "000000" if host != "000000" else "111111"
+    lookalikes = [
+        tmp_path / f".out.npy.bpe336-tmp-{host}-notapid-00.tmp",
+        tmp_path / "user.tmp",
+        tmp_path / f".x.bpe336-tmp-{host}-{dead}-zz.tmp",
+        tmp_path / f".x.bpe336-tmp-{other_host}-{dead}-00.tmp",  # another machine's writer: its pids are not ours
+    ]
     stale_file.write_bytes(b"partial")
     (stale_dir / "sub").mkdir(parents=True)
     (stale_dir / "sub" / "vocab.json").write_text("{}", encoding="utf-8")
@@ -144,7 +150,7 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_nothing_else(tmp_path
     target = tmp_path / "precious"
     target.mkdir()
     (target / "keep").write_text("keep", encoding="utf-8")
-    trap = tmp_path / f".tok.bpe336-new-{dead}-0a1b2c40.tmp"
+    trap = tmp_path / f".tok.bpe336-new-{host}-{dead}-0a1b2c40.tmp"
     trap.symlink_to(target)
     clean_stale_temporaries(tmp_path)
     assert (target / "keep").exists() and trap.is_symlink()
@@ -156,7 +162,7 @@ def test_interrupted_fallback_swap_is_restored(tmp_path):
     tok = Tokenizer({i: bytes([i]) for i in range(256)}, [], [EOT])
     out = tmp_path / "tok"
     tok.save(out)
-    aside = tmp_path / f".tok.bpe336-old-{dead_pid()}-0a1b2c3d.tmp"
+    aside = tmp_path / f".tok.bpe336-old-{atomic._HOST}-{dead_pid()}-0a1b2c3d.tmp"
     out.rename(aside)
     with pytest.raises(FileNotFoundError, match="interrupted save left the previous version"):
         Tokenizer.load(out)
@@ -192,6 +198,18 @@ def test_atomic_directory_replaces_only_what_it_owns(tmp_path):
             (d / "a.txt").write_text("half", encoding="utf-8")
             raise RuntimeError("boom")
     assert not (tmp_path / "new").exists() and temporaries(tmp_path) == []
+
+
+def test_an_export_folder_holds_a_tokenizer_as_part_of_its_unit(tmp_path):
+    """lm336's exports: a model file and the tokenizer's files, published together."""
+    tok = Tokenizer({i: bytes([i]) for i in range(256)}, [], [EOT])
+    out = tmp_path / "export"
+    owned = {"config.json", *TOKENIZER_FILES}
+    with atomic_directory(out, owned) as d:
+        (d / "config.json").write_text("{}", encoding="utf-8")
+        names = tok.write_files(d)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["config.json", *names])
+    assert Tokenizer.load(out).special_token_ids == {EOT: 256}
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback"])
