@@ -11,7 +11,11 @@ the first problem.
   `save_pretrained` are read too.
 - tiktoken `.tiktoken` ranks (`base64 rank` lines), with the special tokens and pattern in the
   sidecar `NAME.tiktoken.json`.
-- The retired single-file `bpe336-tokenizer` JSON (read only: `tokenizer.json` holds all of it).
+- The retired single-file `bpe336-tokenizer` JSON, read only: tokenizer.json holds everything it
+  held (repeated tokens included, via `model.bpe336_duplicates`), except a special token spelled
+  like another token, which Hugging Face cannot tell apart; such a tokenizer is saved as a
+  directory (GPT-2 pair + sidecar) or a .tiktoken file instead, so a third format would add a
+  reader to maintain and nothing a user needs.
 
 GPT-2 stores token bytes as printable strings through a fixed byte-to-unicode table (printable
 Latin-1 bytes map to themselves, the rest to U+0100 onwards). Special tokens are stored as their
@@ -806,7 +810,7 @@ def _hf_from_dict(path: Path, text: str, obj: object) -> TokenizerData:
     if mtype != "BPE":
         fail(f"the model is {mtype!r}, not a byte-level BPE; bpe336 reads only BPE tokenizers", "model")
     for key in ("truncation", "padding", "normalizer"):
-        if obj.get(key) is not None:
+        if obj.get(key) is not None and obj[key] != {"type": "Sequence", "normalizers": []}:
             what = obj[key].get("type", key) if isinstance(obj[key], dict) else key
             fail(f"{key} {what!r} is set; bpe336 cannot honour it (only byte-level BPE without {key})", key)
     try:
@@ -1339,7 +1343,10 @@ def write_tokenizer_files(directory: str | os.PathLike, data: TokenizerData, *, 
         try:
             obj = hf_tokenizer_dict(data)
         except ValueError as e:
-            return [*names, f"skipped: {HF_FILE} ({e})"]
+            return [
+                *names,
+                f"skipped: {HF_FILE}, {HF_CONFIG_FILE} and {HF_SPECIAL_MAP_FILE}, so Hugging Face tools cannot load this directory: {e}",
+            ]
         _write_hf(directory / HF_FILE, obj)
         config, special_map = _hf_config(data)
         _write_json(directory / HF_CONFIG_FILE, config, indent=2)
