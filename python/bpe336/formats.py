@@ -347,11 +347,14 @@ def vocab_keys(data: TokenizerData, specials_first: bool) -> tuple[dict[str, int
     duplicates: dict[int, str] = {}
     special_ids = set(data.special_tokens.values())
     used = _merge_tokens(data.merges)
+    ordinary = {t for i, t in data.vocab.items() if i not in special_ids}
     if specials_first:
         keys.update(data.special_tokens)
     for idx in sorted(data.vocab):
         token = data.vocab[idx]
-        if idx in special_ids and len(token) > 1 and token not in used:
+        # A special's id is spelled as an ordinary token too only where BPE needs its bytes and
+        # no ordinary id has them.
+        if idx in special_ids and (token in ordinary or not (len(token) == 1 or token in used)):
             continue
         key = encode_token(token)
         owner = keys.get(key)

@@ -205,6 +205,7 @@ def test_odd_tokenizer_round_trips_and_saves_deterministically(fast_dir):
 
 
 def test_explicit_special_ids_and_specials_over_existing_tokens(fast_dir):
+    (fast_dir / "two").mkdir()
     """Specials with fixed ids (as tokenizer.json and tiktoken give them), and a special declared
     over an ordinary token that the merges use (its id is both)."""
     base = {i: bytes([i]) for i in range(256)}
@@ -214,6 +215,13 @@ def test_explicit_special_ids_and_specials_over_existing_tokens(fast_dir):
     assert tok.special_token_ids == {"<|end|>": 1000, "hel": 257, "lo": 258}
     assert tok.encode("hello<|end|>") == [257, 258, 1000]
     round_trip_everywhere(tok, fast_dir, ["hello<|end|> help lo", "hel"])
+    # A special with a fixed id of its own whose bytes an ordinary token also has (as HF files
+    # give " the" added after GPT-2's vocabulary): text matches the special, BPE the ordinary.
+    vocab2 = {**base, 256: b" t", 257: b" th", 258: b" the"}
+    merges2 = [(b" ", b"t"), (b" t", b"h"), (b" th", b"e")]
+    tok2 = Tokenizer(vocab2, merges2, {" the": 300, "<|end|>": 301})
+    assert tok2.encode(" the th") == [300, 257] and tok2.encode_ordinary(" the") == [258]
+    round_trip_everywhere(tok2, fast_dir / "two", [" the them<|end|>", "the th"])
     with pytest.raises(ValueError, match="special token 'x' has id 65, which the vocabulary gives to b'A'"):
         Tokenizer(vocab, merges, {"x": 65})
 
