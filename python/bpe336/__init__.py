@@ -7,8 +7,16 @@ assert tok.decode(tok.encode("Hello")) == "Hello"
 """
 
 from ._core import GPT2_PATTERN
-from .formats import load_gpt2_files, save_gpt2_files
+from .formats import TokenizerFileError, load_gpt2_files, save_gpt2_files
 from .tokenizer import Tokenizer
 from .train import train_bpe, train_bpe_from_iterator
 
-__all__ = ["GPT2_PATTERN", "Tokenizer", "train_bpe", "train_bpe_from_iterator", "load_gpt2_files", "save_gpt2_files"]
+__all__ = [
+    "GPT2_PATTERN",
+    "Tokenizer",
+    "TokenizerFileError",
+    "train_bpe",
+    "train_bpe_from_iterator",
+    "load_gpt2_files",
+    "save_gpt2_files",
+]

@@ -1,12 +1,76 @@
 """The `bpe336` command: `bpe336 train`, `bpe336 encode`, `bpe336 bench`.
 
-bpe336 train corpus.txt --vocab-size 10000 --special-token '<|endoftext|>' --out tok/
+Every bad input (missing, unreadable or non-regular files, invalid UTF-8, malformed tokenizers,
+numbers out of range, outputs that cannot be written) prints one `bpe336 CMD: error: ...` line to
+stderr and exits 1; outputs are checked before any work. Progress goes to stderr: bars on a
+terminal, a few plain lines in a log.
+
+    bpe336 train corpus.txt --vocab-size 10000 --special-token '<|endoftext|>' --out tok/
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from pathlib import Path
+
+MAX_THREADS = 1024  # far above any machine's cores; a larger request is a typo
+MAX_VOCAB = 0xFFFF_FFFF  # token ids are 32-bit
+
+
+class CliError(Exception):
+    """A user error found by the command itself, printed as `error: ...`."""
+
+
+def _int_range(lo: int, hi: int, what: str):
+    """An argparse type: an integer in [lo, hi], e.g. _int_range(1, 1024, "threads")("0") -> error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be between {lo:,} and {hi:,}, got {value:,}")
+        return value
+
+    return parse
+
+
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of megabytes, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"megabytes must be a finite number >= 0, got {text}")
+    return value
+
+
+def _input_file(path: str) -> Path:
+    """A readable regular file (not a directory or a FIFO, which could block forever)."""
+    from .formats import check_input_file
+
+    p = check_input_file(path)
+    if not os.access(p, os.R_OK):
+        raise PermissionError(13, f"{p}: permission denied")
+    return p
+
+
+def _add_threads(p: argparse.ArgumentParser, nargs: str | None = None, default=None) -> None:
+    p.add_argument(
+        "--threads",
+        type=_int_range(1, MAX_THREADS, "--threads"),
+        nargs=nargs,
+        default=default,
+        metavar="N",
+        help=f"worker threads, 1 to {MAX_THREADS} (default: all cores, or RAYON_NUM_THREADS)"
+        if nargs is None
+        else f"thread counts to measure, each 1 to {MAX_THREADS} (default: 1 2)",
+    )
+
 
 # ---------------------------------------------------------------------------------------------
 # bpe336 train
@@ -17,12 +81,17 @@ def add_train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a BPE tokenizer on text files",
-        description="Train a byte-level BPE tokenizer (GPT-2 pre-tokenization) on UTF-8 text files and "
-        "write DIR/vocab.json and DIR/merges.txt in GPT-2 format. Each file is an independent text.",
+        description="Train a byte-level BPE tokenizer (GPT-2 pre-tokenization) on UTF-8 text files and write the "
+        "directory DIR as one unit: tokenizer.json (Hugging Face; with tokenizer_config.json and "
+        "special_tokens_map.json for transformers' AutoTokenizer), vocab.json + merges.txt (GPT-2) and "
+        "special_tokens.json (the special tokens with their ids, and the pattern). Each file is an independent text.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="UTF-8 text file(s) to train on")
     p.add_argument(
-        "--vocab-size", type=int, default=10_000, help="final vocabulary size, counting special tokens and the 256 bytes (default: 10000)"
+        "--vocab-size",
+        type=_int_range(256, MAX_VOCAB, "--vocab-size"),
+        default=10_000,
+        help="final vocabulary size, counting special tokens and the 256 bytes (default: 10000)",
     )
     p.add_argument(
         "--special-token",
@@ -32,33 +101,44 @@ def add_train_parser(sub) -> None:
         help="a special token (repeatable), e.g. '<|endoftext|>'; it splits the text and gets the next id from 0 (default: none)",
     )
     p.add_argument(
-        "--out", default="tokenizer", metavar="DIR", help="output directory for vocab.json and merges.txt (default: ./tokenizer)"
+        "--out",
+        default="tokenizer",
+        metavar="DIR",
+        help="output directory, new or holding only a previous tokenizer; replaced as one unit (default: ./tokenizer)",
     )
-    p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores, or RAYON_NUM_THREADS)")
-    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    _add_threads(p)
+    p.add_argument("--no-progress", action="store_true", help="do not show progress")
     p.set_defaults(run=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
     import resource
     import time
-    from pathlib import Path
+    import warnings
 
-    from .formats import save_gpt2_files
+    from .atomic import check_not_inside, check_output_directory
+    from .formats import TOKENIZER_FILES
+    from .tokenizer import Tokenizer
     from .train import train_bpe_with_stats
 
-    start = time.perf_counter()
-    try:
-        vocab, merges, stats = train_bpe_with_stats(
-            args.inputs, args.vocab_size, args.special_token, num_threads=args.threads, progress=not args.no_progress
-        )
-    except (OSError, ValueError, UnicodeDecodeError, TypeError) as e:
-        print(f"bpe336 train: error: {e}", file=sys.stderr)
-        return 1
-    wall = time.perf_counter() - start
+    # 1. Check the inputs and the output directory before the work.
+    # (train_bpe checks the vocabulary size and special tokens before it reads anything.)
+    inputs = [_input_file(p) for p in args.inputs]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_gpt2_files(vocab, merges, out / "vocab.json", out / "merges.txt", args.special_token)
+    check_output_directory(out, TOKENIZER_FILES)
+    for p in inputs:
+        check_not_inside(p, out)
+
+    # 2. Train, then write the directory as one unit.
+    start = time.perf_counter()
+    vocab, merges, stats = train_bpe_with_stats(
+        inputs, args.vocab_size, args.special_token, num_threads=args.threads, progress=not args.no_progress
+    )
+    wall = time.perf_counter() - start
+    tok = Tokenizer(vocab, merges, args.special_token)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tok.save(out)
     # ru_maxrss is in KiB on Linux (bytes on macOS).
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak_mib = peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
@@ -70,8 +150,10 @@ def run_train(args: argparse.Namespace) -> int:
         f"peak memory: {peak_mib:,.0f} MiB\n"
         f"distinct pre-tokens: {stats['distinct_pretokens']:,} ({stats['total_pretokens']:,} in total)\n"
         f"longest token: {longest.decode('utf-8', errors='replace')!r} ({len(longest)} bytes)\n"
-        f"wrote {out / 'vocab.json'} and {out / 'merges.txt'}"
+        f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})"
     )
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
     return 0
 
 
@@ -84,30 +166,27 @@ PILE_BYTES = 825e9  # the Pile, for the "time to tokenize" estimate
 
 
 def _load_tokenizer(args: argparse.Namespace):
-    """--tokenizer (a .json file or a directory) or --vocab/--merges, plus --special-token."""
-    from pathlib import Path
-
+    """--tokenizer (a directory, tokenizer.json or .tiktoken) or --vocab/--merges, plus --special-token."""
     from .tokenizer import Tokenizer
 
     specials = args.special_token or []
-    if getattr(args, "vocab", None) or getattr(args, "merges", None):
+    if args.vocab or args.merges:
         if not (args.vocab and args.merges):
-            raise SystemExit("bpe336: --vocab and --merges go together")
-        return Tokenizer.from_files(args.vocab, args.merges, specials)
+            raise CliError("--vocab and --merges go together")
+        if args.tokenizer:
+            raise CliError("give either --tokenizer or --vocab/--merges, not both")
+        return Tokenizer.from_files(_input_file(args.vocab), _input_file(args.merges), specials)
     if not args.tokenizer:
-        raise SystemExit("bpe336: give --tokenizer DIR_OR_JSON (or --vocab vocab.json --merges merges.txt)")
-    path = Path(args.tokenizer)
-    if path.is_dir() and not (path / "special_tokens.json").exists() and specials:
-        # A plain GPT-2 pair: the specials named on the command line are the specials.
-        return Tokenizer.from_files(path / "vocab.json", path / "merges.txt", specials)
-    return Tokenizer.load(path, special_tokens=[s for s in specials])
+        raise CliError("give --tokenizer PATH (or --vocab vocab.json --merges merges.txt)")
+    return Tokenizer.load(args.tokenizer, special_tokens=specials or None)
 
 
 def _add_tokenizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tokenizer",
         metavar="PATH",
-        help="tokenizer: a directory with vocab.json + merges.txt (as `bpe336 train` writes) or a single .json file from Tokenizer.save",
+        help="tokenizer: a directory (as `bpe336 train` or transformers' save_pretrained writes), a tokenizer.json, "
+        "or a .tiktoken file (with its .tiktoken.json sidecar)",
     )
     p.add_argument("--vocab", metavar="VOCAB_JSON", help="GPT-2 style vocab.json (with --merges; instead of --tokenizer)")
     p.add_argument("--merges", metavar="MERGES_TXT", help="GPT-2 style merges.txt (with --vocab)")
@@ -126,6 +205,10 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
+def _pile_time(mbps: float) -> str:
+    return _hours(PILE_BYTES / (mbps * 1e6)) if mbps > 0 and math.isfinite(mbps) else "n/a"
+
+
 def add_encode_parser(sub) -> None:
     p = sub.add_parser(
         "encode",
@@ -136,27 +219,30 @@ def add_encode_parser(sub) -> None:
     p.add_argument("input", metavar="INPUT", help="UTF-8 text file")
     _add_tokenizer_args(p)
     p.add_argument("--out", metavar="PATH", help="output token array: .npy (numpy header) or .bin (raw); default INPUT with suffix .npy")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="worker threads (default: all cores, or RAYON_NUM_THREADS)")
+    _add_threads(p)
     p.add_argument(
         "--dtype", choices=["uint16", "uint32"], default=None, help="token dtype (default: uint16 when the vocabulary fits, else uint32)"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress report")
     p.set_defaults(run=run_encode)
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .atomic import check_not_same_file, check_output_file
 
+    src = _input_file(args.input)
+    out = Path(args.out) if args.out else src.with_suffix(".npy")
+    check_output_file(out)
+    check_not_same_file(src, out)
     tok = _load_tokenizer(args)
-    out = Path(args.out) if args.out else Path(args.input).with_suffix(".npy")
-    stats = tok.encode_file(args.input, out, num_threads=args.threads, progress=not args.no_progress, dtype=args.dtype)
+    stats = tok.encode_file(src, out, num_threads=args.threads, progress=not args.no_progress, dtype=args.dtype)
     mbps = stats["mb_per_s"]
     print(
         f"encoded {stats['input']} -> {stats['output']}\n"
         f"  {stats['bytes'] / 1e6:,.1f} MB -> {stats['tokens']:,} tokens ({stats['dtype']}), "
         f"{stats['bytes_per_token']:.3f} bytes/token\n"
         f"  {stats['seconds']:.2f} s, {mbps:,.1f} MB/s on {stats['threads']} threads, peak memory {_peak_memory_mb():,.0f} MB\n"
-        f"  the 825 GB Pile at this rate: {_hours(PILE_BYTES / (mbps * 1e6))}"
+        f"  the 825 GB Pile at this rate: {_pile_time(mbps)}"
     )
     return 0
 
@@ -173,52 +259,72 @@ def add_bench_parser(sub) -> None:
         description="Measure encoding throughput (text in memory -> token array) on 1 and 2 threads, "
         "the list-returning encode, compression (bytes per token) and the time to tokenize the 825 GB Pile.",
     )
-    p.add_argument("input", metavar="INPUT", help="UTF-8 text file to encode")
+    p.add_argument("input", metavar="INPUT", help="UTF-8 text file to encode (not empty)")
     _add_tokenizer_args(p)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], metavar="N", help="thread counts to measure (default: 1 2)")
-    p.add_argument("--repeat", type=int, default=3, metavar="R", help="timed runs per measurement; the median is reported (default: 3)")
-    p.add_argument("--limit-mb", type=float, default=0, metavar="MB", help="use only the first MB megabytes of INPUT (0 = all)")
+    _add_threads(p, nargs="+", default=[1, 2])
+    p.add_argument(
+        "--repeat",
+        type=_int_range(1, 1000, "--repeat"),
+        default=3,
+        metavar="R",
+        help="timed runs per measurement, 1 to 1000; the median is reported (default: 3)",
+    )
+    p.add_argument("--limit-mb", type=_megabytes, default=0, metavar="MB", help="use only the first MB megabytes of INPUT (0 = all)")
     p.set_defaults(run=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
     import statistics
     import time
-    from pathlib import Path
 
+    src = _input_file(args.input)
     tok = _load_tokenizer(args)
-    text = Path(args.input).read_text(encoding="utf-8")
+    data = src.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CliError(f"{src}: invalid UTF-8 at byte offset {e.start} (byte 0x{data[e.start]:02x})") from None
     if args.limit_mb:
         text = text[: int(args.limit_mb * 1e6)]
     nbytes = len(text.encode("utf-8"))
+    if nbytes == 0:
+        raise CliError(f"{src}: is empty{' (after --limit-mb)' if args.limit_mb else ''}; nothing to measure")
 
     def median_seconds(fn) -> float:
         fn()  # warm-up (caches, thread pool)
         times = []
-        for _ in range(max(1, args.repeat)):
+        for _ in range(args.repeat):
             t0 = time.perf_counter()
             out = fn()
             times.append(time.perf_counter() - t0)
             del out  # freeing the result is not part of encoding
-        return statistics.median(times)
+        return max(statistics.median(times), 1e-9)
 
     ids = tok.encode_to_numpy(text)
-    print(
-        f"{args.input}: {nbytes / 1e6:,.1f} MB, {len(ids):,} tokens, {nbytes / max(1, len(ids)):.3f} bytes/token, vocab {tok.vocab_size:,}"
-    )
+    print(f"{src}: {nbytes / 1e6:,.1f} MB, {len(ids):,} tokens, {nbytes / max(1, len(ids)):.3f} bytes/token, vocab {tok.vocab_size:,}")
     print(f"{'path':<28}{'threads':>8}{'MB/s':>10}{'Pile (825 GB)':>16}")
     for n in args.threads:
-        s = median_seconds(lambda n=n: tok.encode_to_numpy(text, num_threads=n))
-        mbps = nbytes / 1e6 / s
-        print(f"{'encode_to_numpy':<28}{n:>8}{mbps:>10,.1f}{_hours(PILE_BYTES / (mbps * 1e6)):>16}")
-    s = median_seconds(lambda: tok.encode(text))
-    mbps = nbytes / 1e6 / s
-    print(f"{'encode (list[int])':<28}{1:>8}{mbps:>10,.1f}{_hours(PILE_BYTES / (mbps * 1e6)):>16}")
+        mbps = nbytes / 1e6 / median_seconds(lambda n=n: tok.encode_to_numpy(text, num_threads=n))
+        print(f"{'encode_to_numpy':<28}{n:>8}{mbps:>10,.1f}{_pile_time(mbps):>16}")
+    mbps = nbytes / 1e6 / median_seconds(lambda: tok.encode(text))
+    print(f"{'encode (list[int])':<28}{1:>8}{mbps:>10,.1f}{_pile_time(mbps):>16}")
     print(f"peak memory {_peak_memory_mb():,.0f} MB")
     return 0
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _message(e: BaseException) -> str:
+    """One line for an error: OSErrors and UnicodeDecodeErrors carry their own path; others as is."""
+    if isinstance(e, OSError) and e.filename and e.strerror and str(e.filename) not in (e.strerror or ""):
+        return f"{e.filename}: {e.strerror}"
+    if isinstance(e, OSError) and e.strerror and len(e.args) == 2:
+        return e.strerror
+    if isinstance(e, UnicodeDecodeError):
+        return e.reason if "byte offset" in e.reason else str(e)
+    text = str(e) or type(e).__name__
+    return text.strip("'\"") if isinstance(e, KeyError) else text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,8 +333,21 @@ def main(argv: list[str] | None = None) -> int:
     add_train_parser(sub)
     add_encode_parser(sub)
     add_bench_parser(sub)
-    args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2), already printed by argparse
+        return int(e.code or 0)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"bpe336 {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, OSError, ValueError, TypeError, KeyError, OverflowError, MemoryError) as e:
+        print(f"bpe336 {args.command}: error: {_message(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug, still one line rather than a traceback
+        print(f"bpe336 {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

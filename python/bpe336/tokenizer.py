@@ -1,8 +1,9 @@
 """`Tokenizer`: GPT-2-compatible byte-level BPE encoding and decoding (Rust core).
 
 The Rust `Encoder` does the work (pre-tokenization, merging by rank, parallel batches and files,
-all with the GIL released); this class validates input, owns the special-token policy and the
-file formats, and shapes results for Python (lists, numpy arrays, `.npy` files, stats dicts).
+all with the GIL released); this class validates input, owns the special-token policy, picks
+the file format by path (`formats.py` reads and writes them, `atomic.py` makes each write one
+unit), and shapes results for Python (lists, numpy arrays, `.npy` files, stats dicts).
 
 Special tokens given to the constructor are added to the vocabulary when missing (with the next
 free ids) and are matched in text greedily, longest first; text that merely looks like a special
@@ -16,19 +17,31 @@ token but was not declared is ordinary text.
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from . import _core
-from .atomic import atomic_path, atomic_write
-from .formats import load_gpt2_files, load_tokenizer_json, save_gpt2_files, save_tokenizer_json
+from .atomic import atomic_directory, atomic_output, check_not_same_file, check_output_file, missing_directory_hint
+from .formats import (
+    TOKENIZER_FILES,
+    TokenizerData,
+    TokenizerFileError,
+    read_gpt2_pair,
+    read_json_tokenizer,
+    read_tiktoken,
+    read_tokenizer_directory,
+    write_hf_tokenizer,
+    write_tiktoken,
+    write_tokenizer_files,
+)
+from .progress import progress_bar
 
 # encode_iterable encodes its buffer once it holds this many characters; small enough that the
 # id list of one step (a few thousand ints) keeps memory flat, large enough to amortise the call.
@@ -36,8 +49,6 @@ STREAM_CHUNK_CHARS = 1 << 14
 
 # Bytes reserved for the .npy header, so Rust can write the tokens before their count is known.
 NPY_HEADER_BYTES = 128
-
-SPECIAL_TOKENS_FILE = "special_tokens.json"
 
 
 def _check_text(text: object, what: str = "text") -> str:
@@ -58,11 +69,18 @@ class Tokenizer:
         vocab: {id: token bytes}; every single byte must be a token.
         merges: (left bytes, right bytes) in rank order (creation order for a trained tokenizer);
             both parts and their concatenation must be tokens.
-        special_tokens: strings matched whole in text (longest first) and given their own ids;
-            added to the vocabulary with the next free ids when missing.
+        special_tokens: strings matched whole in text (longest first) and given their own ids:
+            a list (each takes the lowest id whose token is its UTF-8 text, or the next free id,
+            added to the vocabulary), or a mapping {text: id} for fixed ids (an id missing from
+            the vocabulary is added with the text; None means "as for a list").
     """
 
-    def __init__(self, vocab: Mapping[int, bytes], merges: Sequence[tuple[bytes, bytes]], special_tokens: Iterable[str] | None = None):
+    def __init__(
+        self,
+        vocab: Mapping[int, bytes],
+        merges: Sequence[tuple[bytes, bytes]],
+        special_tokens: Iterable[str] | Mapping[str, int | None] | None = None,
+    ):
         if not isinstance(vocab, Mapping):
             raise TypeError(f"vocab must be a mapping {{id: bytes}}, not {type(vocab).__name__}")
         clean: dict[int, bytes] = {}
@@ -77,31 +95,46 @@ class Tokenizer:
             if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, (bytes, bytearray)) for t in pair)):
                 raise TypeError(f"merge {i} must be a pair of bytes, got {pair!r}")
             pairs.append((bytes(pair[0]), bytes(pair[1])))
-        specials: list[str] = []
-        for s in special_tokens or ():
+        wanted: dict[str, int | None] = {}
+        items = special_tokens.items() if isinstance(special_tokens, Mapping) else ((s, None) for s in special_tokens or ())
+        for s, idx in items:
             if not isinstance(s, str) or not s:
                 raise TypeError(f"special tokens must be non-empty str, got {s!r}")
-            if s not in specials:
-                specials.append(s)
+            if idx is not None and (not isinstance(idx, (int, np.integer)) or isinstance(idx, bool) or idx < 0):
+                raise ValueError(f"special token {s!r}: id must be a non-negative integer, got {idx!r}")
+            wanted.setdefault(s, None if idx is None else int(idx))
 
+        # Fixed ids first (they may lie past the vocabulary), then the rest by lowest id or next free.
+        special_ids: dict[str, int] = {}
+        for s, idx in wanted.items():
+            if idx is None:
+                continue
+            b = s.encode("utf-8")
+            if clean.setdefault(idx, b) != b:
+                raise ValueError(f"special token {s!r} has id {idx}, which the vocabulary gives to {clean[idx]!r}")
+            special_ids[s] = idx
         token_to_id: dict[bytes, int] = {}
         for idx in sorted(clean):
             token_to_id.setdefault(clean[idx], idx)
         next_id = max(clean, default=-1) + 1
-        special_ids = []
-        for s in specials:
+        for s, idx in wanted.items():
+            if idx is not None:
+                continue
             b = s.encode("utf-8")
             if b not in token_to_id:
                 clean[next_id] = b
                 token_to_id[b] = next_id
                 next_id += 1
-            special_ids.append((s, token_to_id[b]))
+            special_ids[s] = token_to_id[b]
+        special_ids = {s: special_ids[s] for s in wanted}
 
         self._vocab = clean
         self._merges = pairs
-        self._special_tokens = specials
+        self._special_ids = special_ids
+        self._special_tokens = list(special_ids)
         self._token_to_id = token_to_id
-        self._core = _core.Encoder(list(clean.items()), pairs, special_ids)
+        self._pattern = _core.GPT2_PATTERN
+        self._core = _core.Encoder(list(clean.items()), pairs, list(special_ids.items()))
 
     # -----------------------------------------------------------------------------------------
     # Construction and files
@@ -111,56 +144,108 @@ class Tokenizer:
     def from_files(
         cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: Iterable[str] | None = None
     ) -> Tokenizer:
-        """Load a GPT-2 `vocab.json` + `merges.txt` pair."""
-        specials = list(special_tokens or ())
-        vocab, merges = load_gpt2_files(vocab_path, merges_path, specials)
-        return cls(vocab, merges, specials)
+        """Load a GPT-2 `vocab.json` + `merges.txt` pair. `special_tokens` are matched whole; keys
+        of vocab.json that are not byte-level strings are special tokens stored as text (see
+        `formats.read_gpt2_pair`)."""
+        listed = list(special_tokens or ())
+        data = read_gpt2_pair(vocab_path, merges_path, listed)
+        specials: dict[str, int | None] = {s: data.special_tokens.get(s) for s in listed}
+        specials.update(data.special_tokens)
+        data.special_tokens = specials  # type: ignore[assignment]
+        return cls._from_data(data, vocab_path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, special_tokens: Iterable[str] | None = None) -> Tokenizer:
-        """Load what `save` wrote: a single `.json` file, or a directory with `vocab.json` and
-        `merges.txt` (plus `special_tokens.json` when present; otherwise tokens that no merge
-        produces, beyond the single bytes, are taken as the special tokens, as in GPT-2's
-        `<|endoftext|>`). `special_tokens` adds more."""
+    def load(
+        cls, path: str | os.PathLike, special_tokens: Iterable[str] | Mapping[str, int] | None = None, *, pattern: str | None = None
+    ) -> Tokenizer:
+        """Load a tokenizer from any format bpe336 reads, chosen by the path:
+
+        - a directory: what `save(directory)` writes, a folder written by transformers'
+          `save_pretrained` (byte-level BPE only), or a GPT-2 pair (see
+          `formats.read_tokenizer_directory` for the order);
+        - `NAME.tiktoken`: tiktoken ranks, with specials and pattern from `NAME.tiktoken.json`
+          or from `special_tokens` ({text: id}) and `pattern`;
+        - any other file: Hugging Face's tokenizer.json (or bpe336 0.1's single-file format).
+
+        `special_tokens` adds more special tokens (a list or {text: id}). Malformed files raise
+        `formats.TokenizerFileError` (a ValueError) naming the path and line."""
         path = Path(path)
-        extra = list(special_tokens or ())
         if path.is_dir():
-            vocab_path, merges_path = path / "vocab.json", path / "merges.txt"
-            specials_path = path / SPECIAL_TOKENS_FILE
-            specials: list[str] | None = None
-            if specials_path.is_file():
-                specials = json.loads(specials_path.read_text(encoding="utf-8"))
-                if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials):
-                    raise ValueError(f"{specials_path}: expected a JSON list of strings")
-            vocab, merges = load_gpt2_files(vocab_path, merges_path, (specials or []) + extra)
-            if specials is None:
-                specials = _unreachable_tokens(vocab, merges)
-            return cls(vocab, merges, specials + extra)
-        if not path.exists():
-            raise FileNotFoundError(2, f"{path}: no such file or directory")
-        vocab, merges, specials, pattern = load_tokenizer_json(path)
-        if pattern is not None and pattern != _core.GPT2_PATTERN:
-            raise ValueError(f"{path}: pre-tokenization pattern {pattern!r} is not supported (only the GPT-2 pattern)")
-        return cls(vocab, merges, specials + extra)
+            data = read_tokenizer_directory(path, list(special_tokens or ()))
+        elif not path.exists():
+            raise FileNotFoundError(2, f"{path}: no such file or directory{missing_directory_hint(path)}")
+        elif path.suffix == ".tiktoken":
+            data = read_tiktoken(path, special_tokens, pattern)
+            special_tokens = None
+        else:
+            data = read_json_tokenizer(path)
+        if pattern is not None and data.pattern is not None and pattern != data.pattern:
+            raise ValueError(f"{path}: records the pattern {data.pattern!r}, not the pattern {pattern!r} given")
+        data.pattern = data.pattern or pattern
+        if special_tokens is not None:
+            extra = special_tokens.items() if isinstance(special_tokens, Mapping) else ((s, None) for s in special_tokens)
+            specials: dict[str, int | None] = dict(data.special_tokens)
+            for s, idx in extra:
+                specials.setdefault(s, idx)
+            data.special_tokens = specials  # type: ignore[assignment]
+        return cls._from_data(data, path)
+
+    @classmethod
+    def _from_data(cls, data: TokenizerData, where: str | os.PathLike) -> Tokenizer:
+        """Build from what a reader returned; errors name the file they came from."""
+        if data.pattern is not None and data.pattern != _core.GPT2_PATTERN:
+            raise ValueError(f"{where}: pre-tokenization pattern {data.pattern!r} is not supported (only the GPT-2 pattern)")
+        try:
+            return cls(data.vocab, data.merges, data.special_tokens)
+        except (ValueError, TypeError) as e:
+            raise TokenizerFileError(data.source or where, str(e)) from None
+
+    def _data(self) -> TokenizerData:
+        return TokenizerData(dict(self._vocab), list(self._merges), dict(self._special_ids), self._pattern)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save atomically: to a single self-describing file when `path` ends in `.json`, else
-        into the directory `path` (created if needed) as `vocab.json`, `merges.txt` and
-        `special_tokens.json`. `Tokenizer.load(path)` gives back an identical tokenizer."""
+        """Save so that `Tokenizer.load(path)` gives back an identical tokenizer (same vocab,
+        merges, special tokens with their ids, and pattern). The format follows the path:
+
+        - `NAME.tiktoken`: tiktoken ranks plus the sidecar `NAME.tiktoken.json` (specials,
+          pattern); ValueError if tiktoken would encode differently (see
+          `formats.check_rank_consistent`; never for a tokenizer from `train_bpe`).
+        - any other `NAME.json` (typically `tokenizer.json`): Hugging Face's tokenizer.json;
+          ValueError when a special token is spelled like another token (see `formats.vocab_keys`).
+        - anything else: a directory, replaced as one unit (`atomic.atomic_directory`), holding
+          `vocab.json`, `merges.txt`, `special_tokens.json`, and for transformers'
+          `AutoTokenizer` `tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`
+          (left out, with a warning, when tokenizer.json cannot hold the tokenizer). An existing
+          directory holding other files is refused rather than replaced.
+
+        Single files are written atomically too."""
         path = Path(path)
-        if path.suffix == ".json" and not path.is_dir():
-            save_tokenizer_json(path, self._vocab, self._merges, self._special_tokens, _core.GPT2_PATTERN)
+        if path.suffix == ".tiktoken" and not path.is_dir():
+            write_tiktoken(path, self._data(), self._core.encode_ordinary)
+        elif path.suffix == ".json" and not path.is_dir():
+            write_hf_tokenizer(path, self._data())
         else:
-            self.save_gpt2(path)
+            self._save_directory(path, hf=True)
 
     def save_gpt2(self, directory: str | os.PathLike) -> None:
-        """Write the GPT-2 pair (`vocab.json`, `merges.txt`) plus `special_tokens.json`."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_gpt2_files(self._vocab, self._merges, directory / "vocab.json", directory / "merges.txt", self._special_tokens)
-        with atomic_write(directory / SPECIAL_TOKENS_FILE, "w") as f:
-            json.dump(self._special_tokens, f, ensure_ascii=False)
-            f.write("\n")
+        """Write the directory with only the GPT-2 pair (`vocab.json`, `merges.txt`) and its
+        sidecar `special_tokens.json`, as one unit."""
+        self._save_directory(Path(directory), hf=False)
+
+    def write_files(self, directory: str | os.PathLike, *, hf: bool = True) -> list[str]:
+        """Write the files of a tokenizer directory into `directory`, an existing folder that
+        the caller publishes as one unit, e.g. a model export built inside
+        `atomic.atomic_directory(out, owned=...)` (owned should include
+        `formats.TOKENIZER_FILES`). Not atomic by itself; `save(directory)` is this plus the swap.
+        Returns the names written (a last entry starting "skipped:" says why the Hugging Face
+        files were left out)."""
+        return write_tokenizer_files(directory, self._data(), hf=hf)
+
+    def _save_directory(self, directory: Path, hf: bool) -> None:
+        with atomic_directory(directory, TOKENIZER_FILES) as tmp:
+            names = self.write_files(tmp, hf=hf)
+        if names[-1].startswith("skipped:"):
+            warnings.warn(f"{directory}: {names[-1]}", stacklevel=3)
 
     # -----------------------------------------------------------------------------------------
     # Vocabulary
@@ -183,8 +268,21 @@ class Tokenizer:
     def special_tokens(self) -> list[str]:
         return list(self._special_tokens)
 
+    @property
+    def special_token_ids(self) -> dict[str, int]:
+        """{special token: id}, in the tokenizer's order."""
+        return dict(self._special_ids)
+
+    @property
+    def pattern(self) -> str:
+        """The pre-tokenization regex."""
+        return self._pattern
+
     def token_to_id(self, token: bytes | str) -> int:
-        """The id of a token given as bytes or as text (UTF-8); KeyError when absent."""
+        """The id of a token given as bytes or as text (UTF-8; a special token's own id); KeyError
+        when absent."""
+        if isinstance(token, str) and token in self._special_ids:
+            return self._special_ids[token]
         key = token.encode("utf-8") if isinstance(token, str) else bytes(token)
         try:
             return self._token_to_id[key]
@@ -313,32 +411,31 @@ class Tokenizer:
         """
         src = Path(input_path)
         if src.is_dir():
-            raise IsADirectoryError(f"{src}: is a directory, expected a text file")
+            raise IsADirectoryError(21, f"{src}: is a directory, expected a text file")
         if not src.exists():
             raise FileNotFoundError(2, f"{src}: no such file")
         dt = self.resolve_dtype(dtype)
         dst = Path(output_path)
+        final = check_output_file(dst)  # before any work: a device, a directory, a dangling link
+        check_not_same_file(src, dst)
         npy = dst.suffix == ".npy"
         header_len = NPY_HEADER_BYTES if npy else 0
         total = src.stat().st_size
-        tmp, final = atomic_path(dst)
         meter = _core.FileProgress()
         outcome: dict = {}
-
-        def work() -> None:
-            try:
-                outcome["stats"] = self._core.encode_file(str(src), str(tmp), header_len, dt.itemsize, num_threads, meter)
-            except BaseException as e:  # handed to the calling thread
-                outcome["error"] = e
-
         start = time.perf_counter()
-        try:
-            if progress:
-                from tqdm.auto import tqdm
+        with atomic_output(dst) as tmp:
 
+            def work() -> None:
+                try:
+                    outcome["stats"] = self._core.encode_file(str(src), str(tmp), header_len, dt.itemsize, num_threads, meter)
+                except BaseException as e:  # handed to the calling thread
+                    outcome["error"] = e
+
+            if progress:
                 worker = threading.Thread(target=work, name="bpe336-encode-file", daemon=True)
                 worker.start()
-                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"encode {src.name}", dynamic_ncols=True) as bar:
+                with progress_bar(total, f"encode {src.name}", unit="B") as bar:
                     while worker.is_alive():
                         worker.join(0.2)
                         bar.update(meter.bytes_done - bar.n)
@@ -351,12 +448,6 @@ class Tokenizer:
             if npy:
                 with open(tmp, "r+b") as f:
                     f.write(_npy_header(dt.newbyteorder("<"), ntokens))
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         seconds = time.perf_counter() - start
         return {
             "input": str(src),
@@ -407,18 +498,3 @@ def _npy_header(dtype: np.dtype, count: int) -> bytes:
     body_len = NPY_HEADER_BYTES - len(magic) - 2
     body = f"{{'descr': {dtype.str!r}, 'fortran_order': False, 'shape': ({count},), }}"
     return magic + struct.pack("<H", body_len) + (body.ljust(body_len - 1) + "\n").encode("latin1")
-
-
-def _unreachable_tokens(vocab: Mapping[int, bytes], merges: Sequence[tuple[bytes, bytes]]) -> list[str]:
-    """Multi-byte tokens that no merge produces: BPE can never emit them, so in a GPT-2 pair
-    they are the special tokens (e.g. `<|endoftext|>`). In id order; must be UTF-8."""
-    made = {a + b for a, b in merges}
-    out = []
-    for idx in sorted(vocab):
-        t = vocab[idx]
-        if len(t) > 1 and t not in made:
-            try:
-                out.append(t.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise ValueError(f"token {idx} ({t!r}) is produced by no merge and is not UTF-8, so it cannot be a special token") from None
-    return out

@@ -80,21 +80,22 @@ def _check_path(p: str | os.PathLike) -> Path:
 
 
 class _Bar:
-    """A tqdm bar per phase ("count" in MB, "merge" in merges), fed by the core's callback."""
+    """A progress report per phase ("count" in bytes, "merge" in merges), fed by the core's
+    callback: a bar on a terminal, a few plain lines in a log (see `progress.progress_bar`)."""
 
     def __init__(self) -> None:
         self.bars: dict[str, Any] = {}
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        from tqdm import tqdm
+        from .progress import progress_bar
 
         bar = self.bars.get(phase)
         if bar is None:
             self.close()  # the previous phase is over
             if phase == "count":
-                bar = tqdm(total=total or None, unit="B", unit_scale=True, desc="counting pre-tokens")
+                bar = progress_bar(total or None, "counting pre-tokens", unit="B")
             else:
-                bar = tqdm(total=total, unit=" merges", desc="merging")
+                bar = progress_bar(total, "merging", unit=" merges")
             self.bars[phase] = bar
         bar.update(done - bar.n)
 

@@ -126,5 +126,5 @@ def test_cli_encode_and_bench(gpt2, corpus, tmp_path, capsys):
     assert main(["bench", str(FIXTURES / "corpus.en"), "--tokenizer", str(tmp_path / "gpt2.json"), "--repeat", "1"]) == 0
     report = capsys.readouterr().out
     assert "bytes/token" in report and "Pile" in report and "encode_to_numpy" in report
-    with pytest.raises(SystemExit):
-        main(["encode", str(corpus)])  # no tokenizer given
+    assert main(["encode", str(corpus), "--out", str(tmp_path / "none.npy")]) == 1  # no tokenizer given
+    assert "error: give --tokenizer" in capsys.readouterr().err

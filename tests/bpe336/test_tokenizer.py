@@ -341,83 +341,8 @@ def test_non_str_input_is_a_type_error(gpt2):
 
 
 # ---------------------------------------------------------------------------------------------
-# Files: save/load round trips and malformed input
+# Construction (files: test_formats.py)
 # ---------------------------------------------------------------------------------------------
-
-
-def odd_tokenizer() -> Tokenizer:
-    """Bytes that are not UTF-8, a non-ASCII special, ids with a hole."""
-    vocab = {i: bytes([i]) for i in range(256)}
-    merges = [(b"\xff", b"\xfe"), (b" ", b"a"), (b"\xff\xfe", b" a")]
-    for i, (a, b) in enumerate(merges):
-        vocab[300 + i] = a + b
-    return Tokenizer(vocab, merges, special_tokens=["<|é|>", "[EOS]"])
-
-
-@pytest.mark.parametrize("target", ["tok.json", "tokdir"])
-def test_save_load_round_trip_is_exact(tmp_path, target):
-    tok = odd_tokenizer()
-    path = tmp_path / target
-    tok.save(path)
-    back = Tokenizer.load(path)
-    assert back.vocab == tok.vocab
-    assert back.merges == tok.merges
-    assert back.special_tokens == tok.special_tokens
-    text = "\xff a<|é|> a a[EOS]"
-    assert back.encode(text) == tok.encode(text)
-    # Saving again gives the same bytes.
-    again = tmp_path / ("again" + Path(target).suffix)
-    back.save(again)
-    if path.is_dir():
-        for name in ["vocab.json", "merges.txt", "special_tokens.json"]:
-            assert (path / name).read_bytes() == (again / name).read_bytes()
-    else:
-        assert path.read_bytes() == again.read_bytes()
-
-
-@needs_shared
-def test_gpt2_round_trips_through_both_formats(gpt2, tmp_path):
-    gpt2.save(tmp_path / "gpt2.json")
-    gpt2.save(tmp_path / "gpt2")
-    text = (FIXTURES / "tinystories_sample.txt").read_text(encoding="utf-8") + EOT
-    for path in [tmp_path / "gpt2.json", tmp_path / "gpt2"]:
-        back = Tokenizer.load(path)
-        assert back.vocab == gpt2.vocab and back.merges == gpt2.merges and back.special_tokens == [EOT]
-        assert back.encode(text) == gpt2.encode(text)
-    # The GPT-2 pair alone (no special_tokens.json): tokens no merge makes are the specials.
-    (tmp_path / "gpt2" / "special_tokens.json").unlink()
-    assert Tokenizer.load(tmp_path / "gpt2").special_tokens == [EOT]
-
-
-def test_malformed_files_say_where(tmp_path):
-    tok = odd_tokenizer()
-    tok.save(tmp_path / "ok")
-    vocab_path, merges_path = tmp_path / "ok" / "vocab.json", tmp_path / "ok" / "merges.txt"
-    bad_json = tmp_path / "bad_vocab.json"
-    bad_json.write_text('{\n "a": 1,\n "b": \n}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad_vocab.json:4"):
-        Tokenizer.from_files(bad_json, merges_path)
-    bad_merges = tmp_path / "bad_merges.txt"
-    bad_merges.write_text("#version: 0.2\nĠ a\nthree parts here\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad_merges.txt:3"):
-        Tokenizer.from_files(vocab_path, bad_merges)
-    unknown = tmp_path / "unknown_merges.txt"
-    unknown.write_text("#version: 0.2\nĠ a\nq z\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"merge 1 .*\"qz\".* not in the vocabulary"):
-        Tokenizer.from_files(vocab_path, unknown)
-    with pytest.raises(ValueError, match="not a bpe336-tokenizer file"):
-        Tokenizer.load(vocab_path)
-    broken = tmp_path / "broken.json"
-    tok.save(broken)
-    broken.write_text(broken.read_text(encoding="utf-8").replace('[300, "', '[300, 5, "'), encoding="utf-8")
-    with pytest.raises(ValueError, match="vocab entry"):
-        Tokenizer.load(broken)
-    with pytest.raises(FileNotFoundError):
-        Tokenizer.load(tmp_path / "missing.json")
-    with pytest.raises(FileNotFoundError):
-        Tokenizer.from_files(tmp_path / "missing.json", merges_path)
-    with pytest.raises(IsADirectoryError):
-        Tokenizer.from_files(tmp_path, merges_path)
 
 
 def test_bad_constructor_arguments():

@@ -31,6 +31,6 @@ def test_train_command_reports_errors(tmp_path, capsys):
     assert main(["train", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 1
     assert "No such file" in capsys.readouterr().err
     (tmp_path / "x.txt").write_text("abc", encoding="utf-8")
-    assert main(["train", str(tmp_path / "x.txt"), "--vocab-size", "10", "--out", str(tmp_path / "o")]) == 1
-    assert "vocab_size" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "x.txt"), "--vocab-size", "10", "--out", str(tmp_path / "o")]) == 2
+    assert "--vocab-size must be between 256" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
