@@ -379,8 +379,24 @@ def atomic_directory(path: str | os.PathLike, owned: Collection[str]) -> Iterato
     A kill at any moment leaves the old or the new complete directory (see the module notes).
     """
     path = Path(path)
+    made: list[Path] = []  # parent directories created here, removed again if the write fails
     if not os.path.lexists(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        parent = path.absolute().parent
+        made = [p for p in [parent, *parent.parents] if not p.exists()]
+        parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _swap_in(path, owned) as new:
+            yield new
+    except BaseException:
+        for p in made:  # innermost first; only while still empty
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def _swap_in(path: Path, owned: Collection[str]) -> Iterator[Path]:
+    """The body of `atomic_directory` once `path`'s parent exists."""
     target = check_output_directory(path, owned)
     clean_stale_temporaries(target.parent)
     new = _temp_name(target, "new")

@@ -24,13 +24,9 @@ Shell: `lm336 export runs/a --format hf --out exports/a`, `lm336 import hf/tiny-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +43,18 @@ GENERATION_CONFIG = "generation_config.json"
 HF_WEIGHTS = "model.safetensors"
 HF_WEIGHTS_INDEX = "model.safetensors.index.json"
 TOKENIZER_DIR = "tokenizer"  # where a run keeps its tokenizer (sampling.find_tokenizer_dir looks there)
+
+
+def _export_files() -> frozenset[str]:
+    from bpe336.formats import TOKENIZER_FILES
+
+    return frozenset({HF_CONFIG, GENERATION_CONFIG, HF_WEIGHTS}) | TOKENIZER_FILES
+
+
+# What an export or an imported run folder may hold: a previous version of it is replaced whole,
+# anything else in the folder is refused rather than deleted.
+EXPORT_FILES = _export_files()
+RUN_FILES = frozenset({"ckpt.pt", "config.json", WEIGHTS, TOKENIZER_DIR, "log.jsonl", "summary.json"})
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 _DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
@@ -324,48 +332,23 @@ def _read_json(path: Path) -> Any:
 # 4. The tokenizer files ---------------------------------------------------------------------------
 
 
-def save_tokenizer_files(tokenizer, directory: Path, *, model_max_length: int, eos_token: str | None = EOT) -> None:
-    """Write `tokenizer` into `directory` in a layout transformers' AutoTokenizer reads.
+def save_tokenizer_files(tokenizer, directory: Path, *, model_max_length: int) -> None:
+    """Write `tokenizer` into `directory` (a folder published as one unit by the caller) as bpe336
+    writes a tokenizer directory: tokenizer.json, tokenizer_config.json and
+    special_tokens_map.json for transformers' AutoTokenizer, plus the GPT-2 pair and our sidecar.
+    `model_max_length` goes into tokenizer_config.json so AutoTokenizer knows the context length.
 
-    NOTE: the one place that decides the tokenizer files of an export. A bpe336 whose
-    `Tokenizer.save(dir)` writes tokenizer.json (with tokenizer_config.json and
-    special_tokens_map.json) needs nothing more; when it writes only the GPT-2 pair (vocab.json,
-    merges.txt), the two config files added here make transformers read that pair as a GPT-2
-    byte-level BPE with our special tokens."""
-    tokenizer.save(directory)
-    if (directory / "tokenizer.json").exists():
-        return
-    specials = list(tokenizer.special_tokens)
-    eos = eos_token if eos_token in specials else None
-    added = {
-        str(tokenizer.token_to_id(s)): {
-            "content": s,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "single_word": False,
-            "special": True,
-        }
-        for s in specials
-    }
-    config = {
-        "tokenizer_class": "GPT2Tokenizer",
-        "model_max_length": model_max_length,
-        "add_prefix_space": False,
-        "add_bos_token": False,
-        "clean_up_tokenization_spaces": False,
-        "errors": "replace",  # malformed UTF-8 decodes to U+FFFD, as ours does
-        "bos_token": eos,
-        "eos_token": eos,
-        "unk_token": eos,
-        "added_tokens_decoder": added,
-    }
-    special_map = {k: eos for k in ("bos_token", "eos_token", "unk_token") if eos is not None}
-    others = [s for s in specials if s != eos]
-    if others:
-        special_map["additional_special_tokens"] = others
-    _write_json(directory / "tokenizer_config.json", config)
-    _write_json(directory / "special_tokens_map.json", special_map)
+    Raises ValueError when the tokenizer cannot be written as a tokenizer.json that Hugging Face
+    reads with our ids (a special token spelled like another token); export with --no-tokenizer."""
+    names = tokenizer.write_files(directory)
+    if names and names[-1].startswith("skipped:"):
+        raise ValueError(
+            f"the tokenizer cannot be exported for transformers ({names[-1].removeprefix('skipped: ')}); export the model alone with --no-tokenizer"
+        )
+    config_path = directory / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["model_max_length"] = model_max_length
+    _write_json(config_path, config)
 
 
 def _load_tokenizer(path):
@@ -392,48 +375,18 @@ def load_hf_tokenizer(hf_dir: Path):
 # 5. A directory written as one unit -------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _directory_unit(out_dir: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield an empty temporary directory beside `out_dir`; when the block completes it is synced
-    and renamed to `out_dir` (a previous `out_dir` is replaced only with `overwrite`). On any error
-    the temporary directory, and any parent directories made for it, are removed."""
+def _directory_unit(out_dir: Path, overwrite: bool, owned: frozenset[str]):
+    """bpe336's directory writer (a new sibling directory swapped in as one unit; nothing is
+    written on error), after refusing to replace a non-empty `out_dir` without `overwrite`. A
+    previous `out_dir` holding entries other than `owned` is refused: the swap would delete them."""
+    from bpe336.atomic import atomic_directory
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir}: exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir}: exists and is not empty; choose another --out or pass --overwrite")
-    parent = out_dir.absolute().parent
-    made = [p for p in [parent, *parent.parents] if not p.exists()]
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp's 0700 would survive the rename
-        yield tmp
-        for root, _, files in os.walk(tmp):
-            for name in files:
-                with open(os.path.join(root, name), "rb") as f:
-                    os.fsync(f.fileno())
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-        with contextlib.suppress(OSError):  # make the rename durable where the platform allows
-            fd = os.open(parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for p in made:  # innermost first
-            with contextlib.suppress(OSError):
-                p.rmdir()
-        raise
+    return atomic_directory(out_dir, owned)
 
 
 def _check_not_replaced(out_dir: Path, source: Path) -> None:
@@ -524,12 +477,12 @@ def export_hf(
     generation = {"bos_token_id": eos_id, "eos_token_id": eos_id}
     if not isinstance(src, torch.nn.Module):
         _check_not_replaced(Path(out_dir), Path(src))
-    with _directory_unit(Path(out_dir), overwrite) as tmp:
+    with _directory_unit(Path(out_dir), overwrite, EXPORT_FILES) as tmp:
         _write_json(tmp / HF_CONFIG, config)
         _write_json(tmp / GENERATION_CONFIG, generation)
         write_safetensors(tensors, tmp / HF_WEIGHTS)
         if tok is not None:
-            save_tokenizer_files(tok, tmp, model_max_length=cfg.context_length, eos_token=eos_token)
+            save_tokenizer_files(tok, tmp, model_max_length=cfg.context_length)
     return Path(out_dir)
 
 
@@ -611,7 +564,7 @@ def import_hf(
     optimizer = AdamW(param_groups(model, ocfg.weight_decay), lr=ocfg.lr, betas=ocfg.betas, eps=ocfg.eps, weight_decay=ocfg.weight_decay)
     from .data import save_checkpoint
 
-    with _directory_unit(Path(out_dir), overwrite) as tmp:
+    with _directory_unit(Path(out_dir), overwrite, RUN_FILES) as tmp:
         save_checkpoint(model, optimizer, 0, tmp / CHECKPOINT, config=train_cfg.to_dict(), imported_from=str(hf_dir))
         _write_json(tmp / CONFIG, train_cfg.to_dict())
         save_weights(model, tmp / WEIGHTS, iteration=0)

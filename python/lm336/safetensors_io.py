@@ -32,21 +32,17 @@ def write_safetensors(tensors: dict[str, Tensor], path: str | os.PathLike, metad
     atomically. Raises ValueError when two names share one storage (store a tied matrix once)."""
     from safetensors.torch import save_file
 
-    from bpe336.atomic import atomic_path
+    from bpe336.atomic import atomic_output
 
     meta = {"format": "pt", **(metadata or {})}
     bad = [k for k, v in meta.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise TypeError(f"safetensors metadata keys and values must be strings: {bad}")
     flat = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    tmp, final = atomic_path(path)
     try:
-        save_file(flat, str(tmp), metadata=meta)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
+        with atomic_output(path) as tmp:
+            save_file(flat, str(tmp), metadata=meta)
+    except RuntimeError as e:
         if "share memory" in str(e):
             raise ValueError(f"{path}: tensors that share memory cannot be stored twice: {e}") from None
         raise

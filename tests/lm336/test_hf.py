@@ -207,8 +207,16 @@ def test_export_writes_nothing_on_error_and_replaces_only_with_overwrite(trained
         export_hf(run, out)
     assert cli.main(["export", str(run), "--out", str(out)]) == 1
     assert "--overwrite" in capsys.readouterr().err and _tree(out) == ["stale.txt"]
+    # Even with overwrite, a folder holding files an export does not make is refused, not deleted.
+    with pytest.raises(FileExistsError, match="did not make"):
+        export_hf(run, out, overwrite=True)
+    assert _tree(out) == ["stale.txt"]
+    (out / "stale.txt").unlink()
+    export_hf(run, out)
+    first = (out / "config.json").read_bytes()
+    (out / "config.json").write_text("{}")  # a previous export is replaced as a whole
     export_hf(run, out, overwrite=True)
-    assert "stale.txt" not in _tree(out) and (out / "model.safetensors").exists()
+    assert (out / "config.json").read_bytes() == first and (out / "model.safetensors").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bare", "out"]  # no temporary siblings left
 
 
