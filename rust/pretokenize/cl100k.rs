@@ -21,25 +21,12 @@
 //!     cl100k::for_each_pretoken("I'm 12345 km\n", |p| print!("{p:?} ")); // "I" "'m" " km" ...
 
 use super::unicode::{
-    char_start_before, chars_around, class_at, class_of, contraction_end, table, ClassTable,
-    COARSE, LETTER, NUMBER, OTHER, SPACE,
+    ascii_letter_mask, char_start_before, chars_around, class_at, class_of, contraction_end, table,
+    ClassTable, COARSE, HIGH_BITS, LETTER, NUMBER, OTHER, SPACE,
 };
 
 /// tiktoken's `cl100k_base` pattern (`tiktoken_ext/openai_public.py`), exactly.
 pub const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
-
-const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each byte of the result is set iff that byte of `w` is an ASCII letter.
-/// (SWAR: `| 0x20` folds upper case onto lower case; with the high bit cleared first, adding
-/// per-byte constants cannot carry into the next byte.)
-#[inline(always)]
-fn ascii_letter_mask(w: u64) -> u64 {
-    let v = (w | 0x2020_2020_2020_2020) & 0x7F7F_7F7F_7F7F_7F7F;
-    let at_least_a = v.wrapping_add(0x1F1F_1F1F_1F1F_1F1F); // high bit iff v >= 0x61 ('a')
-    let above_z = v.wrapping_add(0x0505_0505_0505_0505); // high bit iff v >= 0x7B ('z' + 1)
-    at_least_a & !above_z & !w & HIGH_BITS
-}
 
 /// End of the run of letters (`\p{L}`) starting at `i`.
 #[inline(always)]
@@ -97,6 +84,19 @@ fn line_breaks_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Position of the last `\r` or `\n` in `b[i..k]` (a plain loop: runs are short, and memchr's
+/// setup costs more than it saves on them).
+#[inline(always)]
+fn last_line_break(b: &[u8], i: usize, mut k: usize) -> Option<usize> {
+    while k > i {
+        k -= 1;
+        if b[k] == b'\n' || b[k] == b'\r' {
+            return Some(k);
+        }
+    }
+    None
+}
+
 /// The end (exclusive byte offset) of the cl100k pre-token that starts at byte `i` of `b`.
 ///
 /// `b` must be valid UTF-8 and `i < b.len()` a char boundary. The branches follow the
@@ -152,8 +152,8 @@ fn pretoken_end_with(t: &ClassTable, b: &[u8], i: usize) -> usize {
         return n;
     }
     // 6. \s*[\r\n]: the greedy `\s*` backs off to the last line break of the run.
-    if let Some(q) = memchr::memrchr2(b'\r', b'\n', &b[i..k]) {
-        return i + q + 1;
+    if let Some(q) = last_line_break(b, i, k) {
+        return q + 1;
     }
     // 7. \s+(?!\S): all but the last character, which leads the next pre-token. 8. \s when the
     // run is a single character.

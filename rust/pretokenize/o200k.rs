@@ -20,8 +20,8 @@
 //!     o200k::for_each_pretoken("HTMLParser's 1234", |p| print!("{p:?} ")); // "HTMLParser's" ...
 
 use super::unicode::{
-    char_start_before, chars_around, class_at, class_of, contraction_end, table, ClassTable,
-    CASELESS, COARSE, LETTER, LOWER, MARK, NUMBER, OTHER, SPACE, UPPER,
+    ascii_lower_mask, char_start_before, chars_around, class_at, class_of, contraction_end, table,
+    ClassTable, CASELESS, COARSE, HIGH_BITS, LETTER, LOWER, MARK, NUMBER, OTHER, SPACE, UPPER,
 };
 
 /// tiktoken's `o200k_base` pattern (`tiktoken_ext/openai_public.py`, its alternatives joined
@@ -41,18 +41,6 @@ pub const O200K_PATTERN: &str = concat!(
     "|",
     r"\s+",
 );
-
-const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each byte of the result is set iff that byte of `w` is `a`..=`z`. (SWAR: with
-/// the high bit cleared first, adding per-byte constants cannot carry into the next byte.)
-#[inline(always)]
-fn ascii_lower_mask(w: u64) -> u64 {
-    let v = w & 0x7F7F_7F7F_7F7F_7F7F;
-    let at_least_a = v.wrapping_add(0x1F1F_1F1F_1F1F_1F1F); // high bit iff v >= 0x61 ('a')
-    let above_z = v.wrapping_add(0x0505_0505_0505_0505); // high bit iff v >= 0x7B ('z' + 1)
-    at_least_a & !above_z & !w & HIGH_BITS
-}
 
 /// End of the run of "lower" characters, `[\p{Ll}\p{Lm}\p{Lo}\p{M}]`, starting at `i`.
 #[inline(always)]
@@ -185,6 +173,19 @@ fn digits_end(t: &ClassTable, b: &[u8], mut j: usize) -> usize {
     j
 }
 
+/// Position of the last `\r` or `\n` in `b[i..k]` (a plain loop: runs are short, and memchr's
+/// setup costs more than it saves on them).
+#[inline(always)]
+fn last_line_break(b: &[u8], i: usize, mut k: usize) -> Option<usize> {
+    while k > i {
+        k -= 1;
+        if b[k] == b'\n' || b[k] == b'\r' {
+            return Some(k);
+        }
+    }
+    None
+}
+
 /// The end (exclusive byte offset) of the o200k pre-token that starts at byte `i` of `b`.
 ///
 /// `b` must be valid UTF-8 and `i < b.len()` a char boundary. The branches follow the
@@ -246,8 +247,8 @@ fn pretoken_end_with(t: &ClassTable, b: &[u8], i: usize) -> usize {
     let k = space_run_end(t, b, s);
     // 5. \s*[\r\n]+: the greedy `\s*` backs off to the last line break of the run, and `[\r\n]+`
     // takes it (the character after it is no line break).
-    if let Some(q) = memchr::memrchr2(b'\r', b'\n', &b[i..k]) {
-        return i + q + 1;
+    if let Some(q) = last_line_break(b, i, k) {
+        return q + 1;
     }
     // 6. \s+(?!\S): the whole run when it ends the text, else all but its last character (which
     // leads the next pre-token); 7. \s+ when the run is one character followed by non-space.
@@ -568,20 +569,6 @@ mod tests {
                 "{c:?}"
             );
             assert_eq!(k == CUT_NU, is(&number), "{c:?}");
-        }
-    }
-
-    #[test]
-    fn ascii_lower_mask_matches_is_ascii_lowercase() {
-        for byte in 0..=255u8 {
-            for pos in 0..8 {
-                let mut bytes = [b'a'; 8];
-                bytes[pos] = byte;
-                let mask = ascii_lower_mask(u64::from_le_bytes(bytes));
-                let is_lower = mask & (0x80u64 << (8 * pos)) != 0;
-                assert_eq!(is_lower, byte.is_ascii_lowercase(), "{byte:#04x} at {pos}");
-                assert_eq!(mask.count_ones(), 7 + is_lower as u32);
-            }
         }
     }
 }

@@ -198,6 +198,30 @@ pub fn chars_around(bytes: &[u8], p: usize) -> Option<(char, char)> {
     Some((x, y))
 }
 
+/// The high bit of every byte.
+pub const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of the result is set iff that byte of `w` is an ASCII letter.
+/// (SWAR: `| 0x20` folds upper case onto lower case; with the high bit cleared first, adding
+/// per-byte constants cannot carry into the next byte.)
+#[inline(always)]
+pub fn ascii_letter_mask(w: u64) -> u64 {
+    let v = (w | 0x2020_2020_2020_2020) & 0x7F7F_7F7F_7F7F_7F7F;
+    let at_least_a = v.wrapping_add(0x1F1F_1F1F_1F1F_1F1F); // high bit iff v >= 0x61 ('a')
+    let above_z = v.wrapping_add(0x0505_0505_0505_0505); // high bit iff v >= 0x7B ('z' + 1)
+    at_least_a & !above_z & !w & HIGH_BITS
+}
+
+/// The high bit of each byte of the result is set iff that byte of `w` is `a`..=`z` (as
+/// `ascii_letter_mask`, without folding the case).
+#[inline(always)]
+pub fn ascii_lower_mask(w: u64) -> u64 {
+    let v = w & 0x7F7F_7F7F_7F7F_7F7F;
+    let at_least_a = v.wrapping_add(0x1F1F_1F1F_1F1F_1F1F);
+    let above_z = v.wrapping_add(0x0505_0505_0505_0505);
+    at_least_a & !above_z & !w & HIGH_BITS
+}
+
 /// End of an optional case-insensitive English contraction at `e`: `'s`, `'t`, `'re`, `'ve`,
 /// `'m`, `'ll` or `'d` in any case, as `(?i:'s|'t|'re|'ve|'m|'ll|'d)` matches it (equal to
 /// `'(?i:[sdmt]|ll|ve|re)`). Unicode case folding adds one non-ASCII letter: U+017F LONG S
@@ -465,5 +489,31 @@ mod tests {
         assert_eq!(chars_around(b"\xff\x80a", 2), None);
         assert_eq!(chars_around(b"a\x80a", 2), None);
         assert_eq!(chars_around(b"\xC3a", 1), None);
+    }
+
+    #[test]
+    fn ascii_masks_match_the_byte_predicates() {
+        for byte in 0..=255u8 {
+            for pos in 0..8 {
+                let mut bytes = [b'a'; 8];
+                bytes[pos] = byte;
+                let w = u64::from_le_bytes(bytes);
+                let bit = 0x80u64 << (8 * pos);
+                let letter = ascii_letter_mask(w);
+                assert_eq!(
+                    letter & bit != 0,
+                    byte.is_ascii_alphabetic(),
+                    "{byte:#04x} at {pos}"
+                );
+                assert_eq!(letter.count_ones(), 7 + byte.is_ascii_alphabetic() as u32);
+                let lower = ascii_lower_mask(w);
+                assert_eq!(
+                    lower & bit != 0,
+                    byte.is_ascii_lowercase(),
+                    "{byte:#04x} at {pos}"
+                );
+                assert_eq!(lower.count_ones(), 7 + byte.is_ascii_lowercase() as u32);
+            }
+        }
     }
 }
