@@ -18,7 +18,8 @@
 //! that ends the text and holds a line break followed by more whitespace (`"a\n  "`) is one
 //! pre-token here (`\s++$`) and two there. That spelling runs as a custom pattern.
 //!
-//!     cl100k::for_each_pretoken("I'm 12345 km\n", |p| print!("{p:?} ")); // "I" "'m" " km" ...
+//!     cl100k::for_each_pretoken("I'm 12345 km\n", |p| print!("{p:?} "));
+//!     // "I" "'m" " " "123" "45" " km" "\n"
 
 use super::unicode::{
     ascii_letter_mask, char_start_before, chars_around, class_at, class_of, contraction_end, table,
@@ -240,9 +241,11 @@ const SAFE: [[bool; 5]; 5] = {
 /// Let X be the character before `p` and Y the one at `p`. The cut is safe when X is not
 /// whitespace and the pair is not one of (letter, letter), (number, number), (other, other),
 /// (other, letter), (other, `\r`/`\n`); or when X is `\r` or `\n` and Y is not whitespace.
-/// In text with spaces that leaves a cut at almost every word end; in CJK text, at every change
-/// between letters, digits and punctuation and after each line break; none inside a run of one
-/// class (such a run is at most one pre-token anyway, but for digits, which group by three).
+/// In text with spaces that leaves a cut at almost every word end; in text without them (CJK),
+/// a cut after every letter or digit run that punctuation or a digit/letter follows, before
+/// every digit that follows punctuation, and after every line break. There is none inside a run
+/// of one class (such a run is one pre-token anyway, but for digits, which group by three and so
+/// depend on where the run started), so memory held for a cut grows with the longest such run.
 ///
 /// Proof. Matching at a position reads the text only forward (no lookbehind; `$` is the end
 /// of the text), so what happens from `p` on depends on `text[p..]` alone, and the pattern

@@ -17,7 +17,8 @@
 //! branch (and random code points); `is_safe_cut` is tested by cutting random texts followed by
 //! random continuations.
 //!
-//!     o200k::for_each_pretoken("HTMLParser's 1234", |p| print!("{p:?} ")); // "HTMLParser's" ...
+//!     o200k::for_each_pretoken("HTMLParser's 1234", |p| print!("{p:?} "));
+//!     // "HTMLParser's" " " "123" "4"
 
 use super::unicode::{
     ascii_lower_mask, char_start_before, chars_around, class_at, class_of, contraction_end, table,
@@ -338,15 +339,18 @@ const SAFE: [[bool; 10]; 10] = {
 ///
 /// With X the character before `p` and Y the one at `p`, and U = `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]`,
 /// W = `[\p{Ll}\p{Lm}\p{Lo}\p{M}]`, the cut is safe when (see `SAFE`):
-/// - X is a letter and Y is a number, whitespace, or other than `'` and a mark; or X is Ll and Y
-///   is Lu/Lt (a camel-case boundary), except `l`, `r`, `v` before `L`, `E` (`'rE`, `'lL`);
+/// - X is a letter and Y is a number, whitespace, or another character that is neither `'` nor
+///   a mark; or X is Ll and Y is Lu/Lt (a camel-case boundary), except `l`, `r`, `v` before `L`,
+///   `E` (`'rE`, `'lL`);
 /// - X is a mark, other, `'` or `/` and Y is a number or whitespace;
 /// - X is a number and Y is not;
 /// - X is `\r` or `\n` and Y is neither whitespace nor `/`.
 ///
-/// That leaves a cut at almost every word end of text with spaces, and after each line break and
-/// at each change between letters, digits and punctuation in text without spaces; none inside a
-/// run of one class (for digits, which group by three, a cut there would move the groups).
+/// That leaves a cut at almost every word end of text with spaces; in text without them (CJK),
+/// after every letter or digit run that punctuation or a digit/letter follows, before every
+/// digit that follows punctuation, and after every line break. There is none inside a run of
+/// one class (for digits, which group by three, a cut there would move the groups), so memory
+/// held for a cut grows with the longest such run.
 ///
 /// Proof. As for cl100k: matching reads forward only (no lookbehind), the pattern matches at
 /// every position (letter: 1 or 2, digit 3, mark 1, other 4, whitespace 7), so pre-tokens tile
@@ -411,6 +415,10 @@ mod tests {
         assert_eq!(
             pretokens("Hello, world! It's 2024."),
             vec!["Hello", ",", " world", "!", " It's", " ", "202", "4", "."]
+        );
+        assert_eq!(
+            pretokens("HTMLParser's 1234"),
+            vec!["HTMLParser's", " ", "123", "4"]
         );
         assert_eq!(pretokens(""), Vec::<&str>::new());
         assert_eq!(

@@ -416,37 +416,63 @@ mod tests {
     use super::*;
     use fancy_regex::Regex;
 
-    /// Every code point gets the class fancy-regex gives it, for each set and for the coarse
-    /// classes the GPT-2 and cl100k patterns use.
+    /// Every code point gets the class that the character classes of the patterns, as
+    /// fancy-regex compiles them, give it. Each regex runs once over a text of all code points,
+    /// which is fast enough to check all of them in debug builds too.
     #[test]
-    fn classes_match_fancy_regex() {
-        let sets: Vec<(Regex, u8)> = SETS
-            .iter()
-            .map(|(p, c)| (Regex::new(&format!("^{p}$")).unwrap(), *c))
-            .collect();
-        let letter = Regex::new(r"^\p{L}$").unwrap();
-        let t = table();
-        // All of the first 0x3100 plus every 5th code point keeps this fast in debug builds;
-        // the release run of the pattern tests covers the rest through random code points.
-        for cp in (0..0x11_0000u32).filter(|cp| *cp < 0x3100 || cp % 5 == 0) {
-            let Some(c) = char::from_u32(cp) else {
-                continue;
-            };
-            let mut buf = [0u8; 4];
-            let text = c.encode_utf8(&mut buf);
-            let expected = sets
-                .iter()
-                .find(|(re, _)| re.is_match(text).unwrap())
-                .map_or(OTHER, |(_, class)| *class);
-            let got = t.get(cp);
-            assert_eq!(got, expected, "U+{cp:04X}");
-            assert_eq!(got & COARSE == LETTER, letter.is_match(text).unwrap());
-            if cp < 0x80 {
-                assert_eq!(ASCII[cp as usize], got, "U+{cp:04X}");
+    fn classes_match_fancy_regex_on_every_code_point() {
+        let everything: String = (0..0x11_0000u32).filter_map(char::from_u32).collect();
+        let members = |pattern: &str| -> Vec<bool> {
+            let mut is = vec![false; 0x11_0000];
+            for m in Regex::new(pattern).unwrap().find_iter(&everything) {
+                for c in m.unwrap().as_str().chars() {
+                    is[c as usize] = true;
+                }
             }
-            assert_eq!(class_at(t, text.as_bytes(), 0), (got, text.len()));
-            assert_eq!(char_start_before(text.as_bytes(), text.len()), 0);
+            is
+        };
+        // The classes as the patterns spell them, independent of `SETS`.
+        let upper = members(r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]");
+        let lower = members(r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]");
+        let letter = members(r"\p{L}");
+        let number = members(r"\p{N}");
+        let space = members(r"\s");
+        let expected = |cp: usize| match (upper[cp], lower[cp], letter[cp], number[cp], space[cp]) {
+            (true, false, true, false, false) => UPPER,
+            (false, true, true, false, false) => LOWER,
+            (true, true, true, false, false) => CASELESS,
+            (true, true, false, false, false) => MARK,
+            (false, false, false, true, false) => NUMBER,
+            (false, false, false, false, true) => SPACE,
+            (false, false, false, false, false) => OTHER,
+            other => panic!("U+{cp:04X} has classes {other:?}"),
+        };
+        let t = table();
+        let mut buf = [0u8; 4];
+        for c in (0..0x11_0000u32).filter_map(char::from_u32) {
+            let cp = c as usize;
+            let got = t.get(c as u32);
+            assert_eq!(got, expected(cp), "U+{cp:04X}");
+            if cp < 0x80 {
+                assert_eq!(ASCII[cp], got, "U+{cp:04X}");
+            }
+            let text = c.encode_utf8(&mut buf).as_bytes();
+            assert_eq!(class_at(t, text, 0), (got, text.len()));
+            assert_eq!(char_start_before(text, text.len()), 0);
         }
+        // Spot checks that the sets mean what their names say.
+        for (c, class) in [('A', UPPER), ('ǅ', UPPER), ('ß', LOWER), ('ʰ', CASELESS)] {
+            assert_eq!(class_of(c), class, "{c:?}");
+        }
+        for (c, class) in [
+            ('中', CASELESS),
+            ('\u{301}', MARK),
+            ('٣', NUMBER),
+            ('\u{3000}', SPACE),
+        ] {
+            assert_eq!(class_of(c), class, "{c:?}");
+        }
+        assert_eq!(class_of('\u{200B}'), OTHER);
     }
 
     #[test]
