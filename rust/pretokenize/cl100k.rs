@@ -18,8 +18,12 @@
 //! that ends the text and holds a line break followed by more whitespace (`"a\n  "`) is one
 //! pre-token here (`\s++$`) and two there. That spelling runs as a custom pattern.
 //!
-//!     cl100k::for_each_pretoken("I'm 12345 km\n", |p| print!("{p:?} "));
-//!     // "I" "'m" " " "123" "45" " km" "\n"
+//! ```
+//! # use _core::pretokenize::cl100k;
+//! let mut pieces = Vec::new();
+//! cl100k::for_each_pretoken("I'm 12345 km\n", |p| pieces.push(p));
+//! assert_eq!(pieces, ["I", "'m", " ", "123", "45", " km", "\n"]);
+//! ```
 
 use super::unicode::{
     ascii_letter_mask, char_start_before, chars_around, class_at, class_of, contraction_end, table,

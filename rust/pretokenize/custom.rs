@@ -18,7 +18,14 @@
 //! pattern can only split text at special tokens and at the ends of documents, so the longest
 //! stretch of text between two of them is held in memory at once (and encoded by one thread).
 //!
-//!     let words = CustomPattern::new(r"\w+|\s+|[^\w\s]+")?; words.for_each_pretoken("a b", |p| ...)?;
+//! ```
+//! # use _core::pretokenize::CustomPattern;
+//! let words = CustomPattern::new(r"\w+")?;
+//! let mut pieces = Vec::new();
+//! words.for_each_pretoken("a, b!", |p| pieces.push(p))?;
+//! assert_eq!(pieces, ["a", "b"]); // text no match covers is dropped
+//! # Ok::<(), _core::BpeError>(())
+//! ```
 
 use crate::error::{BpeError, Result};
 use fancy_regex::{Expr, Regex};

@@ -17,8 +17,12 @@
 //! branch (and random code points); `is_safe_cut` is tested by cutting random texts followed by
 //! random continuations.
 //!
-//!     o200k::for_each_pretoken("HTMLParser's 1234", |p| print!("{p:?} "));
-//!     // "HTMLParser's" " " "123" "4"
+//! ```
+//! # use _core::pretokenize::o200k;
+//! let mut pieces = Vec::new();
+//! o200k::for_each_pretoken("HTMLParser's 1234", |p| pieces.push(p));
+//! assert_eq!(pieces, ["HTMLParser's", " ", "123", "4"]);
+//! ```
 
 use super::unicode::{
     ascii_lower_mask, char_start_before, chars_around, class_at, class_of, contraction_end, table,

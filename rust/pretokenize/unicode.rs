@@ -8,7 +8,9 @@
 //! regex-syntax's Unicode tables, the tables fancy-regex itself compiles patterns with, so a class
 //! here means exactly what it means in the regex; the tests compare every code point.
 //!
-//!     let t = table(); let (class, len) = class_at(t, "Éa".as_bytes(), 0); // (UPPER, 2)
+//! ```ignore
+//! let (class, len) = class_at(table(), "Éa".as_bytes(), 0); // (UPPER, 2)
+//! ```
 
 use regex_syntax::hir::{Class, HirKind};
 use std::sync::OnceLock;
