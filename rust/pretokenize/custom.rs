@@ -137,7 +137,7 @@ fn min_len(e: &Expr) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::unicode::testing::{random_text, Rng};
+    use super::super::unicode::testing::{dense_text, random_text, Rng};
     use super::super::{cl100k, gpt2, o200k, CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN};
     use super::*;
 
@@ -250,6 +250,27 @@ mod tests {
                 matcher(&text, &mut |p| expected.push(p.to_string()));
                 assert_eq!(pretokens(&custom, &text), expected, "{text:?}");
             }
+        }
+    }
+
+    /// tiktoken spells the GPT-2 pattern differently (possessive runs, `\s++$|\s+(?!\S)|\s`);
+    /// that spelling splits text as the GPT-2 matcher does, so it may be mapped to it.
+    #[test]
+    fn tiktokens_gpt2_spelling_equals_the_gpt2_matcher() {
+        let r50k = CustomPattern::new(
+            r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s",
+        )
+        .unwrap();
+        let mut rng = Rng(2718);
+        for round in 0..20_000 {
+            let text = if round % 2 == 0 {
+                random_text(&mut rng, 24)
+            } else {
+                dense_text(&mut rng, 16)
+            };
+            let mut expected = Vec::new();
+            gpt2::for_each_pretoken(&text, |p| expected.push(p));
+            assert_eq!(pretokens(&r50k, &text), expected, "{text:?}");
         }
     }
 
