@@ -4,12 +4,11 @@
 //! The pattern needs only a character class per code point (letter, number, whitespace, other)
 //! and a one-character lookahead, so it runs as a small state machine with an ASCII fast path
 //! instead of a backtracking regex (about 10x faster). The classes for non-ASCII code points come
-//! from regex-syntax's Unicode tables (the tables fancy-regex itself uses), so `\p{L}`, `\p{N}`
-//! and `\s` mean exactly what they mean in the regex. The tests compare it with fancy-regex on
+//! from the shared table of `unicode.rs` (regex-syntax's Unicode tables, which fancy-regex itself
+//! uses), so `\p{L}`, `\p{N}` and `\s` mean exactly what they mean in the regex. The tests compare it with fancy-regex on
 //! random text; the Python tests compare it with the `regex` module.
 
-use regex_syntax::hir::{Class, HirKind};
-use std::sync::OnceLock;
+use super::unicode::{self, ascii_letter_mask, decode_non_ascii, table, ClassTable, HIGH_BITS};
 
 /// The GPT-2 pre-tokenization pattern, exactly as SPEC §1 gives it.
 pub const GPT2_PATTERN: &str =
@@ -33,6 +32,10 @@ const L: u8 = CharClass::Letter as u8;
 const N: u8 = CharClass::Number as u8;
 const S: u8 = CharClass::Space as u8;
 const O: u8 = CharClass::Other as u8;
+// The shared table's coarse classes are these.
+const _: () = assert!(
+    L == unicode::LETTER && N == unicode::NUMBER && S == unicode::SPACE && O == unicode::OTHER
+);
 
 /// Classes of the ASCII range (`\s` = 0x09..=0x0D and 0x20; 0x1C..=0x1F are not White_Space).
 const ASCII_CLASS: [u8; 128] = {
@@ -54,67 +57,9 @@ const ASCII_CLASS: [u8; 128] = {
     t
 };
 
-/// Two-level table over all code points: `blocks[index[cp >> 8]][cp & 0xFF]` is the class.
-/// Identical 256-code-point blocks are shared, so it stays near 100 KB.
-struct ClassTable {
-    index: Vec<u16>,
-    blocks: Vec<[u8; 256]>,
-}
-
-impl ClassTable {
-    fn build() -> ClassTable {
-        let mut classes = vec![O; 0x11_0000];
-        // Order matters only for overlaps, and there are none: the three sets are disjoint.
-        for (pattern, class) in [(r"\p{L}", L), (r"\p{N}", N), (r"\s", S)] {
-            for (start, end) in unicode_ranges(pattern) {
-                for cp in start..=end {
-                    classes[cp as usize] = class;
-                }
-            }
-        }
-        let mut index = Vec::with_capacity(0x1100);
-        let mut blocks: Vec<[u8; 256]> = Vec::new();
-        let mut seen: rustc_hash::FxHashMap<[u8; 256], u16> = Default::default();
-        for chunk in classes.chunks_exact(256) {
-            let block: [u8; 256] = chunk.try_into().expect("chunks_exact yields 256 items");
-            let id = *seen.entry(block).or_insert_with(|| {
-                blocks.push(block);
-                (blocks.len() - 1) as u16
-            });
-            index.push(id);
-        }
-        ClassTable { index, blocks }
-    }
-
-    #[inline]
-    fn get(&self, cp: u32) -> u8 {
-        self.blocks[self.index[(cp >> 8) as usize] as usize][(cp & 0xFF) as usize]
-    }
-}
-
-/// The code point ranges of a Unicode class, from regex-syntax (the parser behind fancy-regex).
-fn unicode_ranges(pattern: &str) -> Vec<(u32, u32)> {
-    let hir = regex_syntax::Parser::new()
-        .parse(pattern)
-        .expect("built-in Unicode class parses");
-    match hir.kind() {
-        HirKind::Class(Class::Unicode(cls)) => cls
-            .ranges()
-            .iter()
-            .map(|r| (r.start() as u32, r.end() as u32))
-            .collect(),
-        other => unreachable!("{pattern} parses to a Unicode class, got {other:?}"),
-    }
-}
-
-fn class_table() -> &'static ClassTable {
-    static TABLE: OnceLock<ClassTable> = OnceLock::new();
-    TABLE.get_or_init(ClassTable::build)
-}
-
 /// The class of one character (exposed for the tests that compare every code point).
 pub fn char_class(c: char) -> CharClass {
-    match class_table().get(c as u32) {
+    match unicode::class_of(c) & unicode::COARSE {
         L => CharClass::Letter,
         N => CharClass::Number,
         S => CharClass::Space,
@@ -129,34 +74,8 @@ fn class_at(t: &ClassTable, b: &[u8], i: usize) -> (u8, usize) {
     if c0 < 0x80 {
         return (ASCII_CLASS[c0 as usize], 1);
     }
-    let (cp, len) = if c0 < 0xE0 {
-        ((((c0 & 0x1F) as u32) << 6) | (b[i + 1] & 0x3F) as u32, 2)
-    } else if c0 < 0xF0 {
-        let cp = (((c0 & 0x0F) as u32) << 12)
-            | (((b[i + 1] & 0x3F) as u32) << 6)
-            | (b[i + 2] & 0x3F) as u32;
-        (cp, 3)
-    } else {
-        let cp = (((c0 & 0x07) as u32) << 18)
-            | (((b[i + 1] & 0x3F) as u32) << 12)
-            | (((b[i + 2] & 0x3F) as u32) << 6)
-            | (b[i + 3] & 0x3F) as u32;
-        (cp, 4)
-    };
-    (t.get(cp), len)
-}
-
-const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each byte of the result is set iff that byte of `w` is an ASCII letter.
-/// (SWAR: `| 0x20` folds upper case onto lower case; with the high bit cleared first, adding
-/// per-byte constants cannot carry into the next byte.)
-#[inline(always)]
-fn ascii_letter_mask(w: u64) -> u64 {
-    let v = (w | 0x2020_2020_2020_2020) & 0x7F7F_7F7F_7F7F_7F7F;
-    let at_least_a = v.wrapping_add(0x1F1F_1F1F_1F1F_1F1F); // high bit iff v >= 0x61 ('a')
-    let above_z = v.wrapping_add(0x0505_0505_0505_0505); // high bit iff v >= 0x7B ('z' + 1)
-    at_least_a & !above_z & !w & HIGH_BITS
+    let (cp, len) = decode_non_ascii(b, i);
+    (t.get(cp) & unicode::COARSE, len)
 }
 
 /// End of the run of characters of class `class` starting at `i`.
@@ -200,7 +119,7 @@ fn run_end(t: &ClassTable, b: &[u8], mut i: usize, class: u8) -> usize {
 /// the alternatives of the pattern in order, as leftmost-first matching tries them.
 #[inline]
 pub fn pretoken_end(b: &[u8], i: usize) -> usize {
-    pretoken_end_with(class_table(), b, i)
+    pretoken_end_with(table(), b, i)
 }
 
 #[inline(always)]
@@ -264,7 +183,7 @@ pub fn for_each_pretoken_bytes<'a>(text: &'a str, mut f: impl FnMut(&'a [u8])) {
 /// order: the form the counter needs, which reads the bytes around a pre-token itself.
 #[inline]
 pub fn for_each_pretoken_range(b: &[u8], mut f: impl FnMut(usize, usize)) {
-    let t = class_table();
+    let t = table();
     let mut i = 0;
     while i < b.len() {
         let j = pretoken_end_with(t, b, i);

@@ -7,9 +7,16 @@
 //! - `pretoken_end(bytes, pos)`: the end of the pre-token that starts at `pos` (byte ranges).
 //! - `SpecialSplitter`: splits text into ordinary segments and special tokens, longest first.
 
+pub mod cl100k;
+mod custom;
 mod gpt2;
+pub mod o200k;
+mod unicode;
 
+pub use cl100k::CL100K_PATTERN;
+pub use custom::CustomPattern;
 pub use gpt2::*;
+pub use o200k::O200K_PATTERN;
 
 /// A piece of text after special-token splitting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

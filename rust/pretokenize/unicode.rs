@@ -1,0 +1,547 @@
+//! Unicode character classes and UTF-8 helpers shared by the hand-written pre-tokenizers
+//! (`gpt2.rs`, `cl100k.rs`, `o200k.rs`).
+//!
+//! One table gives every code point a class byte. Its low two bits are the coarse class that the
+//! GPT-2 and cl100k patterns need (`\p{L}`, `\p{N}`, `\s`, other); the bits above split letters
+//! by case and separate combining marks, which o200k's case-sensitive letter classes need
+//! (`[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]` and `[\p{Ll}\p{Lm}\p{Lo}\p{M}]`). The sets come from
+//! regex-syntax's Unicode tables, the tables fancy-regex itself compiles patterns with, so a class
+//! here means exactly what it means in the regex; the tests compare every code point.
+//!
+//! ```ignore
+//! let (class, len) = class_at(table(), "Éa".as_bytes(), 0); // (UPPER, 2)
+//! ```
+
+use regex_syntax::hir::{Class, HirKind};
+use std::sync::OnceLock;
+
+/// Coarse class `\p{L}` (any letter).
+pub const LETTER: u8 = 0;
+/// Coarse class `\p{N}`.
+pub const NUMBER: u8 = 1;
+/// Coarse class `\s` (Unicode White_Space).
+pub const SPACE: u8 = 2;
+/// Coarse class of everything else, `[^\s\p{L}\p{N}]` (marks included).
+pub const OTHER: u8 = 3;
+/// `class & COARSE` is the coarse class.
+pub const COARSE: u8 = 3;
+
+/// `\p{Lu}` or `\p{Lt}`: a letter only in o200k's upper-case class.
+pub const UPPER: u8 = LETTER | (1 << 2);
+/// `\p{Ll}`: a letter only in o200k's lower-case class.
+pub const LOWER: u8 = LETTER | (2 << 2);
+/// `\p{Lm}` or `\p{Lo}`: a letter in both of o200k's case classes (CJK, Thai, modifiers...).
+pub const CASELESS: u8 = LETTER | (3 << 2);
+/// `\p{M}`: a combining mark. Not a letter, yet in both of o200k's case classes.
+pub const MARK: u8 = OTHER | (4 << 2);
+
+/// Classes of the ASCII range (`\s` is 0x09..=0x0D and 0x20; 0x1C..=0x1F are not White_Space).
+pub const ASCII: [u8; 128] = {
+    let mut t = [OTHER; 128];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_uppercase() {
+            UPPER
+        } else if b.is_ascii_lowercase() {
+            LOWER
+        } else if b.is_ascii_digit() {
+            NUMBER
+        } else if b == b' ' || (b >= 0x09 && b <= 0x0D) {
+            SPACE
+        } else {
+            OTHER
+        };
+        c += 1;
+    }
+    t
+};
+
+/// The Unicode sets behind the classes, as regex syntax, with the class each one gives. The sets
+/// are disjoint (general categories, and White_Space holds only Zs, Zl, Zp and Cc characters);
+/// `ClassTable::build` checks it.
+const SETS: [(&str, u8); 8] = [
+    (r"\p{Lu}", UPPER),
+    (r"\p{Lt}", UPPER),
+    (r"\p{Ll}", LOWER),
+    (r"\p{Lm}", CASELESS),
+    (r"\p{Lo}", CASELESS),
+    (r"\p{M}", MARK),
+    (r"\p{N}", NUMBER),
+    (r"\s", SPACE),
+];
+
+/// Two-level table over all code points: `blocks[index[cp >> 8]][cp & 0xFF]` is the class.
+/// Identical 256-code-point blocks are shared, so it stays near 100 KB.
+pub struct ClassTable {
+    index: Vec<u16>,
+    blocks: Vec<[u8; 256]>,
+}
+
+impl ClassTable {
+    fn build() -> ClassTable {
+        let mut classes = vec![OTHER; 0x11_0000];
+        for (pattern, class) in SETS {
+            for (start, end) in unicode_ranges(pattern) {
+                for cp in start..=end {
+                    assert_eq!(classes[cp as usize], OTHER, "U+{cp:04X} is in two sets");
+                    classes[cp as usize] = class;
+                }
+            }
+        }
+        let mut index = Vec::with_capacity(0x1100);
+        let mut blocks: Vec<[u8; 256]> = Vec::new();
+        let mut seen: rustc_hash::FxHashMap<[u8; 256], u16> = Default::default();
+        for chunk in classes.chunks_exact(256) {
+            let block: [u8; 256] = chunk.try_into().expect("chunks_exact yields 256 items");
+            let id = *seen.entry(block).or_insert_with(|| {
+                blocks.push(block);
+                (blocks.len() - 1) as u16
+            });
+            index.push(id);
+        }
+        ClassTable { index, blocks }
+    }
+
+    /// The class of code point `cp` (`cp <= 0x10FFFF`).
+    #[inline(always)]
+    pub fn get(&self, cp: u32) -> u8 {
+        self.blocks[self.index[(cp >> 8) as usize] as usize][(cp & 0xFF) as usize]
+    }
+}
+
+/// The code point ranges of a Unicode class, from regex-syntax (the parser behind fancy-regex).
+fn unicode_ranges(pattern: &str) -> Vec<(u32, u32)> {
+    let hir = regex_syntax::Parser::new()
+        .parse(pattern)
+        .expect("built-in Unicode class parses");
+    match hir.kind() {
+        HirKind::Class(Class::Unicode(cls)) => cls
+            .ranges()
+            .iter()
+            .map(|r| (r.start() as u32, r.end() as u32))
+            .collect(),
+        other => unreachable!("{pattern} parses to a Unicode class, got {other:?}"),
+    }
+}
+
+/// The table, built on first use (a few milliseconds).
+pub fn table() -> &'static ClassTable {
+    static TABLE: OnceLock<ClassTable> = OnceLock::new();
+    TABLE.get_or_init(ClassTable::build)
+}
+
+/// The class of one character.
+pub fn class_of(c: char) -> u8 {
+    table().get(c as u32)
+}
+
+/// Code point and byte length of the character starting at `i` (a char boundary of valid
+/// UTF-8, not ASCII).
+#[inline(always)]
+pub fn decode_non_ascii(b: &[u8], i: usize) -> (u32, usize) {
+    let c0 = b[i];
+    if c0 < 0xE0 {
+        ((((c0 & 0x1F) as u32) << 6) | (b[i + 1] & 0x3F) as u32, 2)
+    } else if c0 < 0xF0 {
+        let cp = (((c0 & 0x0F) as u32) << 12)
+            | (((b[i + 1] & 0x3F) as u32) << 6)
+            | (b[i + 2] & 0x3F) as u32;
+        (cp, 3)
+    } else {
+        let cp = (((c0 & 0x07) as u32) << 18)
+            | (((b[i + 1] & 0x3F) as u32) << 12)
+            | (((b[i + 2] & 0x3F) as u32) << 6)
+            | (b[i + 3] & 0x3F) as u32;
+        (cp, 4)
+    }
+}
+
+/// Class and byte length of the character starting at `i` (a char boundary of valid UTF-8).
+#[inline(always)]
+pub fn class_at(t: &ClassTable, b: &[u8], i: usize) -> (u8, usize) {
+    let c0 = b[i];
+    if c0 < 0x80 {
+        return (ASCII[c0 as usize], 1);
+    }
+    let (cp, len) = decode_non_ascii(b, i);
+    (t.get(cp), len)
+}
+
+/// Start of the character that ends at byte `end` (> 0) of valid UTF-8.
+#[inline(always)]
+pub fn char_start_before(b: &[u8], end: usize) -> usize {
+    let mut s = end - 1;
+    while b[s] & 0xC0 == 0x80 {
+        s -= 1;
+    }
+    s
+}
+
+/// The character ending at byte `p` and the one starting there, for safe-cut rules that may be
+/// asked about any position of any bytes (a chunk not yet validated as UTF-8): `None` unless
+/// both are complete, valid UTF-8 characters.
+pub fn chars_around(bytes: &[u8], p: usize) -> Option<(char, char)> {
+    if p == 0 || p >= bytes.len() {
+        return None;
+    }
+    let mut s = p - 1;
+    while s > 0 && p - s < 4 && bytes[s] & 0xC0 == 0x80 {
+        s -= 1;
+    }
+    // `s..p` holds exactly one character when the bytes there are valid UTF-8.
+    let x = std::str::from_utf8(&bytes[s..p]).ok()?.chars().next()?;
+    let after = &bytes[p..bytes.len().min(p + 4)];
+    let valid = match std::str::from_utf8(after) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&after[..e.valid_up_to()]).expect("valid prefix"),
+    };
+    let y = valid.chars().next()?;
+    Some((x, y))
+}
+
+/// The high bit of every byte.
+pub const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of the result is set iff that byte of `w` is an ASCII letter.
+/// (SWAR: `| 0x20` folds upper case onto lower case; with the high bit cleared first, adding
+/// per-byte constants cannot carry into the next byte.)
+#[inline(always)]
+pub fn ascii_letter_mask(w: u64) -> u64 {
+    let v = (w | 0x2020_2020_2020_2020) & 0x7F7F_7F7F_7F7F_7F7F;
+    let at_least_a = v.wrapping_add(0x1F1F_1F1F_1F1F_1F1F); // high bit iff v >= 0x61 ('a')
+    let above_z = v.wrapping_add(0x0505_0505_0505_0505); // high bit iff v >= 0x7B ('z' + 1)
+    at_least_a & !above_z & !w & HIGH_BITS
+}
+
+/// The high bit of each byte of the result is set iff that byte of `w` is `a`..=`z` (as
+/// `ascii_letter_mask`, without folding the case).
+#[inline(always)]
+pub fn ascii_lower_mask(w: u64) -> u64 {
+    let v = w & 0x7F7F_7F7F_7F7F_7F7F;
+    let at_least_a = v.wrapping_add(0x1F1F_1F1F_1F1F_1F1F);
+    let above_z = v.wrapping_add(0x0505_0505_0505_0505);
+    at_least_a & !above_z & !w & HIGH_BITS
+}
+
+/// End of an optional case-insensitive English contraction at `e`: `'s`, `'t`, `'re`, `'ve`,
+/// `'m`, `'ll` or `'d` in any case, as `(?i:'s|'t|'re|'ve|'m|'ll|'d)` matches it (equal to
+/// `'(?i:[sdmt]|ll|ve|re)`). Unicode case folding adds one non-ASCII letter: U+017F LONG S
+/// folds to `s`. Returns `e` when there is none.
+#[inline(always)]
+pub fn contraction_end(b: &[u8], e: usize) -> usize {
+    let n = b.len();
+    if e + 1 >= n || b[e] != b'\'' {
+        return e;
+    }
+    let second = |c: u8| e + 2 < n && b[e + 2] | 0x20 == c;
+    match b[e + 1] | 0x20 {
+        b's' | b't' | b'm' | b'd' => e + 2,
+        b'r' | b'v' if second(b'e') => e + 3,
+        b'l' if second(b'l') => e + 3,
+        // U+017F is C5 BF; `| 0x20` keeps 0xC5 distinct from every ASCII letter.
+        0xE5 if b[e + 1] == 0xC5 && e + 2 < n && b[e + 2] == 0xBF => e + 3,
+        _ => e,
+    }
+}
+
+/// The shared pieces of the tests: a small deterministic generator and the text alphabet that
+/// exercises every branch of the patterns.
+#[cfg(test)]
+pub mod testing {
+    /// xorshift64*, so failures reproduce from the seed.
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// ASCII of each class and the contraction letters in both cases (and LONG S), `/`, every
+    /// Unicode whitespace and near-whitespace, letters of each case class (Lu, Ll, Lt, Lm, Lo),
+    /// combining marks (Mn, Mc, Me), numbers of several scripts and kinds, CJK, emoji.
+    pub const ALPHABET: &[char] = &[
+        'a',
+        'b',
+        's',
+        'd',
+        'm',
+        't',
+        'l',
+        'v',
+        'r',
+        'e',
+        'S',
+        'D',
+        'M',
+        'T',
+        'L',
+        'V',
+        'R',
+        'E',
+        'Z',
+        'ſ',
+        'K',
+        '0',
+        '7',
+        '9',
+        '\'',
+        '\'',
+        '\'',
+        '"',
+        '.',
+        ',',
+        '!',
+        '-',
+        '_',
+        '$',
+        '/',
+        '/',
+        ' ',
+        ' ',
+        ' ',
+        ' ',
+        '\n',
+        '\n',
+        '\r',
+        '\t',
+        '\u{0B}',
+        '\u{0C}',
+        '\u{1C}',
+        '\u{1F}',
+        '\u{85}',
+        '\u{A0}',
+        '\u{1680}',
+        '\u{2000}',
+        '\u{200A}',
+        '\u{200B}',
+        '\u{180E}',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{202F}',
+        '\u{205F}',
+        '\u{3000}',
+        '\u{FEFF}',
+        'é',
+        'É',
+        'ß',
+        'Ω',
+        'ω',
+        'Ж',
+        'ж',
+        'ǅ',
+        'ᾈ',
+        'ʰ',
+        'ª',
+        'µ',
+        'ƻ',
+        '\u{301}',
+        '\u{94D}',
+        '\u{903}',
+        '\u{20DD}',
+        'क',
+        'ก',
+        '\u{E31}',
+        '²',
+        '½',
+        '٣',
+        '३',
+        'Ⅻ',
+        '〇',
+        '𝟘',
+        '中',
+        '文',
+        '。',
+        '、',
+        'の',
+        'カ',
+        '한',
+        '😀',
+        '👍',
+        '\u{1F3FD}',
+        '\u{10FFFF}',
+        '€',
+    ];
+
+    /// One character or so of each class the patterns tell apart, for dense random text in
+    /// which every pair of classes (and the contraction letters in both cases) meets often.
+    pub const DENSE: &[char] = &[
+        'a', 'r', 'l', 'v', 's', 'e', 'E', 'L', 'S', 'A', 'ſ', '\'', '\'', '1', '٣', '!', '/', ' ',
+        ' ', '\n', '\r', '\t', '\u{3000}', '\u{85}', '中', 'ʰ', 'ǅ', '\u{301}',
+    ];
+
+    /// Random text over `DENSE`.
+    pub fn dense_text(rng: &mut Rng, max_len: usize) -> String {
+        (0..rng.below(max_len + 1))
+            .map(|_| DENSE[rng.below(DENSE.len())])
+            .collect()
+    }
+
+    /// Random text: mostly the alphabet, sometimes any code point (many scripts and classes),
+    /// sometimes a digit or letter run long enough to cross the 3-digit groups and SWAR blocks.
+    pub fn random_text(rng: &mut Rng, max_len: usize) -> String {
+        let len = rng.below(max_len + 1);
+        let mut s = String::new();
+        while s.chars().count() < len {
+            match rng.below(10) {
+                0 => s.push(char::from_u32(rng.below(0x3100) as u32).unwrap_or(' ')),
+                1 => s.push(char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('x')),
+                2 if rng.below(4) == 0 => {
+                    let digits = ['1', '2', '٣', '³', '½'];
+                    for _ in 0..rng.below(9) {
+                        s.push(digits[rng.below(digits.len())]);
+                    }
+                }
+                3 if rng.below(4) == 0 => {
+                    let letters = ['a', 'B', 'é', 'Ж', '中', '\u{301}', 'ǅ'];
+                    for _ in 0..rng.below(20) {
+                        s.push(letters[rng.below(letters.len())]);
+                    }
+                }
+                _ => s.push(ALPHABET[rng.below(ALPHABET.len())]),
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fancy_regex::Regex;
+
+    /// Every code point gets the class that the character classes of the patterns, as
+    /// fancy-regex compiles them, give it. Each regex runs once over a text of all code points,
+    /// which is fast enough to check all of them in debug builds too.
+    #[test]
+    fn classes_match_fancy_regex_on_every_code_point() {
+        let everything: String = (0..0x11_0000u32).filter_map(char::from_u32).collect();
+        let members = |pattern: &str| -> Vec<bool> {
+            let mut is = vec![false; 0x11_0000];
+            for m in Regex::new(pattern).unwrap().find_iter(&everything) {
+                for c in m.unwrap().as_str().chars() {
+                    is[c as usize] = true;
+                }
+            }
+            is
+        };
+        // The classes as the patterns spell them, independent of `SETS`.
+        let upper = members(r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]");
+        let lower = members(r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]");
+        let letter = members(r"\p{L}");
+        let number = members(r"\p{N}");
+        let space = members(r"\s");
+        let expected = |cp: usize| match (upper[cp], lower[cp], letter[cp], number[cp], space[cp]) {
+            (true, false, true, false, false) => UPPER,
+            (false, true, true, false, false) => LOWER,
+            (true, true, true, false, false) => CASELESS,
+            (true, true, false, false, false) => MARK,
+            (false, false, false, true, false) => NUMBER,
+            (false, false, false, false, true) => SPACE,
+            (false, false, false, false, false) => OTHER,
+            other => panic!("U+{cp:04X} has classes {other:?}"),
+        };
+        let t = table();
+        let mut buf = [0u8; 4];
+        for c in (0..0x11_0000u32).filter_map(char::from_u32) {
+            let cp = c as usize;
+            let got = t.get(c as u32);
+            assert_eq!(got, expected(cp), "U+{cp:04X}");
+            if cp < 0x80 {
+                assert_eq!(ASCII[cp], got, "U+{cp:04X}");
+            }
+            let text = c.encode_utf8(&mut buf).as_bytes();
+            assert_eq!(class_at(t, text, 0), (got, text.len()));
+            assert_eq!(char_start_before(text, text.len()), 0);
+        }
+        // Spot checks that the sets mean what their names say.
+        for (c, class) in [('A', UPPER), ('ǅ', UPPER), ('ß', LOWER), ('ʰ', CASELESS)] {
+            assert_eq!(class_of(c), class, "{c:?}");
+        }
+        for (c, class) in [
+            ('中', CASELESS),
+            ('\u{301}', MARK),
+            ('٣', NUMBER),
+            ('\u{3000}', SPACE),
+        ] {
+            assert_eq!(class_of(c), class, "{c:?}");
+        }
+        assert_eq!(class_of('\u{200B}'), OTHER);
+    }
+
+    #[test]
+    fn contractions_fold_case_as_the_regex_does() {
+        let re = Regex::new(r"^(?i:'s|'t|'re|'ve|'m|'ll|'d)").unwrap();
+        let mut rng = testing::Rng(7);
+        let letters = [
+            's', 'S', 'ſ', 't', 'T', 'r', 'R', 'e', 'E', 'v', 'l', 'L', 'm', 'd', 'x',
+        ];
+        for _ in 0..5000 {
+            let mut text = String::from("'");
+            for _ in 0..rng.below(4) {
+                text.push(letters[rng.below(letters.len())]);
+            }
+            let expected = re.find(&text).unwrap().map_or(0, |m| m.end());
+            assert_eq!(contraction_end(text.as_bytes(), 0), expected, "{text:?}");
+        }
+        // No other code point folds to a contraction letter.
+        let one = Regex::new(r"^(?i:[stmdrvel])$").unwrap();
+        for c in (0x80..0x11_0000u32).filter_map(char::from_u32) {
+            let mut buf = [0u8; 4];
+            assert_eq!(
+                one.is_match(c.encode_utf8(&mut buf)).unwrap(),
+                c == 'ſ',
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chars_around_rejects_what_is_not_utf8() {
+        let b = "aé中😀".as_bytes();
+        assert_eq!(chars_around(b, 1), Some(('a', 'é')));
+        assert_eq!(chars_around(b, 3), Some(('é', '中')));
+        assert_eq!(chars_around(b, 6), Some(('中', '😀')));
+        assert_eq!(chars_around(b, 2), None);
+        assert_eq!(chars_around(b, 0), None);
+        assert_eq!(chars_around(b, b.len()), None);
+        assert_eq!(chars_around(&b[..8], 6), None); // the char at p is cut off
+        assert_eq!(chars_around(b"\xff\x80a", 2), None);
+        assert_eq!(chars_around(b"a\x80a", 2), None);
+        assert_eq!(chars_around(b"\xC3a", 1), None);
+    }
+
+    #[test]
+    fn ascii_masks_match_the_byte_predicates() {
+        for byte in 0..=255u8 {
+            for pos in 0..8 {
+                let mut bytes = [b'a'; 8];
+                bytes[pos] = byte;
+                let w = u64::from_le_bytes(bytes);
+                let bit = 0x80u64 << (8 * pos);
+                let letter = ascii_letter_mask(w);
+                assert_eq!(
+                    letter & bit != 0,
+                    byte.is_ascii_alphabetic(),
+                    "{byte:#04x} at {pos}"
+                );
+                assert_eq!(letter.count_ones(), 7 + byte.is_ascii_alphabetic() as u32);
+                let lower = ascii_lower_mask(w);
+                assert_eq!(
+                    lower & bit != 0,
+                    byte.is_ascii_lowercase(),
+                    "{byte:#04x} at {pos}"
+                );
+                assert_eq!(lower.count_ones(), 7 + byte.is_ascii_lowercase() as u32);
+            }
+        }
+    }
+}
