@@ -35,10 +35,15 @@ _EXPORTS = {
     "clip_gradients": "optim",
     # data.py
     "get_batch": "data",
-    "save_checkpoint": "data",
-    "load_checkpoint": "data",
-    "read_checkpoint": "data",
     "check_token_range": "data",
+    # checkpoint.py: run folders and every checkpoint read and write
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "read_checkpoint": "checkpoint",
+    "load_model": "checkpoint",
+    "CheckpointError": "checkpoint",
+    # common.py
+    "resolve_device": "common",
     # config.py
     "ModelConfig": "config",
     "TrainConfig": "config",

@@ -1,4 +1,5 @@
-"""The `lm336` command. Each subcommand lives in the module named for it, as `main(argv)`.
+"""The `lm336` command. Each subcommand lives in the module named for it, as `main(argv)`, decorated
+with `lm336.common.command` so that every error prints `lm336 CMD: error: ...` and exits non-zero.
 
 lm336 train --config configs/tinystories-17m.toml --set optimizer.lr=1e-3
 lm336 generate --checkpoint runs/x/ckpt.pt --prompt "Once upon a time"
@@ -29,10 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
         print("usage: lm336 COMMAND [options]\n\ncommands:\n" + "\n".join(lines))
         if argv and argv[0] not in ("-h", "--help"):
-            print(f"\nlm336: unknown command {argv[0]!r}", file=sys.stderr)
+            print(f"\nlm336: error: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
             return 2
         return 0
-    module = importlib.import_module(COMMANDS[argv[0]][0])
+    try:
+        module = importlib.import_module(COMMANDS[argv[0]][0])
+    except ImportError as e:  # e.g. an installation without its compiled extension
+        print(f"lm336 {argv[0]}: error: cannot import {COMMANDS[argv[0]][0]} ({e}); reinstall the package", file=sys.stderr)
+        return 1
     try:
         return int(module.main(argv[1:]) or 0)
     except BrokenPipeError:  # `lm336 accounting ... | head`: the reader left; not an error
