@@ -34,6 +34,8 @@ import json
 import os
 import re
 import stat
+import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -153,20 +155,21 @@ class _HashingWriter(io.RawIOBase):
         return len(view)
 
 
-_PLAIN = (str, bytes, int, float, bool, type(None), Tensor, torch.dtype, torch.device, torch.Size)
+_SCALARS = (str, bytes, int, float, bool, type(None))  # exact types: numpy's float64 subclasses float but pickles as numpy
+_TORCH_VALUES = (Tensor, torch.dtype, torch.device, torch.Size)
 
 
 def _check_plain(value: Any, where: str) -> None:
     """Raise TypeError unless `value` is tensors and plain data (what the safe reader accepts)."""
-    if isinstance(value, _PLAIN):
+    if type(value) in _SCALARS or isinstance(value, _TORCH_VALUES):
         return
-    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+    if type(value) in (list, tuple):
         for i, item in enumerate(value):
             _check_plain(item, f"{where}[{i}]")
         return
-    if isinstance(value, dict):
+    if type(value) in (dict, OrderedDict):
         for key, item in value.items():
-            if not isinstance(key, (str, int, float, bool, type(None))):
+            if type(key) not in _SCALARS:
                 raise TypeError(f"checkpoint extra {where} has a key of type {type(key).__name__}; use str or int keys")
             _check_plain(item, f"{where}[{key!r}]")
         return
@@ -341,7 +344,9 @@ def read_checkpoint(src: str | os.PathLike | IO[bytes], *, allow_missing_checksu
     try:
         payload = _verified_payload(f, name, allow_missing_checksum)
         try:
-            ckpt = torch.load(payload, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # PyTorch's notes on odd pickles: the verdict below says it all
+                warnings.simplefilter("ignore")
+                ckpt = torch.load(payload, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
             # NOTE: PyTorch's own message for a refused object recommends loading unsafely; never
             # pass it on. The file is refused, whatever it holds.

@@ -225,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "text_file", nargs="?", default=None, help="UTF-8 corpus, documents separated by <|endoftext|> lines (default: generated stories)"
     )
-    p.add_argument("--out", default="runs/quickstart", help="run directory, relative to the current directory (default runs/quickstart); overwritten")
+    p.add_argument(
+        "--out", default="runs/quickstart", help="run directory, relative to the current directory (default runs/quickstart); overwritten"
+    )
     p.add_argument("--vocab-size", type=int, default=2000, help="BPE vocabulary incl. 256 bytes + specials (default 2000)")
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget in minutes (default 3)")
     p.add_argument("--max-steps", type=int, default=0, help="train exactly this many steps instead; 0 = fit --minutes")

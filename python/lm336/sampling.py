@@ -365,7 +365,9 @@ def _run(args: argparse.Namespace) -> int:
     model, _ = load_model(args.checkpoint, device)
     tok_path = Path(args.tokenizer) if args.tokenizer else find_tokenizer(args.checkpoint)
     if tok_path is None:
-        raise ValueError(f"no tokenizer found for {args.checkpoint} (looked for {TOKENIZER}/ beside it and one level up); pass --tokenizer DIR")
+        raise ValueError(
+            f"no tokenizer found for {args.checkpoint} (looked for {TOKENIZER}/ beside it and one level up); pass --tokenizer DIR"
+        )
     eos_token = args.eos_token or None
     tokenizer = Tokenizer.load(tok_path)
     if tokenizer.vocab_size != model.config.vocab_size:
