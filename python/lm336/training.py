@@ -282,7 +282,8 @@ def _resume(ckpt_path: Path, cfg: TrainConfig, model, optimizer, stream: BatchSt
     return step, float(elapsed)
 
 
-def _print_header(cfg: TrainConfig, ddp: Dist, device, train_tokens, val_tokens, start_step: int, replacing: bool) -> None:
+def _print_header(cfg: TrainConfig, ddp: Dist, device, amp: str, compiled: bool, train_tokens, val_tokens, start_step: int,
+                  replacing: bool) -> None:  # fmt: skip
     """What is about to happen, before the first step: run, model, data, batches, device, optimizer."""
     run, m, o, d = cfg.run, cfg.model, cfg.optimizer, cfg.data
     if start_step:
@@ -301,14 +302,13 @@ def _print_header(cfg: TrainConfig, ddp: Dist, device, train_tokens, val_tokens,
     budget = f"; time budget {_fmt_time(run.time_budget_s)} (steps re-planned as it goes)" if run.time_budget_s else ""
     lines = [
         f"lm336 train: {run.out_dir}: {what}",
-        f"  model      {n_params / 1e6:.2f}M parameters ({(n_params - embed) / 1e6:.2f}M without the input embedding): vocab "
+        f"  model      {_count(n_params)} parameters ({_count(n_params - embed)} without the input embedding): vocab "
         f"{m.vocab_size:,}, context {m.context_length:,}, d_model {m.d_model:,}, {m.num_layers} layers, {m.num_heads} heads, "
         f"d_ff {m.d_ff or 'default'}; {m.norm}-norm, {m.position}, {m.ffn}{', tied embeddings' if m.tie_embeddings else ''}",
         f"  data       train {d.train_path}: {len(train_tokens):,} tokens; validation {val_name}: {len(val_tokens):,} tokens",
         f"  batches    {run.batch_size:,} sequences x {m.context_length:,} tokens = {per_step:,} tokens/step{processes}{accum}; "
-        f"{steps_left:,} steps to go = {steps_left * per_step:,} tokens ({passes:.2f} passes over the training tokens in all){budget}",
-        f"  device     {device}{threads}, {run.dtype} weights, autocast {run.autocast}, compile "
-        f"{'auto' if run.compile is None else 'on' if run.compile else 'off'}",
+        f"{steps_left:,} steps to go = {steps_left * per_step:,} tokens ({passes:,.2f} passes over the training tokens in all){budget}",
+        f"  device     {device}{threads}, {run.dtype} weights, autocast {amp}, torch.compile {'on' if compiled else 'off'}",
         f"  optimizer  AdamW lr {o.lr:.3g} -> {o.min_lr:.3g} (warm-up {o.warmup_iters:,} steps, cosine to step "
         f"{o.cosine_cycle_iters or run.max_steps:,}), weight decay {o.weight_decay:g}, clip {o.grad_clip:g}",
     ]
@@ -334,6 +334,11 @@ def _warn_if_too_big_for_cpu(cfg: TrainConfig, device, steps_left: int) -> None:
         "in minutes on a CPU, start from configs/cpu-tiny.toml (or lower run.max_steps); on a GPU set run.device=cuda.",
         stacklevel=3,
     )
+
+
+def _count(n: int) -> str:
+    """`_count(17_039_872) -> "17.04M"`, `_count(8_432) -> "8,432"`."""
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,}"
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -438,7 +443,8 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         for path in (ckpt_path, files.summary):
             path.unlink(missing_ok=True)
     if ddp.master:
-        _print_header(cfg, ddp, device, train_tokens, val_tokens, start_step, bool(previous) and not run.resume)
+        amp = "off" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
+        _print_header(cfg, ddp, device, amp, use_compile, train_tokens, val_tokens, start_step, bool(previous) and not run.resume)
         _warn_if_too_big_for_cpu(cfg, device, run.max_steps - start_step)
     fwd = eval_fwd = torch.compile(model) if use_compile else model
     if ddp.enabled:
@@ -603,7 +609,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
                 "grad_norm": float(grad_norm),
             }
             if run.time_budget_s and not last:
-                max_steps = _replan(max_steps, step, start_step, run.time_budget_s, elapsed_before, now - t_start, ddp)
+                max_steps = _replan(max_steps, step, start_step, run.time_budget_s, elapsed_before, now - t_start, ddp, device)
                 pbar.total = max_steps
             if ddp.master:
                 with open(log_path, "a") as f:
@@ -640,7 +646,9 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     return summary
 
 
-def _replan(max_steps: int, step: int, start_step: int, budget_s: float, before_s: float, this_run_s: float, ddp: Dist) -> int:
+def _replan(
+    max_steps: int, step: int, start_step: int, budget_s: float, before_s: float, this_run_s: float, ddp: Dist, device="cpu"
+) -> int:
     """max_steps that ends the run within `budget_s` seconds at the time per step measured so far
     (evaluations and checkpoints included), never below step + 1 (the final step evaluates and
     checkpoints). Every process takes rank 0's figure, so they stop together.
@@ -650,7 +658,7 @@ def _replan(max_steps: int, step: int, start_step: int, budget_s: float, before_
     per_step = this_run_s / max(step - start_step, 1)
     planned = step + max(1, int((budget_s - before_s - this_run_s) / per_step))
     if ddp.enabled:
-        value = torch.tensor([planned], dtype=torch.long, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        value = torch.tensor([planned], dtype=torch.long, device=device)  # the training device suits the backend
         dist.broadcast(value, src=0)
         planned = int(value)
     return planned

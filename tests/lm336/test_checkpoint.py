@@ -218,18 +218,18 @@ def test_crafted_pickles_never_run_through_the_python_api(tmp_path):
     model = TransformerLM(VOCAB, 8, 16, 1, 2, 32)
     for name, path in _crafted_files(tmp_path, marker).items():
         loaders = [
-            lambda: ck.read_checkpoint(path),
-            lambda: ck.read_checkpoint(path, allow_missing_checksum=True),
-            lambda: ck.load_checkpoint(path, model),
-            lambda: ck.load_checkpoint(path, model, allow_missing_checksum=True),
-            lambda: lm336.read_checkpoint(path),
-            lambda: data.read_checkpoint(io.BytesIO(path.read_bytes())),
-            lambda: ck.load_model(path),
-            lambda: ck.load_model(path.parent),
+            lambda p: ck.read_checkpoint(p),
+            lambda p: ck.read_checkpoint(p, allow_missing_checksum=True),
+            lambda p: ck.load_checkpoint(p, model),
+            lambda p: ck.load_checkpoint(p, model, allow_missing_checksum=True),
+            lambda p: lm336.read_checkpoint(p),
+            lambda p: data.read_checkpoint(io.BytesIO(p.read_bytes())),
+            lambda p: ck.load_model(p),
+            lambda p: ck.load_model(p.parent),
         ]
         for load in loaders:
             with pytest.raises(ck.CheckpointError) as err:
-                load()
+                load(path)
             message = str(err.value)
             assert "\n" not in message and str(path) in message or "BytesIO" in message, message
             assert "weights_only" not in message and "unsafe" not in message.lower(), message
