@@ -369,7 +369,7 @@ def _run_stages(args: argparse.Namespace) -> dict:
         cfg.optimizer.warmup_iters = max(1, steps // 5)
     cfg = apply_overrides(cfg, [*args.set, "run.overwrite=true"])  # the user's keys win over the plan; the run dir is ours
     n_params = count_parameters(cfg.model)
-    print(f"         model: {n_params / 1e6:.2f}M parameters, context {cfg.model.context_length}, "
+    print(f"         model: {n_params:,} parameters, context {cfg.model.context_length}, "
           f"d_model {cfg.model.d_model}, {cfg.model.num_layers} layers; {plan}; "
           f"{cfg.tokens_per_step * steps:,} tokens", flush=True)  # fmt: skip
     summary = train(cfg, return_model=True)
