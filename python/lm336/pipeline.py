@@ -356,8 +356,9 @@ def _run_stages(args: argparse.Namespace) -> dict:
             step_s = time_train_step(cfg, cfg.run.device)
         else:  # CPU, --threads 0: measure whether one thread or PyTorch's default is faster here
             _, step_s = choose_threads(cfg, cfg.run.device)
-        cfg.run.max_steps = plan_steps(60 * args.minutes, step_s, cfg.run.eval_batches, args.evals)
-        cfg.run.time_budget_s = 60 * args.minutes  # the loop re-plans from the step time it measures
+        budget = max(60 * args.minutes - (time.perf_counter() - t0), 1.0)  # the timing above counts too
+        cfg.run.max_steps = plan_steps(budget, step_s, cfg.run.eval_batches, args.evals)
+        cfg.run.time_budget_s = round(budget, 3)  # the loop re-plans from the step time it measures
         plan = f"about {cfg.run.max_steps} steps of {1000 * step_s:.0f} ms to fit {args.minutes:g} min (re-measured as it trains)"
     if device.type == "cpu":
         plan += f" on {torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''}"

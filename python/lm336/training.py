@@ -298,7 +298,8 @@ def _print_header(cfg: TrainConfig, ddp: Dist, device, amp: str, compiled: bool,
     passes = run.max_steps * per_step / max(len(train_tokens), 1)
     processes = f", {ddp.world_size} processes x {run.batch_size // ddp.world_size}" if ddp.enabled else ""
     accum = f", {run.grad_accum_steps} micro-batches each" if run.grad_accum_steps > 1 else ""
-    threads = f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
+    n_threads = torch.get_num_threads()
+    threads = f" ({n_threads} thread{'s' if n_threads > 1 else ''})" if device.type == "cpu" else ""
     budget = f"; time budget {_fmt_time(run.time_budget_s)} (steps re-planned as it goes)" if run.time_budget_s else ""
     lines = [
         f"lm336 train: {run.out_dir}: {what}",

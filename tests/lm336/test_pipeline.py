@@ -177,7 +177,7 @@ def test_pipeline_keeps_to_its_time_budget(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "re-measured as it trains" in printed
     saved = json.loads((out / "config.json").read_text())
-    assert saved["run"]["time_budget_s"] == 3.0
+    assert 0 < saved["run"]["time_budget_s"] <= 3.0  # --minutes 0.05, less the time spent timing steps
     result = json.loads((out / "pipeline.json").read_text())
     assert result["steps"] >= 2 and result["final_val_loss"] is not None
 
