@@ -343,4 +343,3 @@ def test_count_equals_the_real_model_for_every_variant(norm, position, ffn, tied
     cfg = dataclasses.replace(TINY, norm=norm, position=position, ffn=ffn, tie_embeddings=tied, d_ff=d_ff)
     model = TransformerLM.from_config(cfg, device="meta")
     assert acc.count_parameters(cfg) == sum(p.numel() for p in model.parameters()) == model.num_parameters()
-
