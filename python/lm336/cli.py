@@ -9,7 +9,6 @@ lm336 accounting --preset gpt2-xl
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 COMMANDS = {
@@ -38,11 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as e:  # e.g. an installation without its compiled extension
         print(f"lm336 {argv[0]}: error: cannot import {COMMANDS[argv[0]][0]} ({e}); reinstall the package", file=sys.stderr)
         return 1
-    try:
-        return int(module.main(argv[1:]) or 0)
-    except BrokenPipeError:  # `lm336 accounting ... | head`: the reader left; not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    return int(module.main(argv[1:]) or 0)  # errors and a closed pipe are handled by lm336.common.command
 
 
 if __name__ == "__main__":

@@ -243,8 +243,9 @@ def command(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Decorate a subcommand's `main(argv) -> int` so that no error reaches the user as a traceback.
 
     Any exception becomes one line on stderr, `<prog>: error: <message>`, and exit status 1 (2 for a
-    configuration error, 130 for Ctrl-C); lm336's own warnings print as `<prog>: warning: ...`.
-    Set LM336_DEBUG=1 to get the traceback instead.
+    configuration error, 130 for Ctrl-C); warnings print as one line, `<prog>: warning: ...`. A reader
+    that leaves a pipe early (`lm336 accounting | head`) is not an error. Set LM336_DEBUG=1 to get
+    the traceback instead.
     """
 
     def wrap(main: Callable[..., int]) -> Callable[..., int]:
@@ -261,6 +262,9 @@ def command(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
             except KeyboardInterrupt:
                 print(f"\n{prog}: interrupted", file=sys.stderr)
                 return 130
+            except BrokenPipeError:  # the reader left; send the rest of the output nowhere
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 0
             except Exception as exc:  # noqa: BLE001 - the whole point: one line, never a traceback
                 if os.environ.get("LM336_DEBUG"):
                     raise

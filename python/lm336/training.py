@@ -411,7 +411,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     micro_batch = per_rank // run.grad_accum_steps
     files = RunFiles(run.out_dir)
     out_dir, ckpt_path, log_path = files.root, files.checkpoint, files.log
-    prepare_out_dir(out_dir, create=ddp.master)  # a file in the way fails now, not after the first steps
+    prepare_out_dir(out_dir, create=False)  # a file in the way fails now, before the data is even read
     previous = files.existing_run()
     if run.resume and not ckpt_path.exists():
         raise FileNotFoundError(f"run.resume is set but {ckpt_path} does not exist; nothing to resume from")
@@ -462,6 +462,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     params = list(model.parameters())
 
     if ddp.master:
+        prepare_out_dir(out_dir)
         write_json(files.config, _stored_config(cfg))
         if run.resume:
             _truncate_log(log_path, start_step)
