@@ -31,7 +31,7 @@ step 2/4 "build tool: maturin"
 
 step 3/4 "building bpe336 (Rust, release) and lm336 into one wheel; the first build compiles for a minute or two"
 rm -rf "$ROOT/target/wheels-quickstart"
-"$PY" -m maturin build --release --manifest-path "$ROOT/Cargo.toml" --out "$ROOT/target/wheels-quickstart"
+(cd "$ROOT" && "$PY" -m maturin build --release --out target/wheels-quickstart)
 wheel=$(ls "$ROOT"/target/wheels-quickstart/bpe336-*.whl)
 
 if "$PY" -c "import torch, numpy, tqdm, matplotlib" 2>/dev/null; then

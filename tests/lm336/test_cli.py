@@ -224,7 +224,8 @@ def test_plain_lines_when_output_is_piped(work):
     argv = [sys.executable, "-m", "lm336", *_train("run.max_steps=6", "run.progress=true")]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, cwd=work)
     assert proc.returncode == 0, proc.stderr
-    assert "\r" not in proc.stdout + proc.stderr  # no redrawn progress bar in a log file
+    both = proc.stdout + proc.stderr
+    assert "\r" not in both and "%|" not in both and "step/s" not in both  # no progress bar, redrawn or line by line
     lines = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
     assert [line.split(" |")[0] for line in lines] == ["step 2", "step 4", "step 6"] and "ETA" in lines[-1]
 
