@@ -113,7 +113,7 @@ def prepare_out_dir(path: str | os.PathLike, *, create: bool = True) -> Path:
         if parent.exists() or parent.is_symlink():
             if not parent.is_dir():
                 what = "the run directory" if parent == path else f"a parent of the run directory {path}"
-                raise NotADirectoryError(f"{parent}: is a file, but {what} must be a directory (choose another run.out_dir)")
+                raise NotADirectoryError(f"{parent}: is a file, but {what} must be a directory")
             break
     if create:
         try:

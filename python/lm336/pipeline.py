@@ -293,14 +293,14 @@ def _run_stages(args: argparse.Namespace) -> dict:
     from bpe336 import Tokenizer, train_bpe
 
     from .accounting import count_parameters
-    from .checkpoint import RunFiles
+    from .checkpoint import RunFiles, prepare_out_dir
     from .common import resolve_device, write_json
     from .config import apply_overrides
     from .plot import plot_runs
     from .sampling import generate
     from .training import train
 
-    run_dir = Path(args.out)
+    run_dir = prepare_out_dir(args.out, create=False)
     files = RunFiles(run_dir)
     # Check the model/optimizer settings and the device before any work (the real vocabulary size comes later).
     first = build_train_config(args, max(args.vocab_size, 257), run_dir / "train.npy", run_dir / "valid.npy", run_dir)

@@ -153,7 +153,8 @@ def draw_curves(
     if out.suffix.lower() != ".png":
         raise ValueError(f"{out}: the figure is a PNG; give a path ending in .png")
     if not out.parent.is_dir():
-        raise FileNotFoundError(f"{out.parent}: output directory does not exist")
+        what = "is not a directory" if out.parent.exists() else "output directory does not exist"
+        raise (NotADirectoryError if out.parent.exists() else FileNotFoundError)(f"{out.parent}: {what}")
     points = [(label, series(records, "step", metric), series(records, "time_s", metric)) for label, records in runs]
     if not any(by_step[0] for _, by_step, _ in points):
         names = ", ".join(label for label, _ in runs)
