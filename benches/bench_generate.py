@@ -17,9 +17,10 @@ import time
 
 import torch
 
+from lm336.common import resolve_device
 from lm336.config import ModelConfig
 from lm336.model import TransformerLM
-from lm336.sampling import generate_ids, resolve_device
+from lm336.sampling import generate_ids
 
 
 def time_run(model, prompt: list[int], new_tokens: int, use_cache: bool, device) -> tuple[float, list[int]]:

@@ -5,7 +5,13 @@
                           num_heads=16, d_ff=1344, rope_theta=10_000.0)
 
 Names are imported on first use, so `import lm336` stays cheap and each piece lives in the
-module named for it.
+module named for it. One home per concept, which every other module calls:
+
+    common.py      the device policy, the process group, seeding and RNG states, atomic writes,
+                   how a command reports errors
+    checkpoint.py  the run folder's file names; every checkpoint write and read (checksummed, safe)
+    config.py      the configs; ModelConfig.validate, the one check of a model's shape
+    accounting.py  parameter counts, memory and FLOPs
 """
 
 from __future__ import annotations
@@ -35,10 +41,15 @@ _EXPORTS = {
     "clip_gradients": "optim",
     # data.py
     "get_batch": "data",
-    "save_checkpoint": "data",
-    "load_checkpoint": "data",
-    "read_checkpoint": "data",
     "check_token_range": "data",
+    # checkpoint.py: run folders and every checkpoint read and write
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "read_checkpoint": "checkpoint",
+    "load_model": "checkpoint",
+    "CheckpointError": "checkpoint",
+    # common.py
+    "resolve_device": "common",
     # config.py
     "ModelConfig": "config",
     "TrainConfig": "config",

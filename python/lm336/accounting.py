@@ -45,6 +45,7 @@ import math
 import sys
 from dataclasses import dataclass, field, replace
 
+from .common import command
 from .config import ModelConfig, default_d_ff
 
 
@@ -107,22 +108,6 @@ def resolve_d_ff(config: ModelConfig) -> int:
     return default_d_ff(config.d_model, config.ffn)
 
 
-def validate_config(config: ModelConfig) -> None:
-    """Raise ValueError naming the first field that makes `config` impossible to account."""
-    for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if config.d_ff is not None and (not isinstance(config.d_ff, int) or config.d_ff <= 0):
-        raise ValueError(f"d_ff must be a positive integer or None, got {config.d_ff!r}")
-    if config.d_model % config.num_heads:
-        raise ValueError(f"d_model ({config.d_model}) is not divisible by num_heads ({config.num_heads})")
-    choices = (("norm", ("pre", "post", "none")), ("position", ("rope", "nope")), ("ffn", ("swiglu", "silu")))
-    for name, allowed in choices:
-        if getattr(config, name) not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Parameters
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +121,7 @@ def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
         parameter_shapes(ModelConfig(num_layers=1, ...))["layers.0.attn.q_proj.weight"] -> (d, d)
     """
-    validate_config(config)
+    config.validate()
     d, v, d_ff = config.d_model, config.vocab_size, resolve_d_ff(config)
     shapes: dict[str, tuple[int, ...]] = {"token_embeddings.weight": (v, d)}
     for i in range(config.num_layers):
@@ -163,7 +148,7 @@ def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
     Components: token embeddings, attention (q, k, v, output), feed-forward, RMSNorm gains (ln1,
     ln2 per layer and ln_final), lm head (0 when tied to the embeddings).
     """
-    validate_config(config)
+    config.validate()
     d, v, d_ff, n = config.d_model, config.vocab_size, resolve_d_ff(config), config.num_layers
     ffn_matrices = 3 if config.ffn == "swiglu" else 2
     norms = (2 * n + 1) * d if config.norm != "none" else 0
@@ -226,7 +211,7 @@ def forward_flops(config: ModelConfig, context_length: int | None = None, batch_
 
         sum(forward_flops(PRESETS["gpt2-xl"]).values()) -> 4_513_336_524_800
     """
-    validate_config(config)
+    config.validate()
     t = config.context_length if context_length is None else int(context_length)
     if t <= 0 or batch_size <= 0:
         raise ValueError(f"context_length and batch_size must be positive, got {t} and {batch_size}")
@@ -253,6 +238,29 @@ def flops_per_token(config: ModelConfig, training: bool = True, context_length: 
     return 3 * forward if training else forward
 
 
+def measure_matmul_flops(size: int = 512, seconds: float = 0.2, device: str = "cpu") -> float:
+    """FLOP/s that float32 (size x size) @ (size x size) matmuls achieve here and now (with
+    PyTorch's current thread count): the rate a well-shaped training step cannot beat, so
+    FLOPs / this rate is a lower bound on its time. Takes about `seconds`.
+    """
+    import time
+
+    import torch
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    c = a @ b  # warm-up
+    reps, start = 0, time.perf_counter()
+    while True:
+        c = a @ b
+        reps += 1
+        if reps % 4 == 0:
+            float(c[0, 0])  # waits for the device
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                return 2 * size**3 * reps / elapsed
+
+
 # ---------------------------------------------------------------------------------------------
 # Memory
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +271,7 @@ def activation_breakdown(config: ModelConfig, batch_size: int, context_length: i
     (the module docstring gives the model). "token ids" counts int64 elements; the rest are in
     the activation dtype.
     """
-    validate_config(config)
+    config.validate()
     b = int(batch_size)
     t = config.context_length if context_length is None else int(context_length)
     if b <= 0 or t <= 0:
@@ -368,6 +376,19 @@ class AccountingReport:
     def max_batch_size(self, memory_bytes: int) -> int:
         """Largest batch size whose training memory fits in `memory_bytes` (0 if none does)."""
         return max(0, (int(memory_bytes) - self.static_bytes) // self.activation_bytes_per_sequence)
+
+    def fit_text(self, memory_bytes: int) -> str:
+        """The largest batch that fits in `memory_bytes`, or why nothing does, for people.
+
+        fit_text(80e9) -> "41"; fit_text(1e9) -> "does not fit: parameters, gradients and AdamW state alone need ..."
+        """
+        largest = self.max_batch_size(memory_bytes)
+        if largest > 0:
+            return f"{largest:,}"
+        if self.static_bytes > memory_bytes:
+            return f"does not fit: parameters, gradients and AdamW state alone need {_bytes(self.static_bytes)}"
+        need = self.static_bytes + self.activation_bytes_per_sequence
+        return f"does not fit: one sequence needs {_bytes(need)} in all"
 
 
 def account(
@@ -521,7 +542,7 @@ def format_report(report: AccountingReport, name: str | None = None, memory_byte
         ("static (parameters + gradients + AdamW)", _bytes(r.static_bytes), ""),
     ]
     if memory_bytes:
-        footer.append((f"largest batch in {_bytes(memory_bytes)}", f"{r.max_batch_size(memory_bytes):,}", ""))
+        footer.append((f"largest batch in {_bytes(memory_bytes)}", r.fit_text(memory_bytes), ""))
     sections.append(_table("Training memory (saved activations: see `pydoc lm336.accounting`)", ("item", "bytes", "share"), rows, footer))
 
     contexts = sorted({256, 1024, 4096, 16384, c.context_length, t})
@@ -593,6 +614,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ModelConfig, str | None]
     return config, name
 
 
+@command("lm336 accounting")
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

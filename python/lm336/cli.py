@@ -1,5 +1,6 @@
 """The `lm336` command. Each subcommand lives in the module named for it, as `main(argv)` (or the
-function named after a colon).
+function named after a colon), decorated with `lm336.common.command` so that every error prints
+`lm336 CMD: error: ...` and exits non-zero.
 
 lm336 train --config configs/tinystories-17m.toml --set optimizer.lr=1e-3
 lm336 generate --checkpoint runs/x/ckpt.pt --prompt "Once upon a time"
@@ -11,7 +12,6 @@ lm336 export runs/x --format hf --out exports/x
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 COMMANDS = {
@@ -35,16 +35,16 @@ def main(argv: list[str] | None = None) -> int:
         lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
         print("usage: lm336 COMMAND [options]\n\ncommands:\n" + "\n".join(lines))
         if argv and argv[0] not in ("-h", "--help"):
-            print(f"\nlm336: unknown command {argv[0]!r}", file=sys.stderr)
+            print(f"\nlm336: error: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
             return 2
         return 0
     module_name, _, function = COMMANDS[argv[0]][0].partition(":")
-    entry = getattr(importlib.import_module(module_name), function or "main")
     try:
-        return int(entry(argv[1:]) or 0)
-    except BrokenPipeError:  # `lm336 accounting ... | head`: the reader left; not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        module = importlib.import_module(module_name)
+    except ImportError as e:  # e.g. an installation without its compiled extension
+        print(f"lm336 {argv[0]}: error: cannot import {module_name} ({e}); reinstall the package", file=sys.stderr)
+        return 1
+    return int(getattr(module, function or "main")(argv[1:]) or 0)  # errors and a closed pipe: lm336.common.command
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .common import check_device_name
+
 NORMS = ("pre", "post", "none")
 POSITIONS = ("rope", "nope")
 FFNS = ("swiglu", "silu")
@@ -75,25 +77,41 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def validate(self) -> None:
-        """Raise ConfigError on an architecture that cannot be built."""
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """Build and validate a ModelConfig from a dict such as `to_dict()` gives (missing keys keep
+        their defaults; unknown keys and bad values raise ConfigError)."""
+        cfg = _build(cls, d, prefix="model.")
+        cfg.validate()
+        return cfg
+
+    def validate(self, prefix: str = "model.") -> ModelConfig:
+        """Raise ConfigError on an architecture that cannot be built; return self.
+
+        The one check of a model's shape and variants: configs, `TransformerLM(...)`, the accounting
+        and checkpoints all call it. `prefix` is how messages name the fields ("model." for config
+        keys, "" for constructor arguments).
+        """
+        _check_types(self, prefix)
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads"):
-            _require(getattr(self, name) > 0, f"model.{name} must be positive, got {getattr(self, name)}")
+            _require(getattr(self, name) > 0, f"{prefix}{name} must be positive, got {getattr(self, name)!r}")
+        _require(self.d_ff is None or self.d_ff > 0, f"{prefix}d_ff must be a positive integer or none, got {self.d_ff!r}")
         _require(
             self.d_model % self.num_heads == 0,
-            f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})",
+            f"{prefix}d_model ({self.d_model}) must be divisible by {prefix}num_heads ({self.num_heads})",
         )
-        _require(self.d_ff is None or self.d_ff > 0, f"model.d_ff must be positive or none, got {self.d_ff}")
+        _choice(f"{prefix}norm", self.norm, NORMS)
+        _choice(f"{prefix}position", self.position, POSITIONS)
+        _choice(f"{prefix}ffn", self.ffn, FFNS)
         if self.position == "rope":
+            d_k = self.d_model // self.num_heads
             _require(
-                (self.d_model // self.num_heads) % 2 == 0,
-                f"RoPE rotates pairs: the head size d_model/num_heads = {self.d_model // self.num_heads} must be even",
+                d_k % 2 == 0,
+                f"RoPE needs an even head dimension, but {prefix}d_model/{prefix}num_heads = {self.d_model}/{self.num_heads} = {d_k}",
             )
-        _require(self.rope_theta > 0, f"model.rope_theta must be positive, got {self.rope_theta}")
-        _require(self.eps > 0, f"model.eps must be positive, got {self.eps}")
-        _choice("model.norm", self.norm, NORMS)
-        _choice("model.position", self.position, POSITIONS)
-        _choice("model.ffn", self.ffn, FFNS)
+        _require(self.rope_theta > 0, f"{prefix}rope_theta must be positive, got {self.rope_theta}")
+        _require(self.eps > 0, f"{prefix}eps must be positive, got {self.eps}")
+        return self
 
 
 @dataclass
@@ -108,6 +126,7 @@ class OptimizerConfig:
     grad_clip: float = 1.0  # max global L2 norm of the gradients; 0 = disable clipping
 
     def validate(self) -> None:
+        _check_types(self, "optimizer.")
         _require(self.lr >= 0 and math.isfinite(self.lr), f"optimizer.lr must be finite and >= 0, got {self.lr}")
         ok = 0 <= self.min_lr and math.isfinite(self.min_lr)
         _require(ok, f"optimizer.min_lr must be finite and >= 0, got {self.min_lr}")
@@ -135,6 +154,7 @@ class DataConfig:
     tokenizer_path: str = ""  # tokenizer of the arrays (file or folder): validation also logs bits per byte; "" = none
 
     def validate(self) -> None:
+        _check_types(self, "data.")
         _choice("data.dtype", self.dtype, TOKEN_DTYPES)
         _require(0.0 < self.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -149,19 +169,22 @@ class RunConfig:
     eval_batches: int = 10  # validation batches of batch_size sequences, always the same windows; 0 = no validation
     log_interval: int = 10  # steps between log lines (each one syncs the device once)
     checkpoint_interval: int = 500  # steps between checkpoints; 0 = only after the last step
-    seed: int = 0  # seeds model init and the batch stream (each process draws its own stream)
-    device: str = "auto"  # "auto" (cuda if present, else cpu) | "cpu" | "cuda" | "cuda:1" ...; cpu is the fallback
+    seed: int = 0  # seeds model init and the batch stream (each process draws its own stream); 0 <= seed < 2**63
+    device: str = "auto"  # "auto" (cuda if present, else mps, else cpu) | "cpu" | "cuda" | "cuda:N" | "mps"; must exist
     dtype: str = "float32"  # parameter dtype: float32 | float64 | bfloat16 (AdamW state follows it)
     autocast: str = "auto"  # autocast dtype: "auto" (bfloat16 on cuda, none on cpu) | "none" | "bfloat16" | "float16"
     compile: bool | None = None  # torch.compile the model; None = on for cuda, off for cpu
     tf32: bool = True  # allow TF32 matmuls on Ampere+ GPUs (float32 runs only); false = exact float32
     resume: bool = False  # continue from out_dir/ckpt.pt (model, optimizer, step, RNG states)
-    progress: bool = True  # tqdm progress bar on the console; false = plain log lines
+    overwrite: bool = False  # start afresh in an out_dir that holds a run; false = refuse (choose resume or overwrite)
+    time_budget_s: float = 0.0  # wall-clock seconds for the whole run: max_steps is re-planned from the measured step time; 0 = off
+    progress: bool = True  # progress bar on a terminal (plain log lines when output is piped); false = plain log lines
     wandb: bool = False  # log to Weights & Biases (needs the wandb package)
     wandb_project: str = "lm336"  # W&B project name
     wandb_run_name: str = ""  # W&B run name; "" = the out_dir's name
 
     def validate(self) -> None:
+        _check_types(self, "run.")
         for name in ("max_steps", "batch_size", "grad_accum_steps", "log_interval"):
             _require(getattr(self, name) > 0, f"run.{name} must be positive, got {getattr(self, name)}")
         for name in ("eval_interval", "eval_batches", "checkpoint_interval"):
@@ -173,10 +196,13 @@ class RunConfig:
         _require(bool(self.out_dir), "run.out_dir must not be empty")
         _choice("run.dtype", self.dtype, PARAM_DTYPES)
         _choice("run.autocast", self.autocast, AUTOCAST_DTYPES)
-        _require(
-            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
-            f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}",
-        )
+        _require(0 <= self.seed < 2**63, f"run.seed must be an integer in [0, 2**63), got {self.seed}")
+        _require(self.time_budget_s >= 0, f"run.time_budget_s must be >= 0 (0 = off), got {self.time_budget_s}")
+        _require(not (self.resume and self.overwrite), "run.resume and run.overwrite exclude each other: continue the run, or replace it")
+        try:
+            check_device_name(self.device)
+        except ValueError as e:
+            raise ConfigError(f"run.device: {e}") from None
 
 
 @dataclass
@@ -201,6 +227,8 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every section; returns self so calls chain. Raises ConfigError."""
+        for name, cls in _sections().items():
+            _require(isinstance(getattr(self, name), cls), f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         self.model.validate()
         self.optimizer.validate()
         self.data.validate()
@@ -230,8 +258,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             raise FileNotFoundError(f"config file {path} does not exist")
         if path.is_dir():
             raise IsADirectoryError(f"config file {path} is a directory")
-        text = path.read_text(encoding="utf-8")
+        if not path.is_file():
+            raise ConfigError(f"config file {path} is not a regular file")
         try:
+            text = path.read_text(encoding="utf-8")
             if path.suffix.lower() == ".toml":
                 import tomllib
 
@@ -278,6 +308,35 @@ def config_keys() -> list[str]:
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _check_types(section: Any, prefix: str) -> None:
+    """Raise ConfigError unless every field of the dataclass `section` holds its declared type (a
+    dataclass built in Python skips the converters): ints are ints (not bools), floats are finite
+    numbers, optional fields may be None, tuples have their length."""
+    for name, t in _field_types(type(section)).items():
+        _check_value(getattr(section, name), t, prefix + name)
+
+
+def _check_value(value: Any, t: Any, key: str) -> None:
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return
+        _check_value(value, next(a for a in args if a is not type(None)), key)
+    elif origin is tuple:
+        _require(isinstance(value, (tuple, list)) and len(value) == len(args), f"{key} expects {len(args)} values, got {value!r}")
+        for v, a in zip(value, args):
+            _check_value(v, a, key)
+    elif t is bool:
+        _require(isinstance(value, bool), f"{key} expects a boolean (true/false), got {value!r}")
+    elif t is int:
+        _require(isinstance(value, int) and not isinstance(value, bool), f"{key} expects an integer, got {value!r}")
+    elif t is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        _require(ok and math.isfinite(value), f"{key} expects a finite number, got {value!r}")
+    elif t is str:
+        _require(isinstance(value, str), f"{key} expects a string, got {value!r}")
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -384,9 +443,12 @@ def _convert(value: Any, t: Any, key: str, *, from_string: bool) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{key} expects a number, got {value!r}")
         try:
-            return float(value.replace("_", "")) if isinstance(value, str) else float(value)
-        except (TypeError, ValueError):
+            number = float(value.replace("_", "")) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key} expects a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} expects a finite number, got {value!r}")
+        return number
     if t is str:
         if isinstance(value, str):
             return value

@@ -21,7 +21,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from bpe336.atomic import atomic_write
+from .common import atomic_write
 
 EOT = "<|endoftext|>"
 

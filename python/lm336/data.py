@@ -1,4 +1,4 @@
-"""Data loading and checkpoints.
+"""Data loading: random training windows from token arrays, and token-range checks.
 
 - `get_batch`: random windows from a 1-D token array (np.memmap of uint16/uint32 works, nothing but
   the sampled windows is read); inputs and next-token targets as (batch, seq) long tensors. On CUDA
@@ -6,26 +6,19 @@
 - Token ids against the vocabulary: the model checks ids only on CPU, to keep the GPU step free of
   host syncs; `get_batch(..., vocab_size=V)` checks each batch on the host before the transfer, and
   `check_token_range` scans a whole array once, in chunks.
-- `save_checkpoint` / `load_checkpoint` / `read_checkpoint`: model, optimizer, iteration and any
-  extras (config, RNG states) in one file, written atomically; loading names every missing,
-  unexpected and mis-shaped tensor.
+- Checkpoints are `lm336.checkpoint`'s; `save_checkpoint`, `load_checkpoint` and `read_checkpoint`
+  stay importable from here too.
 
     x, y = get_batch(np.memmap("train.bin", dtype=np.uint16, mode="r"), 32, 256, "cuda")
-    save_checkpoint(model, optimizer, step, "run/ckpt.pt", config=cfg.to_dict())
-    step = load_checkpoint("run/ckpt.pt", model, optimizer)
 """
 
 from __future__ import annotations
 
-import os
-from typing import IO, Any
-
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import Module
 
-_WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile, DistributedDataParallel
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # re-exported: the public API had them here
 
 
 def _as_token_array(tokens) -> np.ndarray:
@@ -104,134 +97,6 @@ def check_token_range(tokens, vocab_size: int, chunk_size: int = 1 << 24) -> Non
         if lo < 0 or hi >= vocab_size:
             bad = begin + int(np.argmax((chunk < 0) | (chunk >= vocab_size)))
             raise ValueError(f"token array holds id {int(tokens[bad])} at index {bad}, outside the vocabulary [0, {vocab_size})")
-
-
-def _unwrap(model: Module) -> Module:
-    """The module under torch.compile (`_orig_mod`) and DistributedDataParallel (`module`) wrappers."""
-    while True:
-        if isinstance(getattr(model, "_orig_mod", None), Module):
-            model = model._orig_mod
-        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            model = model.module
-        else:
-            return model
-
-
-def _strip_prefixes(state: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in state.items():
-        stripped = True
-        while stripped:
-            stripped = False
-            for prefix in _WRAPPER_PREFIXES:
-                if key.startswith(prefix):
-                    key, stripped = key[len(prefix) :], True
-        out[key] = value
-    return out
-
-
-def save_checkpoint(
-    model: Module,
-    optimizer: torch.optim.Optimizer | None,
-    iteration: int,
-    out: str | os.PathLike | IO[bytes],
-    **extra: Any,
-) -> None:
-    """Save model and optimizer state, the iteration and `extra` (e.g. config=..., rng=...).
-
-    A path is written atomically (temporary file, fsync, rename); a file object is written in place.
-    Model keys are saved without torch.compile/DDP wrapper prefixes.
-    """
-    obj = {
-        "model": _unwrap(model).state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "iteration": int(iteration),
-        **extra,
-    }
-    if isinstance(out, (str, os.PathLike)):
-        from bpe336.atomic import atomic_write
-
-        with atomic_write(out, "wb") as f:
-            torch.save(obj, f)
-    else:
-        torch.save(obj, out)
-
-
-def read_checkpoint(src: str | os.PathLike | IO[bytes], *, weights_only: bool = True) -> dict[str, Any]:
-    """The raw checkpoint dict: "model", "optimizer", "iteration" and the extras, on CPU.
-
-    weights_only=True refuses arbitrary pickled objects (tensors, numbers, strings, lists, dicts and
-    tuples are fine); pass False only for files you trust.
-    """
-    if isinstance(src, (str, os.PathLike)):
-        if os.path.isdir(src):
-            raise IsADirectoryError(f"{src}: is a directory, expected a checkpoint file")
-        if not os.path.exists(src):
-            raise FileNotFoundError(f"{src}: no such checkpoint")
-    try:
-        ckpt = torch.load(src, map_location="cpu", weights_only=weights_only)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a corrupt file
-        if isinstance(e, (FileNotFoundError, IsADirectoryError)):
-            raise
-        blocked = [line.strip() for line in str(e).splitlines() if "Unsupported global" in line]
-        if weights_only and blocked:
-            raise ValueError(
-                f"{_describe(src)}: holds objects other than tensors and plain Python data, which safe "
-                f"loading refuses ({blocked[0]}); if you trust the file, pass weights_only=False"
-            ) from e
-        raise ValueError(f"{_describe(src)}: not a readable checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "iteration" not in ckpt:
-        raise ValueError(f"{_describe(src)}: not an lm336 checkpoint (expected a dict with 'model' and 'iteration')")
-    return ckpt
-
-
-def _describe(src) -> str:
-    return str(src) if isinstance(src, (str, os.PathLike)) else f"<{type(src).__name__}>"
-
-
-def load_checkpoint(
-    src: str | os.PathLike | IO[bytes],
-    model: Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    *,
-    weights_only: bool = True,
-) -> int:
-    """Restore model (and optimizer) state from `src`; return the saved iteration.
-
-    weights_only: as for read_checkpoint (extras such as torch/numpy/random RNG states,
-    `torch.get_rng_state()`, `np.random.Generator.bit_generator.state`, `random.getstate()`, pass).
-
-    Raises:
-        ValueError naming every missing key, unexpected key and shape difference when the
-        checkpoint does not fit the model (e.g. a different configuration), or when an optimizer is
-        given but the checkpoint holds no optimizer state.
-    """
-    ckpt = read_checkpoint(src, weights_only=weights_only)
-    model = _unwrap(model)
-    state = _strip_prefixes(ckpt["model"])
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected}")
-        if shapes:
-            parts.append("shape differences: " + "; ".join(shapes))
-        raise ValueError(f"checkpoint {_describe(src)} does not match the model: " + "; ".join(parts))
-    if optimizer is not None and ckpt.get("optimizer") is None:
-        raise ValueError(f"checkpoint {_describe(src)} holds no optimizer state")
-    model.load_state_dict(state)
-    if optimizer is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    return int(ckpt["iteration"])
 
 
 __all__ = ["get_batch", "check_token_range", "save_checkpoint", "load_checkpoint", "read_checkpoint"]

@@ -28,6 +28,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .common import atomic_write, command, is_terminal
+
 CHUNK = 1 << 20  # bytes per read while streaming
 USER_AGENT = "lm336-data-fetch"
 
@@ -75,7 +77,7 @@ def _open(url: str, offset: int, timeout: float):
 
 
 def _progress(total: int | None, initial: int, desc: str, enabled: bool):
-    if not enabled:
+    if not (enabled and is_terminal()):  # a pipe or log file gets the start and end lines only
         return contextlib.nullcontext(None)
     from tqdm import tqdm
 
@@ -153,8 +155,6 @@ def download(url: str, dest: str | os.PathLike, *, progress: bool = True, force:
 
 def gunzip(src: str | os.PathLike, dest: str | os.PathLike, *, progress: bool = True) -> Path:
     """Decompress `src` (.gz) into `dest` atomically; raises DownloadError on a corrupt archive."""
-    from bpe336.atomic import atomic_write
-
     src, dest = Path(src), Path(dest)
     try:
         with gzip.open(src, "rb") as fin, atomic_write(dest, "wb") as fout, _progress(None, 0, f"unpack {dest.name}", progress) as bar:
@@ -208,6 +208,7 @@ def fetch(
     return results
 
 
+@command("lm336 data")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lm336 data", description="Fetch the training corpora (needs a network).")
     sub = p.add_subparsers(dest="command", required=True)

@@ -173,14 +173,15 @@ def evaluate(
         "windows", "context_length", "stride", "bos_token" (None when not prepended), "source"
         ("text" or "tokens")}.
     """
-    from .sampling import find_tokenizer_dir, load_model, resolve_device
+    from .checkpoint import find_tokenizer, load_model
+    from .common import resolve_device
 
     # 1. Model and tokenizer.
     if isinstance(model, (str, os.PathLike)):
         path = model
         model, raw = load_model(path, resolve_device(device or "auto"))
         if tokenizer is None:
-            tokenizer = find_tokenizer_dir(path, raw)
+            tokenizer = find_tokenizer(path, raw)
     if tokenizer is not None and not hasattr(tokenizer, "encode"):
         from bpe336 import Tokenizer
 

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checkpoint import CHECKPOINT, CONFIG, LOG, SUMMARY, TOKENIZER
 from .config import ConfigError, ModelConfig, TrainConfig
 from .safetensors_io import WEIGHTS, check_state, read_safetensors, save_weights, write_safetensors
 from .sampling import EOT
@@ -42,7 +43,6 @@ HF_CONFIG = "config.json"
 GENERATION_CONFIG = "generation_config.json"
 HF_WEIGHTS = "model.safetensors"
 HF_WEIGHTS_INDEX = "model.safetensors.index.json"
-TOKENIZER_DIR = "tokenizer"  # where a run keeps its tokenizer (sampling.find_tokenizer_dir looks there)
 
 
 def _export_files() -> frozenset[str]:
@@ -54,7 +54,7 @@ def _export_files() -> frozenset[str]:
 # What an export or an imported run folder may hold: a previous version of it is replaced whole,
 # anything else in the folder is refused rather than deleted.
 EXPORT_FILES = _export_files()
-RUN_FILES = frozenset({"ckpt.pt", "config.json", WEIGHTS, TOKENIZER_DIR, "log.jsonl", "summary.json"})
+RUN_FILES = frozenset({CHECKPOINT, CONFIG, WEIGHTS, TOKENIZER, LOG, SUMMARY})
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 _DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
@@ -411,8 +411,8 @@ def _write_json(path: Path, obj: Any) -> None:
 def _load_source(src) -> tuple[Any, torch.dtype, dict]:
     """(model, dtype the weights were stored in, the checkpoint's raw dict) for a TransformerLM,
     a ckpt.pt, a model.safetensors or a run directory."""
+    from .checkpoint import load_model
     from .model import TransformerLM
-    from .sampling import load_model
 
     if isinstance(src, TransformerLM):
         return src, src.lm_head.weight.dtype, {}
@@ -459,9 +459,9 @@ def export_hf(
     tok = None
     if include_tokenizer:
         if tokenizer is None and raw is not None and not isinstance(src, torch.nn.Module):
-            from .sampling import find_tokenizer_dir
+            from .checkpoint import find_tokenizer
 
-            tokenizer = find_tokenizer_dir(src, raw)
+            tokenizer = find_tokenizer(src, raw)
         if tokenizer is None:
             raise ValueError(
                 f"no tokenizer found for {src if not isinstance(src, torch.nn.Module) else 'the model'} "
@@ -528,9 +528,10 @@ def import_hf(
         RoPE scaling, other activations, ...), missing/unexpected/mis-shaped tensors, unreadable
         or pickled weights, unreadable tokenizer files. FileNotFoundError: no config or weights.
     """
+    from .checkpoint import save_checkpoint
     from .model import TransformerLM
     from .optim import AdamW
-    from .training import CHECKPOINT, CONFIG, param_groups
+    from .training import param_groups
 
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
@@ -562,15 +563,13 @@ def import_hf(
     train_cfg.validate()
     ocfg = train_cfg.optimizer
     optimizer = AdamW(param_groups(model, ocfg.weight_decay), lr=ocfg.lr, betas=ocfg.betas, eps=ocfg.eps, weight_decay=ocfg.weight_decay)
-    from .data import save_checkpoint
-
     with _directory_unit(Path(out_dir), overwrite, RUN_FILES) as tmp:
         save_checkpoint(model, optimizer, 0, tmp / CHECKPOINT, config=train_cfg.to_dict(), imported_from=str(hf_dir))
         _write_json(tmp / CONFIG, train_cfg.to_dict())
         save_weights(model, tmp / WEIGHTS, iteration=0)
         if tokenizer is not None:
-            (tmp / TOKENIZER_DIR).mkdir()
-            tokenizer.save(tmp / TOKENIZER_DIR)
+            (tmp / TOKENIZER).mkdir()
+            tokenizer.save(tmp / TOKENIZER)
     return Path(out_dir)
 
 
@@ -636,7 +635,7 @@ def import_main(argv: list[str] | None = None) -> int:
         return 1
     files = ", ".join(sorted(p.name for p in out.iterdir()))
     print(f"imported {args.hf_dir} -> {out} ({files})")
-    if not (out / TOKENIZER_DIR).exists():
+    if not (out / TOKENIZER).exists():
         print("no tokenizer imported: pass --tokenizer to lm336 generate and lm336 eval")
     print(f"next: lm336 generate --checkpoint {out}; lm336 train --config {out / 'config.json'} --set data.train_path=... --resume")
     return 0

@@ -23,8 +23,6 @@ from torch.nn import Module, ModuleList
 from .config import ModelConfig
 from .layers import (
     FFNS,
-    NORMS,
-    POSITIONS,
     CausalMask,
     Embedding,
     Linear,
@@ -106,30 +104,16 @@ class TransformerLM(Module):
         dtype=None,
     ):
         super().__init__()
-        # 1. Validate the configuration up front, with messages naming the culprit.
-        for name, value in (("vocab_size", vocab_size), ("context_length", context_length), ("d_model", d_model),
-                            ("num_layers", num_layers), ("num_heads", num_heads)):  # fmt: skip
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if d_model % num_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        if position not in POSITIONS:
-            raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
-        if ffn not in FFNS:
-            raise ValueError(f"ffn must be one of {FFNS}, got {ffn!r}")
-        d_k = d_model // num_heads
-        if position == "rope" and d_k % 2 != 0:
-            raise ValueError(f"RoPE needs an even head dimension, but d_model/num_heads = {d_model}/{num_heads} = {d_k}")
-        d_ff = default_d_ff(d_model, ffn) if d_ff is None else d_ff
-        if not isinstance(d_ff, int) or d_ff < 1:
-            raise ValueError(f"d_ff must be a positive integer, got {d_ff!r}")
+        # 1. Validate the configuration up front (ModelConfig.validate is the one check), with
+        # messages naming the constructor arguments.
+        d_ff = default_d_ff(d_model, ffn) if d_ff is None and ffn in FFNS else d_ff
         self._config = ModelConfig(
             vocab_size=vocab_size, context_length=context_length, d_model=d_model, num_layers=num_layers,
-            num_heads=num_heads, d_ff=d_ff, rope_theta=float(rope_theta), norm=norm, position=position, ffn=ffn,
+            num_heads=num_heads, d_ff=d_ff, rope_theta=rope_theta, norm=norm, position=position, ffn=ffn,
             tie_embeddings=tie_embeddings, eps=eps,
-        )  # fmt: skip
+        ).validate(prefix="")  # fmt: skip
+        self._config.rope_theta = float(rope_theta)
+        d_k = d_model // num_heads
 
         # 2. Modules. One RoPE table and one causal mask are shared by all layers.
         self.token_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype)

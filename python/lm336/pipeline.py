@@ -8,12 +8,15 @@ children's stories (lm336.corpus). Stages, each printing a one-line summary with
   2. tokenizer: bpe336.train_bpe on the train split (special token <|endoftext|>), saved in the run.
   3. tokens: both splits encoded to .npy token arrays with Tokenizer.encode_file.
   4. model: lm336.training.train for about --minutes: a few optimizer steps are timed first and
-     max_steps is set so the run (validation included) fits the budget. On the CPU the timing
-     also picks PyTorch's default thread count or one thread, whichever is faster on this machine.
+     max_steps is set so the run (validation included) fits the budget; the training loop then
+     re-measures the time per step as it goes (run.time_budget_s) and moves max_steps, so the
+     budget holds on a machine that speeds up or slows down. On the CPU the timing also picks
+     PyTorch's default thread count or one thread, whichever is faster on this machine.
   5. sample: a continuation of the prompt, plus where the curves, log and checkpoint went and the
      final validation loss and perplexity.
 
 NOTE: the run directory is overwritten by a new pipeline run (tokenizer, arrays and checkpoint).
+Only the standard library is imported up front, so `--help` works before anything is installed.
 
     lm336 pipeline                                     # default corpus, ~3 minutes of training
     lm336 pipeline ../shared/data/kjv.txt --out runs/kjv --vocab-size 4000 --minutes 10
@@ -23,12 +26,13 @@ NOTE: the run directory is overwritten by a new pipeline run (tokenizer, arrays 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
 
+from .common import DEVICE_HELP, command, command_path
 from .corpus import EOT, write_stories
 
 STORY_PROMPT = "Once upon a time"
@@ -128,9 +132,9 @@ def time_train_step(
 
     import torch
 
+    from .common import resolve_device
     from .model import TransformerLM
     from .optim import AdamW, clip_gradients, cross_entropy
-    from .sampling import resolve_device
 
     dev = resolve_device(device)
     m, run = cfg.model, cfg.run
@@ -221,11 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "text_file", nargs="?", default=None, help="UTF-8 corpus, documents separated by <|endoftext|> lines (default: generated stories)"
     )
-    p.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart); overwritten")
+    p.add_argument(
+        "--out", default="runs/quickstart", help="run directory, relative to the current directory (default runs/quickstart); overwritten"
+    )
     p.add_argument("--vocab-size", type=int, default=2000, help="BPE vocabulary incl. 256 bytes + specials (default 2000)")
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget in minutes (default 3)")
     p.add_argument("--max-steps", type=int, default=0, help="train exactly this many steps instead; 0 = fit --minutes")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default auto)")
     p.add_argument(
         "--threads",
         type=int,
@@ -285,15 +291,20 @@ def run_pipeline(args: argparse.Namespace) -> dict:
 
 def _run_stages(args: argparse.Namespace) -> dict:
     from bpe336 import Tokenizer, train_bpe
-    from bpe336.atomic import atomic_write
 
+    from .accounting import count_parameters
+    from .checkpoint import RunFiles, prepare_out_dir
+    from .common import resolve_device, write_json
     from .config import apply_overrides
-    from .sampling import generate, resolve_device
+    from .plot import plot_runs
+    from .sampling import generate
     from .training import train
 
-    run_dir = Path(args.out)
-    # Check the model/optimizer settings before any work (the real vocabulary size comes later).
-    build_train_config(args, max(args.vocab_size, 257), run_dir / "train.npy", run_dir / "valid.npy", run_dir)
+    run_dir = prepare_out_dir(args.out, create=False)
+    files = RunFiles(run_dir)
+    # Check the model/optimizer settings and the device before any work (the real vocabulary size comes later).
+    first = build_train_config(args, max(args.vocab_size, 257), run_dir / "train.npy", run_dir / "valid.npy", run_dir)
+    device = resolve_device(first.run.device)
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
@@ -316,7 +327,7 @@ def _run_stages(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     vocab, merges = train_bpe(str(train_txt), args.vocab_size, special_tokens=[EOT])
     tokenizer = Tokenizer(vocab, merges, special_tokens=[EOT])
-    tok_dir = run_dir / "tokenizer"
+    tok_dir = files.tokenizer
     tok_dir.mkdir(exist_ok=True)
     tokenizer.save(tok_dir)
     short = (f"; the corpus ran out of pairs to merge before {args.vocab_size:,}"
@@ -328,8 +339,7 @@ def _run_stages(args: argparse.Namespace) -> dict:
     train_npy, valid_npy = data_dir / "train.npy", data_dir / "valid.npy"
     counts = []
     for txt, npy in ((train_txt, train_npy), (valid_txt, valid_npy)):
-        stats = tokenizer.encode_file(txt, npy, progress=False)
-        counts.append(_token_count(stats, npy))
+        counts.append(tokenizer.encode_file(txt, npy, progress=False)["tokens"])
     ratio = split["train_bytes"] / max(counts[0], 1)
     _stage(3, "tokens", t0, f"train {counts[0]:,} tokens, valid {counts[1]:,} tokens ({ratio:.2f} bytes/token) "
                             f"-> {data_dir}")  # fmt: skip
@@ -342,13 +352,15 @@ def _run_stages(args: argparse.Namespace) -> dict:
     if args.max_steps:
         plan = f"{cfg.run.max_steps} steps (--max-steps)"
     else:
-        if args.threads or resolve_device(cfg.run.device).type != "cpu":
+        if args.threads or device.type != "cpu":
             step_s = time_train_step(cfg, cfg.run.device)
         else:  # CPU, --threads 0: measure whether one thread or PyTorch's default is faster here
             _, step_s = choose_threads(cfg, cfg.run.device)
-        cfg.run.max_steps = plan_steps(60 * args.minutes, step_s, cfg.run.eval_batches, args.evals)
-        plan = f"{cfg.run.max_steps} steps of {1000 * step_s:.0f} ms to fit {args.minutes:g} min"
-    if resolve_device(cfg.run.device).type == "cpu":
+        budget = max(60 * args.minutes - (time.perf_counter() - t0), 1.0)  # the timing above counts too
+        cfg.run.max_steps = plan_steps(budget, step_s, cfg.run.eval_batches, args.evals)
+        cfg.run.time_budget_s = round(budget, 3)  # the loop re-plans from the step time it measures
+        plan = f"about {cfg.run.max_steps} steps of {1000 * step_s:.0f} ms to fit {args.minutes:g} min (re-measured as it trains)"
+    if device.type == "cpu":
         plan += f" on {torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''}"
     steps = cfg.run.max_steps
     cfg.run.eval_interval = max(1, -(-steps // max(args.evals, 1)))  # ceil: no extra pass right before the last
@@ -356,9 +368,9 @@ def _run_stages(args: argparse.Namespace) -> dict:
     cfg.run.checkpoint_interval = max(cfg.run.eval_interval, steps // 4)
     if cfg.optimizer.warmup_iters > steps // 5:
         cfg.optimizer.warmup_iters = max(1, steps // 5)
-    cfg = apply_overrides(cfg, args.set)  # again: keys the user set explicitly win over the plan
-    n_params = _num_params(cfg)
-    print(f"         model: {n_params / 1e6:.2f}M parameters, context {cfg.model.context_length}, "
+    cfg = apply_overrides(cfg, [*args.set, "run.overwrite=true"])  # the user's keys win over the plan; the run dir is ours
+    n_params = count_parameters(cfg.model)
+    print(f"         model: {n_params:,} parameters, context {cfg.model.context_length}, "
           f"d_model {cfg.model.d_model}, {cfg.model.num_layers} layers; {plan}; "
           f"{cfg.tokens_per_step * steps:,} tokens", flush=True)  # fmt: skip
     summary = train(cfg, return_model=True)
@@ -373,49 +385,27 @@ def _run_stages(args: argparse.Namespace) -> dict:
     prompt = args.prompt if args.prompt is not None else (STORY_PROMPT if args.text_file is None else prompt_from(valid_txt))
     text = generate(model, tokenizer, prompt, max_new_tokens=args.sample_tokens, temperature=args.temperature,
                     top_p=args.top_p, seed=args.seed)  # fmt: skip
-    curves, curves_note = _plot(run_dir)
+    curves, curves_note = _plot(plot_runs, run_dir)
     _stage(5, "sample", t0, f"{args.sample_tokens} tokens max, temperature {args.temperature}, top-p {args.top_p}")
     print("\n" + "-" * 72 + f"\n{prompt}{text}\n" + "-" * 72)
-    ckpt = run_dir / "ckpt.pt"
+    ckpt = files.checkpoint
     print(f"checkpoint : {ckpt}")
-    print(f"log        : {run_dir / 'log.jsonl'} (config {run_dir / 'config.json'}, summary {run_dir / 'summary.json'})")
+    print(f"log        : {files.log} (config {files.config}, summary {files.summary})")
     print(f"tokenizer  : {tok_dir}")
     print(f"curves     : {', '.join(map(str, curves)) if curves else curves_note}")
     if val is not None:
         print(f"final validation loss {val:.4f} nats/token, perplexity {summary['final_val_perplexity']:.2f}")
-    print(f"total {time.perf_counter() - t_all:.0f} s. More samples: "
-          f"lm336 generate --checkpoint {ckpt} --prompt \"{prompt}\"")  # fmt: skip
+    print(f"total {time.perf_counter() - t_all:.0f} s. More samples:\n  "
+          f"{command_path('lm336')} generate --checkpoint {shlex.quote(str(ckpt))} --prompt {shlex.quote(prompt)}")  # fmt: skip
     result = {**summary, "prompt": prompt, "sample": text, "tokenizer_dir": str(tok_dir), "checkpoint": str(ckpt),
               "curves": [str(c) for c in curves], "train_tokens": counts[0],
               "valid_tokens": counts[1], "torch_threads": torch.get_num_threads(), "total_s": round(time.perf_counter() - t_all, 1)}  # fmt: skip
-    with atomic_write(run_dir / "pipeline.json", "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(files.pipeline, result)
     return result
 
 
-def _token_count(stats, npy: Path) -> int:
-    if isinstance(stats, dict):
-        for key in ("tokens", "num_tokens", "n_tokens"):
-            if isinstance(stats.get(key), int):
-                return stats[key]
-    import numpy as np
-
-    return int(np.load(npy, mmap_mode="r").shape[0])
-
-
-def _num_params(cfg) -> int:
-    m = cfg.model
-    d_ff = m.d_ff
-    per_layer = 4 * m.d_model * m.d_model + 3 * m.d_model * d_ff + 2 * m.d_model
-    return 2 * m.vocab_size * m.d_model + m.num_layers * per_layer + m.d_model
-
-
-def _plot(run_dir: Path) -> tuple[list[Path], str]:
-    """Learning-curve PNGs via lm336.plot when it is available; else no paths and why not."""
-    try:
-        from .plot import plot_runs
-    except ImportError:
-        return [], "skipped (lm336.plot is not available in this build)"
+def _plot(plot_runs, run_dir: Path) -> tuple[list[Path], str]:
+    """Learning-curve PNGs of the run; without matplotlib, no paths and why not."""
     out = []
     for metric in ("train_loss", "val_loss"):
         try:
@@ -425,6 +415,7 @@ def _plot(run_dir: Path) -> tuple[list[Path], str]:
     return out, ""
 
 
+@command("lm336 pipeline")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.write_corpus:
@@ -433,17 +424,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {info['path']}: {info['documents']:,} stories, {info['bytes']:,} bytes "
               f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
         return 0
-    if args.minutes <= 0 and not args.max_steps:
-        raise SystemExit("lm336 pipeline: --minutes must be positive (or give --max-steps)")
+    if not (args.minutes > 0 and math.isfinite(args.minutes)) and not args.max_steps:
+        raise ValueError(f"--minutes must be a positive number (or give --max-steps), got {args.minutes}")
     if args.max_steps < 0 or args.threads < 0:
-        raise SystemExit("lm336 pipeline: --max-steps and --threads must be >= 0")
+        raise ValueError("--max-steps and --threads must be >= 0")
     if args.text_file is not None and not Path(args.text_file).is_file():
-        raise SystemExit(f"lm336 pipeline: {args.text_file}: no such file")
-    try:
-        run_pipeline(args)
-    except (OSError, ValueError) as e:  # unreadable corpus, bad vocab size, diverged run, ...
-        print(f"lm336 pipeline: error: {e}", file=sys.stderr)
-        return 1
+        raise FileNotFoundError(f"{args.text_file}: no such file")
+    run_pipeline(args)
     return 0
 
 

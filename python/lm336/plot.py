@@ -18,6 +18,9 @@ import os
 import sys
 from pathlib import Path
 
+from .checkpoint import LOG
+from .common import atomic_write, command
+
 METRICS = ("val_loss", "train_loss", "val_perplexity", "lr", "grad_norm", "tokens")
 _LABELS = {
     "val_loss": "validation loss (nats/token)",
@@ -39,7 +42,7 @@ def read_log(run_dir: str | os.PathLike) -> list[dict]:
     """
     path = Path(run_dir)
     if path.is_dir():
-        path = path / "log.jsonl"
+        path = path / LOG
     if not path.exists():
         hint = "" if path.parent.exists() else f" (the directory {path.parent} does not exist either)"
         raise FileNotFoundError(f"{path}: no training log here{hint}; pass run directories written by `lm336 train`")
@@ -69,8 +72,8 @@ def expand_run_dirs(paths: list[str | os.PathLike]) -> list[Path]:
     """
     result = []
     for path in map(Path, paths):
-        if path.is_dir() and not (path / "log.jsonl").exists():
-            runs = sorted(p for p in path.iterdir() if (p / "log.jsonl").is_file())
+        if path.is_dir() and not (path / LOG).exists():
+            runs = sorted(p for p in path.iterdir() if (p / LOG).is_file())
             if runs:
                 result.extend(runs)
                 continue
@@ -146,13 +149,12 @@ def draw_curves(
         ValueError: when no run has any finite value of `metric`.
         RuntimeError: when matplotlib is not installed.
     """
-    from bpe336.atomic import atomic_write
-
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise ValueError(f"{out}: the figure is a PNG; give a path ending in .png")
     if not out.parent.is_dir():
-        raise FileNotFoundError(f"{out.parent}: output directory does not exist")
+        what = "is not a directory" if out.parent.exists() else "output directory does not exist"
+        raise (NotADirectoryError if out.parent.exists() else FileNotFoundError)(f"{out.parent}: {what}")
     points = [(label, series(records, "step", metric), series(records, "time_s", metric)) for label, records in runs]
     if not any(by_step[0] for _, by_step, _ in points):
         names = ", ".join(label for label, _ in runs)
@@ -198,6 +200,7 @@ def plot_runs(
     return draw_curves(runs, out, metric, title, log_y)
 
 
+@command("lm336 plot")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="lm336 plot", description="Draw learning curves (against steps and against wall-clock time) of one or more runs as a PNG."
@@ -218,11 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", help="figure title (default: none)")
     p.add_argument("--log-y", action="store_true", help="logarithmic y axis")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        out = plot_runs(args.run_dirs, args.out, args.metric, args.title, args.log_y)
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"lm336 plot: error: {exc}", file=sys.stderr)
-        return 1
+    out = plot_runs(args.run_dirs, args.out, args.metric, args.title, args.log_y)
     print(f"wrote {out} ({args.metric})")
     return 0
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-WEIGHTS = "model.safetensors"
+from .checkpoint import WEIGHTS
+
 CONFIG_KEY = "lm336.model_config"
 ITERATION_KEY = "lm336.iteration"
 

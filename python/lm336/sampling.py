@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import json
 import math
 import sys
 import time
@@ -34,6 +33,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .checkpoint import TOKENIZER, find_tokenizer, load_model
+from .common import DEVICE_HELP, command, resolve_device
 from .layers import softmax
 
 EOT = "<|endoftext|>"
@@ -312,107 +313,13 @@ def generate(
     return tokenizer.decode(new)
 
 
-# 5. Loading a model and tokenizer from a run ---------------------------------------------------
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """ "auto" -> cuda if available, else mps, else cpu; anything else is passed to torch.device."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def _read_checkpoint(path: Path) -> dict:
-    from .data import read_checkpoint
-
-    try:
-        return read_checkpoint(path)
-    except ValueError:
-        # NOTE: extras such as numpy RNG states need full unpickling; the user chose this file.
-        return read_checkpoint(path, weights_only=False)
-
-
-def _model_config_from(raw: dict, checkpoint: Path):
-    """The ModelConfig stored with a checkpoint: in it ("config", either a TrainConfig dict with a
-    "model" section or a ModelConfig dict, or "model_config"), else in config.json beside it."""
-    from .config import ModelConfig
-
-    candidates = [raw.get("model_config"), raw.get("config")]
-    beside = checkpoint.parent / "config.json"
-    if beside.is_file():
-        candidates.append(json.loads(beside.read_text(encoding="utf-8")))
-    for cand in candidates:
-        if isinstance(cand, dict) and isinstance(cand.get("model"), dict):
-            cand = cand["model"]
-        if isinstance(cand, dict) and "vocab_size" in cand:
-            known = ModelConfig.__dataclass_fields__
-            return ModelConfig(**{k: v for k, v in cand.items() if k in known})
-    raise ValueError(f"{checkpoint}: no model configuration stored in the checkpoint or in {beside}; it was not written by lm336.training")
-
-
-def load_model(checkpoint: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the TransformerLM a checkpoint was trained with and load its weights (eval mode).
-    `checkpoint` is a ckpt.pt, a model.safetensors, or a run directory (ckpt.pt, else model.safetensors)."""
-    from .model import TransformerLM
-    from .safetensors_io import WEIGHTS, load_weights
-
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir() and not (checkpoint / "ckpt.pt").exists() and (checkpoint / WEIGHTS).exists():
-        checkpoint = checkpoint / WEIGHTS
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "ckpt.pt"
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    if checkpoint.suffix == ".safetensors":
-        model, info = load_weights(checkpoint)
-        return model.to(device).eval(), info
-    raw = _read_checkpoint(checkpoint)
-    cfg = _model_config_from(raw, checkpoint)
-    model = TransformerLM.from_config(cfg)
-    state = raw["model"] if isinstance(raw, dict) and "model" in raw else raw
-    state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state.items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{checkpoint}: weights do not match the stored config: {e}") from None
-    return model.to(device).eval(), raw
-
-
-def find_tokenizer_dir(checkpoint: str | Path, raw: dict | None = None) -> Path | None:
-    """Where a run keeps its tokenizer: the path recorded in the checkpoint/config ("tokenizer" or
-    data.tokenizer_path), else a `tokenizer/` folder beside the checkpoint or one level up."""
-    checkpoint = Path(checkpoint)
-    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    recorded = []
-    for cfg in ((raw or {}).get("config"), _load_json(run_dir / "config.json")):
-        if isinstance(cfg, dict):
-            recorded += [cfg.get("tokenizer"), (cfg.get("data") or {}).get("tokenizer_path")]
-    for cand in [*recorded, run_dir / "tokenizer", run_dir.parent / "tokenizer"]:
-        if cand and Path(cand).exists():
-            return Path(cand)
-    return None
-
-
-def _load_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-# 6. The command line ---------------------------------------------------------------------------
+# 5. The command line ---------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lm336 generate", description="Sample text from a trained checkpoint.")
     p.add_argument("--checkpoint", required=True, help="ckpt.pt, model.safetensors, or a run directory holding either")
-    p.add_argument(
-        "--tokenizer", default=None, help="tokenizer file or directory (default: the one the run recorded, or RUN_DIR/tokenizer)"
-    )
+    p.add_argument("--tokenizer", default=None, help="tokenizer file or directory (default: RUN_DIR/tokenizer, or one level up)")
     p.add_argument("--prompt", default="Once upon a time", help='text to continue ("" = a new document)')
     p.add_argument("--max-new-tokens", type=int, default=256, help="most tokens to generate (default 256)")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = greedy (default 0.8)")
@@ -421,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed; same seed = same text (default: random)")
     p.add_argument("--num-samples", type=int, default=1, help="samples to draw (seeds seed, seed+1, ...)")
     p.add_argument("--eos-token", default=EOT, help=f"stop token (default {EOT}); '' = never stop early")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    p.add_argument("--device", default="auto", help=f"{DEVICE_HELP}; default auto")
     p.add_argument("--no-cache", action="store_true", help="disable the KV cache (recompute every step)")
     p.add_argument(
         "--threads",
@@ -432,14 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("lm336 generate")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     threads = torch.get_num_threads()
     try:
         return _run(args)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"lm336 generate: error: {e}", file=sys.stderr)
-        return 1
     finally:
         torch.set_num_threads(threads)  # main() may be called in-process (tests, notebooks)
 
@@ -447,18 +352,22 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     _check_sampling_args(args.temperature, args.top_p, args.top_k)
     if args.max_new_tokens < 0 or args.num_samples < 1:
-        raise SystemExit("lm336 generate: --max-new-tokens must be >= 0 and --num-samples >= 1")
+        raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
     if args.threads < 0:
-        raise SystemExit("lm336 generate: --threads must be >= 0")
+        raise ValueError("--threads must be >= 0")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be in [0, 2**63), got {args.seed}")
     if args.threads:
         torch.set_num_threads(args.threads)
     from bpe336 import Tokenizer
 
     device = resolve_device(args.device)
-    model, raw = load_model(args.checkpoint, device)
-    tok_path = Path(args.tokenizer) if args.tokenizer else find_tokenizer_dir(args.checkpoint, raw)
+    model, _ = load_model(args.checkpoint, device)
+    tok_path = Path(args.tokenizer) if args.tokenizer else find_tokenizer(args.checkpoint)
     if tok_path is None:
-        raise SystemExit(f"lm336 generate: no tokenizer found for {args.checkpoint}; pass --tokenizer DIR")
+        raise ValueError(
+            f"no tokenizer found for {args.checkpoint} (looked for {TOKENIZER}/ beside it and one level up); pass --tokenizer DIR"
+        )
     eos_token = args.eos_token or None
     tokenizer = Tokenizer.load(tok_path)
     if tokenizer.vocab_size != model.config.vocab_size:

@@ -35,12 +35,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoint import SWEEP_ROW
+from .common import atomic_write, command
 from .config import ConfigError, TrainConfig, apply_overrides, load_config
 
 # Grid flags and the config keys they set; short names label runs and table columns.
 GRID_KEYS = {"lr": "optimizer.lr", "batch_size": "run.batch_size"}
 _SHORT = {"optimizer.lr": "lr", "run.batch_size": "bs"}
-ROW_FILE = "sweep_row.json"  # the run's row, written when the run ends (finished or diverged)
+ROW_FILE = SWEEP_ROW  # the run's row, written when the run ends (finished or diverged)
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,8 @@ def run_sweep(runs: list[SweepRun], force: bool = False, log=print) -> list[dict
         log(f"[{i}/{len(runs)}] {run.name}: {' '.join(f'{k}={v}' for k, v in run.overrides.items()) or 'base config'}")
         summary, error, status = None, None, "finished"
         try:
-            summary = train(run.config)
+            # The sweep decides itself what to reuse (above): a run it trains again replaces what is there.
+            summary = train(apply_overrides(run.config, ["run.resume=false", "run.overwrite=true"]))
         except DivergedError as exc:
             error, status = str(exc), "diverged"
         except torch.OutOfMemoryError as exc:
@@ -312,8 +315,6 @@ def format_csv(rows: list[dict]) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from bpe336.atomic import atomic_write
-
     with atomic_write(path, "w") as f:
         f.write(text)
 
@@ -419,31 +420,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("lm336 sweep")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        base = load_config(args.config, args.overrides)
-        lrs = parse_values(args.lr, "--lr") if args.lr else []
-        bss = parse_values(args.batch_size, "--batch-size") if args.batch_size else []
-        tokens = None
-        if args.tokens is not None:
-            if not math.isfinite(args.tokens) or args.tokens < 1:
-                raise ConfigError(f"--tokens must be a positive number of tokens, got {args.tokens}")
-            tokens = int(args.tokens)
-        runs = plan_sweep(base, args.out, lrs, bss, parse_ablations(args.ablations), args.ablation_mode, tokens)
-        if args.dry_run:
-            for run in runs:
-                c = run.config
-                print(f"{run.name}: {c.run.max_steps} steps x {c.run.batch_size} x {c.model.context_length} tokens -> {c.run.out_dir}")
-            return 0
-        rows = run_sweep(runs, force=args.force)
-        paths = write_results(rows, args.out, args.metric)
-    except (ConfigError, FileNotFoundError, IsADirectoryError) as exc:
-        print(f"lm336 sweep: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
-    except ValueError as exc:  # DataError and friends from training: every run would hit them
-        print(f"lm336 sweep: error: {exc}", file=sys.stderr)
-        return 1
+    base = load_config(args.config, args.overrides)
+    lrs = parse_values(args.lr, "--lr") if args.lr else []
+    bss = parse_values(args.batch_size, "--batch-size") if args.batch_size else []
+    tokens = None
+    if args.tokens is not None:
+        if not math.isfinite(args.tokens) or args.tokens < 1:
+            raise ConfigError(f"--tokens must be a positive number of tokens, got {args.tokens}")
+        tokens = int(args.tokens)
+    runs = plan_sweep(base, args.out, lrs, bss, parse_ablations(args.ablations), args.ablation_mode, tokens)
+    if args.dry_run:
+        for run in runs:
+            c = run.config
+            print(f"{run.name}: {c.run.max_steps} steps x {c.run.batch_size} x {c.model.context_length} tokens -> {c.run.out_dir}")
+        return 0
+    rows = run_sweep(runs, force=args.force)
+    paths = write_results(rows, args.out, args.metric)
     print(paths["markdown"].read_text(encoding="utf-8"))
     written = ", ".join(str(p) for p in paths.values())
     diverged = sum(r["status"] != "finished" for r in rows)

@@ -5,8 +5,10 @@
     torchrun --nproc-per-node 8 -m lm336 train --config configs/tinystories-17m.toml   # DDP
 
 What one run does, in order:
-1. Resolve the device (cuda when present for "auto", cpu as the fallback), join a process group when
-   launched by torchrun (nccl on cuda, gloo on cpu), seed everything.
+1. Resolve the device (lm336.common's one policy: "auto" is cuda, else mps, else cpu; a device named
+   explicitly must exist), join a process group when launched by torchrun (nccl on cuda, gloo
+   otherwise), check the run directory (an existing run is continued with --resume or replaced
+   with --overwrite, never silently), seed everything.
 2. Memory-map the token arrays (.npy or raw little-endian .bin) and prove once, in chunks, that
    every id fits the vocabulary; fix the validation windows (evenly spaced over the held-out array,
    the same every evaluation, shared out among processes).
@@ -16,10 +18,15 @@ What one run does, in order:
    gradient accumulation), clip, AdamW step, zero_grad(set_to_none=True). The next batch is drawn
    (and on cuda copied from pinned memory, non-blocking) before the current step's compute, so the
    host never waits for data.
-5. Log steps sync once: loss, lr, gradient norm, tokens/s to the progress bar, log.jsonl and W&B.
-   Validation (loss, perplexity and, with data.tokenizer_path, bits per byte) and checkpoints
-   (ckpt.pt, plus the weights alone in model.safetensors) every N steps and after the last step;
-   rank 0 alone writes.
+5. Log steps sync once: loss, lr, gradient norm, tokens/s to the progress bar (plain lines when
+   the output is not a terminal), log.jsonl and W&B. Validation (loss, perplexity and, with
+   data.tokenizer_path, bits per byte) and checkpoints (ckpt.pt, plus the weights alone in
+   model.safetensors) every N steps and after the last step; rank 0 alone writes. With
+   run.time_budget_s, every log step re-plans max_steps from the measured time per step, so the
+   run ends on time.
+
+A header (config, parameters, data, tokens per step, device) starts every run; on a CPU, a run
+that would take hours gets a warning with an estimate first.
 
 NOTE: a NaN/inf loss or gradient norm is recorded on the device without a sync and checked on
 every log, evaluation and checkpoint step; it raises DivergedError and never overwrites the last
@@ -38,28 +45,35 @@ import contextlib
 import json
 import math
 import os
-import random
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from .accounting import count_parameters, flops_per_token, measure_matmul_flops
+from .checkpoint import CheckpointError, RunFiles, apply_checkpoint, prepare_out_dir, read_checkpoint, save_checkpoint
+from .common import (
+    DEVICE_HELP,
+    Dist,
+    atomic_write,
+    command,
+    is_terminal,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    setup_distributed,
+    write_json,
+)
 from .config import ConfigError, TrainConfig, apply_overrides, config_keys, load_config
-from .data import check_token_range, get_batch, load_checkpoint, read_checkpoint, save_checkpoint
+from .data import check_token_range, get_batch
 from .model import TransformerLM
 from .optim import AdamW, clip_gradients, cross_entropy, lr_cosine_schedule
-from .safetensors_io import WEIGHTS, save_weights
-
-CHECKPOINT = "ckpt.pt"
-LOG = "log.jsonl"
-CONFIG = "config.json"
-SUMMARY = "summary.json"
+from .safetensors_io import save_weights
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -72,66 +86,16 @@ class DataError(ValueError):
     """A token array that cannot train this model: wrong size, too short, or ids >= vocab_size."""
 
 
-# --- 1. processes and devices -----------------------------------------------------------------
+class RunExistsError(FileExistsError):
+    """run.out_dir already holds a run, and neither run.resume nor run.overwrite says what to do with it."""
 
 
-@dataclass
-class Dist:
-    """Where this process sits: rank 0 of 1 unless launched by torchrun (RANK/WORLD_SIZE set)."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-    owns_group: bool = False  # we called init_process_group, so we tear it down
-
-    @property
-    def master(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
+# NOTE: on a CPU, a run whose matmul FLOPs alone need longer than this gets a warning before it starts.
+CPU_WARN_SECONDS = 3600.0
+_SLOW_CPU_FLOPS = 5e9  # FLOP/s: runs that fit the limit even at this rate are not measured at all
 
 
-def _resolve_device(name: str, local_rank: int, distributed: bool) -> torch.device:
-    """ "auto" -> cuda when available, else cpu; a cuda request without cuda falls back to cpu."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn(f"run.device={name!r} but CUDA is not available; training on the CPU", stacklevel=3)
-        name = "cpu"
-    if name.startswith("mps") and not torch.backends.mps.is_available():
-        warnings.warn(f"run.device={name!r} but MPS is not available; training on the CPU", stacklevel=3)
-        name = "cpu"
-    if name == "cuda" and distributed:
-        name = f"cuda:{local_rank}"  # one GPU per process
-    return torch.device(name)
-
-
-def _setup_distributed(device_name: str) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    owns = False
-    if not dist.is_initialized():
-        wants_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-        backend = "nccl" if wants_cuda and torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend)  # env:// (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE)
-        owns = True
-    return Dist(rank=dist.get_rank(), local_rank=local_rank, world_size=dist.get_world_size(), owns_group=owns)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (every device). Model initialisation draws from these."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-# --- 2. data ----------------------------------------------------------------------------------
+# --- 1. data ----------------------------------------------------------------------------------
 
 
 def open_tokens(path: str | os.PathLike, dtype: str = "uint16") -> np.ndarray:
@@ -243,7 +207,7 @@ class BatchStream:
         self._state = state.clone()
 
 
-# --- 3. logging -------------------------------------------------------------------------------
+# --- 2. logging -------------------------------------------------------------------------------
 
 
 class _NullRun:
@@ -267,20 +231,10 @@ def _wandb_run(cfg: TrainConfig, master: bool):
     return wandb.init(project=cfg.run.wandb_project, name=name, config=cfg.to_dict())
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    from bpe336.atomic import atomic_write
-
-    with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-
-
 def _truncate_log(path: Path, last_step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (a killed run logs past it)."""
     if not path.exists():
         return
-    from bpe336.atomic import atomic_write
-
     kept = []
     for line in path.read_text().splitlines():
         try:
@@ -298,35 +252,125 @@ def _fmt_time(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-# --- 4. RNG states for exact resume -------------------------------------------------------------
+# --- 3. RNG states for exact resume -------------------------------------------------------------
 
 
 def _rng_state(stream: BatchStream) -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
-        "torch": torch.get_rng_state(),
-        "batches": stream.state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    """Every RNG state a resumed run needs (tensors and plain data: the safe reader loads them)."""
+    return {**rng_state(), "batches": stream.state()}
 
 
-def _set_rng_state(state: dict, stream: BatchStream) -> None:
-    random.setstate(_as_tuple(state["python"]))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        with contextlib.suppress(Exception):  # a different GPU count: the data stream still resumes exactly
-            torch.cuda.set_rng_state_all(state["cuda"])
-    stream.set_state(state["batches"])
+def _set_rng_state(state: dict, stream: BatchStream, name: str) -> None:
+    try:
+        set_rng_state(state)
+        stream.set_state(state["batches"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise CheckpointError(f"{name}: its RNG state is malformed ({type(e).__name__}); it cannot be resumed exactly") from None
 
 
-def _as_tuple(x):
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+# --- 4. start-up: resume, header, size check ---------------------------------------------------------
+
+
+def _stored_config(cfg: TrainConfig) -> dict:
+    """The config as saved with the run. resume/overwrite say how this process started, not what
+    the run is, so they are stored off: rerunning a saved config.json never replaces a run."""
+    d = cfg.to_dict()
+    d["run"].update(resume=False, overwrite=False)
+    return d
+
+
+def _resume(ckpt_path: Path, cfg: TrainConfig, model, optimizer, stream: BatchStream) -> tuple[int, float]:
+    """Restore model, optimizer, RNG states and batch stream; return (step, seconds trained so far)."""
+    ckpt = read_checkpoint(ckpt_path)
+    saved = ckpt.get("config")
+    saved_model = saved.get("model") if isinstance(saved, dict) else None
+    if not isinstance(saved_model, dict):
+        raise CheckpointError(f"{ckpt_path}: holds no training config, so it cannot be resumed (was it written by lm336 train?)")
+    wanted = cfg.model.to_dict()
+    if saved_model != wanted:
+        keys = [*wanted, *(k for k in saved_model if k not in wanted)]
+        diff = ", ".join(f"model.{k}: {saved_model.get(k)!r} in the checkpoint vs {wanted.get(k)!r}" for k in keys
+                         if saved_model.get(k) != wanted.get(k))  # fmt: skip
+        raise ConfigError(f"{ckpt_path} was trained with a different model config ({diff}); resume with its config, or use --overwrite")
+    step = apply_checkpoint(ckpt, model, optimizer, name=str(ckpt_path))
+    for group, wd in zip(optimizer.param_groups, (cfg.optimizer.weight_decay, 0.0)):  # the config may change these
+        group.update(betas=cfg.optimizer.betas, eps=cfg.optimizer.eps, weight_decay=wd)
+    elapsed = ckpt.get("time_s", 0.0)
+    if not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool) or not math.isfinite(elapsed) or elapsed < 0:
+        raise CheckpointError(f"{ckpt_path}: malformed training time {elapsed!r}")
+    if not isinstance(ckpt.get("rng"), dict):
+        raise CheckpointError(f"{ckpt_path}: holds no RNG state, so the run cannot continue exactly")
+    _set_rng_state(ckpt["rng"], stream, str(ckpt_path))
+    return step, float(elapsed)
+
+
+def _print_header(cfg: TrainConfig, ddp: Dist, device, amp: str, compiled: bool, train_tokens, val_tokens, start_step: int,
+                  replacing: bool) -> None:  # fmt: skip
+    """What is about to happen, before the first step: run, model, data, batches, device, optimizer."""
+    run, m, o, d = cfg.run, cfg.model, cfg.optimizer, cfg.data
+    if start_step:
+        what = f"resumed from step {start_step:,} of {run.max_steps:,}"
+    else:
+        what = "replacing the run that was there" if replacing else "new run"
+    n_params = count_parameters(m)
+    embed = m.vocab_size * m.d_model
+    val_name = d.val_path or f"the last {d.val_fraction:.0%} of {d.train_path}"
+    per_step = cfg.tokens_per_step
+    steps_left = max(run.max_steps - start_step, 0)
+    passes = run.max_steps * per_step / max(len(train_tokens), 1)
+    processes = f", {ddp.world_size} processes x {run.batch_size // ddp.world_size}" if ddp.enabled else ""
+    accum = f", {run.grad_accum_steps} micro-batches each" if run.grad_accum_steps > 1 else ""
+    n_threads = torch.get_num_threads()
+    threads = f" ({n_threads} thread{'s' if n_threads > 1 else ''})" if device.type == "cpu" else ""
+    budget = f"; time budget {_fmt_time(run.time_budget_s)} (steps re-planned as it goes)" if run.time_budget_s else ""
+    lines = [
+        f"lm336 train: {run.out_dir}: {what}",
+        f"  model      {_count(n_params)} parameters ({_count(n_params - embed)} without the input embedding): vocab "
+        f"{m.vocab_size:,}, context {m.context_length:,}, d_model {m.d_model:,}, {m.num_layers} layers, {m.num_heads} heads, "
+        f"d_ff {m.d_ff or 'default'}; {m.norm}-norm, {m.position}, {m.ffn}{', tied embeddings' if m.tie_embeddings else ''}",
+        f"  data       train {d.train_path}: {len(train_tokens):,} tokens; validation {val_name}: {len(val_tokens):,} tokens",
+        f"  batches    {run.batch_size:,} sequences x {m.context_length:,} tokens = {per_step:,} tokens/step{processes}{accum}; "
+        f"{steps_left:,} steps to go = {steps_left * per_step:,} tokens ({passes:,.2f} passes over the training tokens in all){budget}",
+        f"  device     {device}{threads}, {run.dtype} weights, autocast {amp}, torch.compile {'on' if compiled else 'off'}",
+        f"  optimizer  AdamW lr {o.lr:.3g} -> {o.min_lr:.3g} (warm-up {o.warmup_iters:,} steps, cosine to step "
+        f"{o.cosine_cycle_iters or run.max_steps:,}), weight decay {o.weight_decay:g}, clip {o.grad_clip:g}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _warn_if_too_big_for_cpu(cfg: TrainConfig, device, steps_left: int) -> None:
+    """On a CPU, warn (with an estimate) when the run's matmul FLOPs alone need more than
+    CPU_WARN_SECONDS at the matmul rate measured here: the real step is slower still."""
+    if device.type != "cpu" or steps_left <= 0:
+        return
+    step_flops = flops_per_token(cfg.model, training=True) * cfg.tokens_per_step
+    total = step_flops * steps_left
+    if total / _SLOW_CPU_FLOPS < CPU_WARN_SECONDS:
+        return  # small enough even for a slow CPU: no need to measure
+    rate = measure_matmul_flops()
+    if total / rate < CPU_WARN_SECONDS:
+        return
+    warnings.warn(
+        f"this run is far too big for a CPU: at least {step_flops / rate:,.1f} s/step, so about "
+        f"{_fmt_duration(total / rate)} for {steps_left:,} steps ({step_flops / 1e12:.2f} TFLOP per step against "
+        f"{rate / 1e9:.0f} GFLOP/s measured on this CPU's matmuls; the real step is slower). For a model that learns "
+        "in minutes on a CPU, start from configs/cpu-tiny.toml (or lower run.max_steps); on a GPU set run.device=cuda.",
+        stacklevel=3,
+    )
+
+
+def _count(n: int) -> str:
+    """`_count(17_039_872) -> "17.04M"`, `_count(8_432) -> "8,432"`."""
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,}"
+
+
+def _fmt_duration(seconds: float) -> str:
+    """`_fmt_duration(90) -> "1.5 minutes"`, `_fmt_duration(7.2e5) -> "200 hours"`."""
+    if seconds < 120:
+        return f"{seconds:.0f} seconds"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} minutes"
+    return f"{seconds / 3600:,.0f} hours"
 
 
 # --- 5. the loop --------------------------------------------------------------------------------
@@ -354,12 +398,18 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, *, return_model: bool = F
 
     Raises:
         DivergedError: the loss or gradient norm became NaN/inf (the last good checkpoint is kept).
-        DataError, FileNotFoundError: unusable token files. ConfigError: an invalid config.
+        DataError, FileNotFoundError: unusable token files. ConfigError: an invalid config, or a
+        device that is not present. RunExistsError: run.out_dir holds a run and neither
+        run.resume nor run.overwrite is set. CheckpointError: a damaged checkpoint to resume from.
     """
     if isinstance(cfg, (str, os.PathLike)):
         cfg = load_config(cfg)
     cfg = TrainConfig.from_dict(cfg if isinstance(cfg, dict) else cfg.to_dict())  # validated private copy
-    ddp = _setup_distributed(cfg.run.device)
+    try:
+        resolve_device(cfg.run.device)
+    except ValueError as e:
+        raise ConfigError(f"run.device: {e}") from None
+    ddp = setup_distributed(cfg.run.device)
     try:
         return _train(cfg, ddp, return_model)
     finally:
@@ -370,7 +420,9 @@ def train(cfg: TrainConfig | dict | str | os.PathLike, *, return_model: bool = F
 def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     run, ocfg, mcfg = cfg.run, cfg.optimizer, cfg.model
     # 1. Device, precision, seeds, run directory.
-    device = _resolve_device(run.device, ddp.local_rank, ddp.enabled)
+    device = resolve_device(run.device, local_rank=ddp.local_rank if ddp.enabled else None)
+    if device.type == "mps" and run.dtype == "float64":
+        raise ConfigError("run.dtype=float64 is not supported on mps; use float32 or run.device=cpu")
     if device.type == "cuda":
         if device.index is not None:
             torch.cuda.set_device(device)
@@ -388,10 +440,20 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
             f"({ddp.world_size} x {run.grad_accum_steps})"
         )
     micro_batch = per_rank // run.grad_accum_steps
-    out_dir = Path(run.out_dir)
-    ckpt_path, log_path = out_dir / CHECKPOINT, out_dir / LOG
+    files = RunFiles(run.out_dir)
+    out_dir, ckpt_path, log_path = files.root, files.checkpoint, files.log
+    prepare_out_dir(out_dir, create=False)  # a file in the way fails now, before the data is even read
+    previous = files.existing_run()
     if run.resume and not ckpt_path.exists():
         raise FileNotFoundError(f"run.resume is set but {ckpt_path} does not exist; nothing to resume from")
+    if previous and not (run.resume or run.overwrite):
+        last = files.last_logged_step()
+        raise RunExistsError(
+            f"{out_dir} already holds a run ({', '.join(previous)}"
+            + (f", logged up to step {last}" if last is not None else "")
+            + "): pass --resume to continue it or --overwrite to replace it (from Python: run.resume=True or "
+            "run.overwrite=True), or choose another run.out_dir"
+        )
     seed_everything(run.seed)  # identical on every process: same initial weights
 
     # 2. Data: memory-mapped arrays, checked once; fixed validation windows.
@@ -406,21 +468,14 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     optimizer = AdamW(param_groups(model, ocfg.weight_decay), lr=ocfg.lr, betas=ocfg.betas, eps=ocfg.eps, weight_decay=ocfg.weight_decay)
     start_step, elapsed_before = 0, 0.0
     if run.resume:
-        ckpt = read_checkpoint(ckpt_path)
-        saved = ckpt.get("config", {}).get("model")
-        if saved is not None and saved != mcfg.to_dict():
-            diff = ", ".join(f"model.{k}: {saved.get(k)!r} in the checkpoint vs {v!r}" for k, v in
-                             mcfg.to_dict().items() if saved.get(k) != v)  # fmt: skip
-            raise ConfigError(f"{ckpt_path} was trained with a different model config ({diff})")
-        start_step = load_checkpoint(ckpt_path, model, optimizer)
-        for group, wd in zip(optimizer.param_groups, (ocfg.weight_decay, 0.0)):  # the config may change these
-            group.update(betas=ocfg.betas, eps=ocfg.eps, weight_decay=wd)
-        elapsed_before = float(ckpt.get("time_s", 0.0))
-        if "rng" in ckpt:
-            _set_rng_state(ckpt["rng"], stream)
-        del ckpt
-    elif ckpt_path.exists() and ddp.master:
-        warnings.warn(f"{ckpt_path} exists and run.resume is off: starting afresh and overwriting it", stacklevel=3)
+        start_step, elapsed_before = _resume(ckpt_path, cfg, model, optimizer, stream)
+    elif previous and ddp.master:  # run.overwrite: the old run's files go, so the directory never mixes two runs
+        for path in (ckpt_path, files.summary):
+            path.unlink(missing_ok=True)
+    if ddp.master:
+        amp = "off" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
+        _print_header(cfg, ddp, device, amp, use_compile, train_tokens, val_tokens, start_step, bool(previous) and not run.resume)
+        _warn_if_too_big_for_cpu(cfg, device, run.max_steps - start_step)
     fwd = eval_fwd = torch.compile(model) if use_compile else model
     if ddp.enabled:
         # The buffers (RoPE tables, causal mask) are constants: no need to broadcast them every step
@@ -436,8 +491,8 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     params = list(model.parameters())
 
     if ddp.master:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(out_dir / CONFIG, cfg.to_dict())
+        prepare_out_dir(out_dir)
+        write_json(files.config, _stored_config(cfg))
         if run.resume:
             _truncate_log(log_path, start_step)
         else:
@@ -445,16 +500,15 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     wandb_run = _wandb_run(cfg, ddp.master)
     autocast = (lambda: torch.autocast(device_type=device.type, dtype=amp_dtype)) if amp_dtype is not None else contextlib.nullcontext
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None  # fp16 needs loss scaling
-    cosine_iters = ocfg.cosine_cycle_iters
-    if cosine_iters is None:
-        cosine_iters = max(run.max_steps, ocfg.warmup_iters)
     tokens_per_step = run.batch_size * mcfg.context_length
+    max_steps = run.max_steps  # moves only under run.time_budget_s
 
     def lr_at(it: int) -> float:
         # lr_cosine_schedule's three cases, for iteration `it` (0-based):
         # 1. it < warmup_iters: linear warm-up it / warmup * lr
         # 2. warmup <= it <= cosine_cycle_iters: cosine from lr down to min_lr
         # 3. it > cosine_cycle_iters: min_lr
+        cosine_iters = ocfg.cosine_cycle_iters if ocfg.cosine_cycle_iters is not None else max(max_steps, ocfg.warmup_iters)
         return lr_cosine_schedule(it, ocfg.lr, ocfg.min_lr, ocfg.warmup_iters, cosine_iters)
 
     @torch.no_grad()
@@ -504,9 +558,9 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
                 f"{ckpt_path} (step {last_ckpt_step if last_ckpt_step is not None else 'none yet'})"
             )
         if ddp.master:
-            save_checkpoint(model, optimizer, step, ckpt_path, config=cfg.to_dict(), rng=_rng_state(stream),
+            save_checkpoint(model, optimizer, step, ckpt_path, config=_stored_config(cfg), rng=_rng_state(stream),
                             time_s=elapsed, tokens=step * tokens_per_step)  # fmt: skip
-            save_weights(model, out_dir / WEIGHTS, iteration=step)  # weights only, no pickle: for export and other tools
+            save_weights(model, files.weights, iteration=step)  # weights only, no pickle: for export and other tools
 
     # 4. The loop. Device-side accumulators avoid a host sync per step.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss/norm
@@ -515,18 +569,19 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     steps_since_log, train_loss, val_loss, val_ppl, val_bpb = 0, None, None, None, None
     last_ckpt_step = start_step if run.resume else None
     grad_norm = torch.zeros((), device=device)
-    pbar = _progress(run.max_steps, start_step, enabled=run.progress and ddp.master)
+    bar = run.progress and ddp.master and is_terminal()  # a pipe or a log file gets plain lines instead
+    pbar = _progress(max_steps, start_step, enabled=bar)
     t_start = time.perf_counter()
     t_log, step_log, paused = t_start, start_step, 0.0  # tokens/s excludes evaluation and checkpoint time
     step = start_step
-    batch = stream.next() if step < run.max_steps else None
+    batch = stream.next() if step < max_steps else None
     fwd.train()
-    while step < run.max_steps:
+    while step < max_steps:
         lr = lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         next_step = step + 1
-        last = next_step == run.max_steps
+        last = next_step == max_steps
         do_eval = run.eval_batches > 0 and (last or (run.eval_interval > 0 and next_step % run.eval_interval == 0))
         do_log = last or do_eval or next_step % run.log_interval == 0
         do_ckpt = last or (run.checkpoint_interval > 0 and next_step % run.checkpoint_interval == 0)
@@ -591,12 +646,15 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
                 "val_bpb": val_bpb,
                 "grad_norm": float(grad_norm),
             }
+            if run.time_budget_s and not last:
+                max_steps = _replan(max_steps, step, start_step, run.time_budget_s, elapsed_before, now - t_start, ddp, device)
+                pbar.total = max_steps
             if ddp.master:
                 with open(log_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
                 wandb_run.log({k: v for k, v in record.items() if v is not None}, step=step)
-                eta = (run.max_steps - step) * (now - t_log) / max(step - step_log, 1)
-                _report(pbar, record, tok_s, eta, run.progress)
+                eta = (max_steps - step) * (now - t_log) / max(step - step_log, 1)
+                _report(pbar, record, tok_s, eta, bar)
             loss_sum.zero_()
             steps_since_log, t_log, step_log, paused = 0, now, step, 0.0
         if do_ckpt:
@@ -620,11 +678,29 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         "final_val_bpb": val_bpb,
     }
     if ddp.master:
-        _write_json(out_dir / SUMMARY, summary)
+        write_json(files.summary, summary)
     wandb_run.finish()
     if return_model:
         summary["model"] = model
     return summary
+
+
+def _replan(
+    max_steps: int, step: int, start_step: int, budget_s: float, before_s: float, this_run_s: float, ddp: Dist, device="cpu"
+) -> int:
+    """max_steps that ends the run within `budget_s` seconds at the time per step measured so far
+    (evaluations and checkpoints included), never below step + 1 (the final step evaluates and
+    checkpoints). Every process takes rank 0's figure, so they stop together.
+
+    Example: 100 s budget, 20 s spent on 10 steps -> 10 + 80 / 2 = 50.
+    """
+    per_step = this_run_s / max(step - start_step, 1)
+    planned = step + max(1, int((budget_s - before_s - this_run_s) / per_step))
+    if ddp.enabled:
+        value = torch.tensor([planned], dtype=torch.long, device=device)  # the training device suits the backend
+        dist.broadcast(value, src=0)
+        planned = int(value)
+    return planned
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -666,31 +742,32 @@ def _report(pbar, rec: dict, tok_s: float, eta: float, progress: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lm336 train",
-        description="Train a Transformer LM on memory-mapped token arrays.",
-        epilog="Config keys: " + ", ".join(config_keys()),
+        description="Train a Transformer LM on memory-mapped token arrays. A run directory that already holds a "
+        "run is never replaced silently: continue it with --resume, or replace it with --overwrite.",
+        epilog=f"Devices (run.device): {DEVICE_HELP}. Config keys: " + ", ".join(config_keys()),
     )
     p.add_argument("--config", help="TOML or JSON config file (default: built-in defaults)")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set optimizer.lr=1e-3 run.batch_size=64")  # fmt: skip
-    p.add_argument("--resume", action="store_true",
-                   help="continue from RUN.out_dir/ckpt.pt (same as --set run.resume=true)")  # fmt: skip
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue the run in RUN.out_dir from its ckpt.pt, bit for bit (same as --set run.resume=true)")  # fmt: skip
+    start.add_argument("--overwrite", action="store_true",
+                       help="start afresh even if RUN.out_dir holds a run, replacing it (same as --set run.overwrite=true)")  # fmt: skip
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     return p
 
 
+@command("lm336 train")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-        if args.resume:
-            cfg = apply_overrides(cfg, ["run.resume=true"])
-        if args.print_config:
-            print(json.dumps(cfg.to_dict(), indent=2))
-            return 0
-        summary = train(cfg)
-    except (ConfigError, DataError, DivergedError, FileNotFoundError, IsADirectoryError) as e:
-        print(f"lm336 train: error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, ConfigError) else 1
+    cfg = load_config(args.config, args.overrides)
+    if args.resume or args.overwrite:
+        cfg = apply_overrides(cfg, ["run.resume=true" if args.resume else "run.overwrite=true"])
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))
     return 0

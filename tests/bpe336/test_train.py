@@ -185,7 +185,9 @@ def test_stats_and_progress(tmp_path):
 
 
 def test_progress_bar_runs(tmp_path, capsys):
-    train_bpe(write(tmp_path, "abc abd abe " * 100), 300, progress=True)
+    path = write(tmp_path, "abc abd abe " * 100)
+    assert train_bpe(path, 300, progress=True) == train_bpe(path, 300)  # the bar changes nothing
+    assert "merging" in capsys.readouterr().err  # and it was drawn
 
 
 def test_progress_exception_stops_training(tmp_path):

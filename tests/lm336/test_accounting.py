@@ -329,3 +329,17 @@ def test_cli_checks_against_the_model(capsys):
     pytest.importorskip("torch")
     assert acc.main(["--preset", "tinystories-17m", "--check-model"]) == 0
     assert "TransformerLM has 22,696,448 parameters, as accounted" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("norm", ["pre", "post", "none"])
+@pytest.mark.parametrize("position", ["rope", "nope"])
+@pytest.mark.parametrize("ffn", ["swiglu", "silu"])
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("d_ff", [40, None])
+def test_count_equals_the_real_model_for_every_variant(norm, position, ffn, tied, d_ff):
+    """The one parameter count (lm336.accounting) against sum(p.numel()) of a real TransformerLM."""
+    from lm336.model import TransformerLM
+
+    cfg = dataclasses.replace(TINY, norm=norm, position=position, ffn=ffn, tie_embeddings=tied, d_ff=d_ff)
+    model = TransformerLM.from_config(cfg, device="meta")
+    assert acc.count_parameters(cfg) == sum(p.numel() for p in model.parameters()) == model.num_parameters()

@@ -92,7 +92,8 @@ def test_two_gloo_processes_keep_identical_weights(tmp_path, accum):
 
 def test_batch_not_divisible_by_processes_is_a_clear_error(tmp_path):
     cfg = _cfg(tmp_path, "run.batch_size=3")
-    with pytest.raises(Exception, match="divisible by processes"):
+    # The worker's ConfigError comes back wrapped, with the worker's traceback in its message.
+    with pytest.raises(mp.ProcessRaisedException, match=r"ConfigError: run\.batch_size \(3\) must be divisible by processes"):
         mp.spawn(_worker, args=(cfg.to_dict(), _free_port(), str(tmp_path)), nprocs=WORLD, join=True)
 
 

@@ -10,6 +10,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,9 +90,12 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_pipeline_end_to_end_tiny(tmp_path, capsys):
+def test_pipeline_end_to_end_tiny(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    assert pipeline.main([*TINY, "--out", str(out)]) == 0
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # a new shell: the package's commands are not on the PATH
+    # Variants whose parameter count a shortcut formula gets wrong: SiLU (two matrices), tied, no norms.
+    variants = ["--set", "model.ffn=silu", "--set", "model.tie_embeddings=true", "--set", "model.norm=none"]
+    assert pipeline.main([*TINY, *variants, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     for stage in ("[1/5] corpus", "[2/5] tokenizer", "[3/5] tokens", "[4/5] model", "[5/5] sample"):
         assert stage in printed
@@ -113,6 +121,20 @@ def test_pipeline_end_to_end_tiny(tmp_path, capsys):
         assert sorted(p.name for p in out.glob("curves_*.png")) == ["curves_train_loss.png", "curves_val_loss.png"]
     else:
         assert "curves     : skipped" in printed
+
+    # The printed parameter count is the trained model's.
+    from lm336.checkpoint import load_model
+
+    model, _ = load_model(out)
+    assert model.config.ffn == "silu" and model.config.tie_embeddings and model.config.norm == "none"
+    assert f"model: {sum(p.numel() for p in model.parameters()):,} parameters" in printed
+
+    # The closing hint runs as printed, from a shell that has not activated anything.
+    hint = printed.splitlines()[-1].strip()
+    assert " generate --checkpoint " in hint
+    proc = subprocess.run([*shlex.split(hint), "--max-new-tokens", "3", "--device", "cpu"], capture_output=True, text=True,
+                          env={**os.environ, "PATH": "/usr/bin:/bin"}, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
 
     # The generate command finds the model config in the checkpoint and the tokenizer in the run.
     args = ["--checkpoint", str(out / "ckpt.pt"), "--max-new-tokens", "16", "--seed", "3", "--device", "cpu", "--threads", "1"]
@@ -147,6 +169,34 @@ def test_pipeline_on_a_text_file(tmp_path, capsys):
     assert result["prompt"] + result["sample"] in capsys.readouterr().out
 
 
+def test_pipeline_keeps_to_its_time_budget(tmp_path, capsys):
+    """--minutes sets run.time_budget_s: the loop re-measures its steps and moves max_steps."""
+    out = tmp_path / "run"
+    argv = [a for a in TINY if a not in ("--max-steps", "12")]
+    assert pipeline.main([*argv, "--minutes", "0.05", "--threads", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "re-measured as it trains" in printed
+    saved = json.loads((out / "config.json").read_text())
+    assert 0 < saved["run"]["time_budget_s"] <= 3.0  # --minutes 0.05, less the time spent timing steps
+    result = json.loads((out / "pipeline.json").read_text())
+    assert result["steps"] >= 2 and result["final_val_loss"] is not None
+
+
+def test_help_needs_nothing_installed():
+    """`lm336 pipeline --help` (and so the quickstart's --help) imports only the standard library."""
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'numpy', 'bpe336', 'tqdm'):\n"
+        "    sys.modules[name] = None  # importing any of them now fails\n"
+        "from lm336.cli import main\n"
+        "main(['pipeline', '--help'])\n"
+    )
+    root = str(Path(pipeline.__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: lm336 pipeline" in proc.stdout and "--minutes" in proc.stdout
+
+
 def test_pipeline_write_corpus_only(tmp_path, capsys):
     path = tmp_path / "stories.txt"
     assert pipeline.main(["--write-corpus", str(path), "--corpus-mb", "0.05"]) == 0
@@ -154,25 +204,25 @@ def test_pipeline_write_corpus_only(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_pipeline_bad_arguments(tmp_path):
-    with pytest.raises(SystemExit, match="no such file"):
-        pipeline.main([str(tmp_path / "missing.txt"), "--out", str(tmp_path / "r")])
-    with pytest.raises(SystemExit, match="minutes"):
-        pipeline.main(["--minutes", "0", "--out", str(tmp_path / "r")])
+def test_pipeline_bad_arguments(tmp_path, capsys):
+    assert pipeline.main([str(tmp_path / "missing.txt"), "--out", str(tmp_path / "r")]) == 1
+    assert "lm336 pipeline: error: " in capsys.readouterr().err
+    assert pipeline.main(["--minutes", "0", "--out", str(tmp_path / "r")]) == 1
+    assert "--minutes must be a positive number" in capsys.readouterr().err
 
 
 def test_pipeline_bad_settings_fail_before_any_work(tmp_path, capsys):
     out = tmp_path / "r"
-    assert pipeline.main(["--out", str(out), "--d-model", "30", "--num-heads", "4"]) == 1
+    assert pipeline.main(["--out", str(out), "--d-model", "30", "--num-heads", "4"]) == 2  # a config error
     assert "divisible" in capsys.readouterr().err
     assert not (out / "data").exists()
-    assert pipeline.main(["--out", str(out), "--set", "optimizer.nosuch=1"]) == 1
+    assert pipeline.main(["--out", str(out), "--set", "optimizer.nosuch=1"]) == 2
     assert "nosuch" in capsys.readouterr().err
 
 
 def test_generate_bad_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert sampling.main(["--checkpoint", str(tmp_path / "nothing.pt")]) == 1
-    assert "checkpoint not found" in capsys.readouterr().err
+    assert "nothing.pt: no such checkpoint" in capsys.readouterr().err
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     assert sampling.main(["--checkpoint", str(junk)]) == 1

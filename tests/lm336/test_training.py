@@ -452,10 +452,13 @@ def test_torch_compile_gives_the_eager_loss_curve(tmp_path, data):
     torch.testing.assert_close(la, lb, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on a machine without CUDA")
-def test_cuda_request_falls_back_to_cpu(tmp_path, data):
-    with pytest.warns(UserWarning, match="CUDA is not available; training on the CPU"):
-        summary = train(_cfg(tmp_path, data, "run.device=cuda", "run.max_steps=2"))
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_cuda_request_without_cuda_is_an_error_before_any_work(tmp_path, data, capsys):
+    # One device policy (lm336.common.resolve_device): a device named explicitly must exist.
+    with pytest.raises(ConfigError, match="run.device: device 'cuda' asked for, but CUDA is not available"):
+        train(_cfg(tmp_path, data, "run.device=cuda", "run.max_steps=2"))
+    assert not (tmp_path / "run").exists()
+    summary = train(_cfg(tmp_path, data, "run.device=auto", "run.max_steps=2"))  # auto: the CPU here
     assert summary["steps"] == 2
 
 
@@ -465,7 +468,7 @@ def test_resume_drops_log_lines_past_the_checkpoint_and_a_torn_line(tmp_path, da
     train(cfg)
     full = _log(tmp_path / "run")
     # As if killed while writing step 8's line: checkpoint at 5, lines up to 7, then a torn line.
-    train(apply_overrides(cfg, ["run.max_steps=5"]))
+    train(apply_overrides(cfg, ["run.max_steps=5", "run.overwrite=true"]))
     log_path = tmp_path / "run" / "log.jsonl"
     lines = log_path.read_text().splitlines()
     assert len(lines) == 5
