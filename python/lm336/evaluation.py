@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .common import command
 from .optim import cross_entropy
 from .sampling import EOT
 
@@ -182,7 +183,7 @@ def evaluate(
         model, raw = load_model(path, resolve_device(device or "auto"))
         if tokenizer is None:
             tokenizer = find_tokenizer(path, raw)
-    if tokenizer is not None and not hasattr(tokenizer, "encode"):
+    if isinstance(tokenizer, (str, os.PathLike)):  # a path (a str has .encode too: test the type)
         from bpe336 import Tokenizer
 
         tokenizer = Tokenizer.load(tokenizer)
@@ -321,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("lm336 eval")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     threads = torch.get_num_threads()
@@ -334,9 +336,6 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, bos_token=args.bos_token or None, data_dtype=args.data_dtype,
             device=args.device, progress=not args.no_progress,
         )  # fmt: skip
-    except (OSError, ValueError, KeyError) as e:
-        print(f"lm336 eval: error: {e}", file=sys.stderr)
-        return 1
     finally:
         torch.set_num_threads(threads)  # main() may be called in-process (tests, notebooks)
     result = {"checkpoint": str(args.checkpoint), "data": str(args.data), **result}

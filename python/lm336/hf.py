@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import CHECKPOINT, CONFIG, LOG, SUMMARY, TOKENIZER
+from .common import command
 from .config import ConfigError, ModelConfig, TrainConfig
 from .safetensors_io import WEIGHTS, check_state, read_safetensors, save_weights, write_safetensors
 from .sampling import EOT
@@ -593,14 +593,11 @@ def build_export_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("lm336 export")
 def export_main(argv: list[str] | None = None) -> int:
     args = build_export_parser().parse_args(argv)
-    try:
-        out = export_hf(args.src, args.out, tokenizer=args.tokenizer, include_tokenizer=not args.no_tokenizer,
-                        dtype=args.dtype, overwrite=args.overwrite)  # fmt: skip
-    except (OSError, ValueError, KeyError) as e:
-        print(f"lm336 export: error: {e}", file=sys.stderr)
-        return 1
+    out = export_hf(args.src, args.out, tokenizer=args.tokenizer, include_tokenizer=not args.no_tokenizer,
+                    dtype=args.dtype, overwrite=args.overwrite)  # fmt: skip
     files = ", ".join(sorted(p.name for p in out.iterdir()))
     print(f"exported {args.src} -> {out} ({files})")
     print(f'load it with transformers: AutoModelForCausalLM.from_pretrained("{out}"), AutoTokenizer.from_pretrained("{out}")')
@@ -625,14 +622,11 @@ def build_import_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("lm336 import")
 def import_main(argv: list[str] | None = None) -> int:
     args = build_import_parser().parse_args(argv)
-    try:
-        out = import_hf(args.hf_dir, args.out, dtype=args.dtype, context_length=args.context_length,
-                        include_tokenizer=not args.no_tokenizer, overwrite=args.overwrite)  # fmt: skip
-    except (OSError, ValueError, KeyError) as e:
-        print(f"lm336 import: error: {e}", file=sys.stderr)
-        return 1
+    out = import_hf(args.hf_dir, args.out, dtype=args.dtype, context_length=args.context_length,
+                    include_tokenizer=not args.no_tokenizer, overwrite=args.overwrite)  # fmt: skip
     files = ", ".join(sorted(p.name for p in out.iterdir()))
     print(f"imported {args.hf_dir} -> {out} ({files})")
     if not (out / TOKENIZER).exists():

@@ -298,6 +298,8 @@ def _resume(ckpt_path: Path, cfg: TrainConfig, model, optimizer, stream: BatchSt
     elapsed = ckpt.get("time_s", 0.0)
     if not isinstance(elapsed, (int, float)) or isinstance(elapsed, bool) or not math.isfinite(elapsed) or elapsed < 0:
         raise CheckpointError(f"{ckpt_path}: malformed training time {elapsed!r}")
+    if ckpt.get("rng") is None and step == 0:
+        return step, float(elapsed)  # starting weights (e.g. `lm336 import`): the run.seed streams, as a new run
     if not isinstance(ckpt.get("rng"), dict):
         raise CheckpointError(f"{ckpt_path}: holds no RNG state, so the run cannot continue exactly")
     _set_rng_state(ckpt["rng"], stream, str(ckpt_path))

@@ -337,7 +337,7 @@ def test_run_files_name_every_file_of_a_run(run_dir):
     assert files.checkpoint == run_dir / "ckpt.pt" and files.config == run_dir / "config.json"
     assert files.log == run_dir / "log.jsonl" and files.summary == run_dir / "summary.json"
     assert files.tokenizer == run_dir / "tokenizer" and files.weights == run_dir / "model.safetensors"
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted([ck.CHECKPOINT, ck.CONFIG, ck.LOG, ck.SUMMARY])
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted([ck.CHECKPOINT, ck.CONFIG, ck.LOG, ck.SUMMARY, ck.WEIGHTS])
     assert files.existing_run() == ["ckpt.pt", "log.jsonl", "summary.json"] and files.last_logged_step() == 4
     assert ck.RunFiles(run_dir / "nothing").existing_run() == []
 

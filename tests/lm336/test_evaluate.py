@@ -23,8 +23,8 @@ from tiny_runs import EOT, make_tokenizer, train_tiny_run
 
 import lm336
 from lm336 import cli
+from lm336.checkpoint import load_model
 from lm336.evaluation import token_byte_lengths, window_plan
-from lm336.sampling import load_model
 from lm336.training import validation_starts
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -158,6 +158,9 @@ def test_text_npy_bin_and_array_inputs_agree(run, tmp_path):
     ids.astype("<u4").tofile(tmp_path / "v32.bin")
     by_text = lm336.evaluate(run_dir, root / "valid.txt")
     assert by_text["source"] == "text" and by_text["bytes"] == len(text.encode("utf-8"))
+    tok.save(tmp_path / "tok")
+    for tok_arg in (str(tmp_path / "tok"), tmp_path / "tok", tok):  # the tokenizer as a str path, a Path, an object
+        assert lm336.evaluate(run_dir, root / "valid.txt", tok_arg) == by_text
     for data, dtype in (
         (tmp_path / "v.npy", "uint16"),
         (tmp_path / "v16.bin", "uint16"),
@@ -236,7 +239,7 @@ def _write(path: Path, data: bytes) -> Path:
         ("stride", "stride must be in [1, context_length=48]"),
         ("context", "context_length must be in [1, 48]"),
         ("odd bin", "not a multiple of 2"),
-        ("bad checkpoint", "checkpoint not found"),
+        ("bad checkpoint", "no such checkpoint"),
     ],
 )
 def test_cli_bad_input_gives_one_error_line(run, tmp_path, capsys, case, message):
