@@ -3,7 +3,7 @@ one line and exits non-zero (never a traceback); `train` refuses to replace a ru
 header (and "resumed from step N"), writes plain lines when its output is not a terminal, warns
 before a run far too big for a CPU, and keeps to a time budget.
 
-    cd tests && python -m pytest -q lm336/test_cli.py
+    cd tests && python -m pytest -q lm336/test_lm336_cli.py
 """
 
 from __future__ import annotations

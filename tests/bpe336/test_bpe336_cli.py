@@ -1,7 +1,7 @@
 """`bpe336 train|encode|bench` on bad input: one `error:` line and a non-zero exit, never a
 traceback; outputs checked before any work; plain progress lines when stderr is not a terminal.
 
-cd tests && python -m pytest -q bpe336/test_cli.py
+cd tests && python -m pytest -q bpe336/test_bpe336_cli.py
 """
 
 from __future__ import annotations
