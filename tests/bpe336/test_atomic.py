@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testdata import EOT, ROOT
+from testdata import EOT
 
+import bpe336
 from bpe336 import Tokenizer, atomic, train_bpe
 from bpe336.atomic import atomic_directory, atomic_output, atomic_write, check_output_directory, clean_stale_temporaries
 from bpe336.formats import TOKENIZER_FILES
@@ -329,7 +330,7 @@ def test_kill_9_during_cli_train_keeps_a_complete_directory(tmp_path):
         str(out),
         "--no-progress",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    env = {**os.environ, "PYTHONPATH": str(Path(bpe336.__file__).resolve().parents[1])}  # the package under test, installed or not
     rng = random.Random(99)
     for _trial in range(6):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
