@@ -37,6 +37,17 @@ use rustc_hash::FxHashMap;
 use crate::error::{BpeError, Result};
 use crate::pretokenize::for_each_pretoken_range;
 
+/// Ids may leave gaps (tiktoken's specials sit above the ranks), but only this many beyond twice
+/// the number of tokens: the id table is sized by the largest id, so an id must never be able
+/// to size it beyond the input that names it (an id of 2^31 would otherwise ask for 32 GiB).
+pub const ID_SLACK: u64 = 1 << 20;
+
+/// One more than the largest id a vocabulary of `entries` tokens may use: `2 * entries +
+/// ID_SLACK`, and never `u32::MAX` (which marks "no id" inside the encoder).
+pub fn id_limit(entries: usize) -> u64 {
+    (2 * entries as u64 + ID_SLACK).min(u32::MAX as u64)
+}
+
 /// Pieces up to this many bytes merge with the array scan; longer ones use the heap.
 const SCAN_MAX_PIECE: usize = 64;
 /// Pieces longer than this are not cached (they are rare and would bloat the cache).
@@ -49,6 +60,8 @@ const PARALLEL_MIN_BYTES: usize = 1 << 17;
 const THREAD_CACHE_MIN_BYTES: usize = 1 << 20;
 /// Target chunk size for parallel encoding of one text or file.
 const CHUNK_BYTES: usize = 1 << 20;
+/// The largest header `encode_file` reserves before the ids (a `.npy` header needs 128).
+pub const MAX_HEADER_LEN: u64 = 1 << 16;
 /// Pre-tokens looked up together by `encode_ordinary_into`.
 const BATCH: usize = 32;
 /// No id: marks dead nodes in the heap merge and "no pair" in the scan merge.
@@ -337,18 +350,25 @@ impl Encoder {
     ///
     /// Args: `vocab` as (id, bytes) pairs; `merges` in rank order as (left bytes, right bytes);
     /// `specials` as (text, id) pairs, each id already in `vocab` with the text's UTF-8 bytes.
-    /// Every single byte must have a token; each merge's parts and result must be tokens.
+    /// Every single byte must have a token; each merge's parts and result must be tokens. Ids
+    /// must be below `id_limit(vocab.len())` (checked before anything is allocated by id).
     pub fn new(
-        vocab: Vec<(u32, Vec<u8>)>,
+        vocab: Vec<(u64, Vec<u8>)>,
         merges: Vec<(Vec<u8>, Vec<u8>)>,
-        specials: Vec<(String, u32)>,
+        specials: Vec<(String, u64)>,
     ) -> Result<Self> {
         let arg = |msg: String| BpeError::InvalidArgument(msg);
-        // 1. id -> bytes, rejecting duplicate ids and ids that do not fit.
-        let max_id = vocab.iter().map(|&(id, _)| id).max().unwrap_or(0);
-        if max_id == NONE {
-            return Err(arg(format!("token id {max_id} is too large")));
+        // 1. id -> bytes, rejecting ids out of range (before the table is sized by them) and
+        // duplicate ids.
+        let limit = id_limit(vocab.len());
+        if let Some(&(id, _)) = vocab.iter().find(|&&(id, _)| id >= limit) {
+            return Err(arg(format!(
+                "token id {id} is out of range: a vocabulary of {} tokens may use ids below {limit} \
+                 (twice the number of tokens plus {ID_SLACK})",
+                vocab.len()
+            )));
         }
+        let max_id = vocab.iter().map(|&(id, _)| id).max().unwrap_or(0);
         let mut tokens: Vec<Option<Box<[u8]>>> = vec![None; max_id as usize + 1];
         for (id, bytes) in vocab {
             if bytes.is_empty() {
@@ -365,8 +385,12 @@ impl Encoder {
         // 2. bytes -> id (lowest id wins on duplicates).
         let mut special_ids = Vec::with_capacity(specials.len());
         for (text, id) in &specials {
-            match tokens.get(*id as usize).and_then(|t| t.as_deref()) {
-                Some(b) if b == text.as_bytes() => special_ids.push(*id),
+            let found = usize::try_from(*id)
+                .ok()
+                .and_then(|i| tokens.get(i))
+                .and_then(|t| t.as_deref());
+            match found {
+                Some(b) if b == text.as_bytes() => special_ids.push(*id as u32),
                 _ => {
                     return Err(arg(format!(
                         "special token {text:?} does not have id {id} in the vocabulary"
@@ -855,6 +879,11 @@ impl Encoder {
         progress: &AtomicU64,
     ) -> Result<FileStats> {
         self.check_width(width)?;
+        if header_len > MAX_HEADER_LEN {
+            return Err(BpeError::InvalidArgument(format!(
+                "header_len {header_len} is too large (at most {MAX_HEADER_LEN} bytes)"
+            )));
+        }
         let in_name = input.display().to_string();
         let io_in = |e: std::io::Error| BpeError::Io {
             path: in_name.clone(),
@@ -1025,8 +1054,8 @@ mod tests {
         }
     }
 
-    fn byte_vocab() -> Vec<(u32, Vec<u8>)> {
-        (0..256u32).map(|b| (b, vec![b as u8])).collect()
+    fn byte_vocab() -> Vec<(u64, Vec<u8>)> {
+        (0..256u64).map(|b| (b, vec![b as u8])).collect()
     }
 
     /// Vocabulary: the 256 bytes (id = byte value), then one id per merge, in order.
@@ -1037,9 +1066,9 @@ mod tests {
             .map(|(a, b)| (a.as_bytes().to_vec(), b.as_bytes().to_vec()))
             .collect();
         for (i, (a, b)) in merges.iter().enumerate() {
-            vocab.push((256 + i as u32, [&a[..], &b[..]].concat()));
+            vocab.push((256 + i as u64, [&a[..], &b[..]].concat()));
         }
-        let mut next = vocab.len() as u32;
+        let mut next = vocab.len() as u64;
         let specials = specials
             .iter()
             .map(|s| {
@@ -1069,7 +1098,7 @@ mod tests {
         }
         let mut vocab = byte_vocab();
         for (i, (a, b)) in merges.iter().enumerate() {
-            vocab.push((256 + i as u32, [&a[..], &b[..]].concat()));
+            vocab.push((256 + i as u64, [&a[..], &b[..]].concat()));
         }
         Encoder::new(vocab, merges, vec![]).unwrap()
     }
@@ -1232,9 +1261,9 @@ mod tests {
     fn safe_cuts_do_not_change_the_encoding() {
         let mut enc = random_encoder(5, 200);
         // Specials: one plain, one containing a cut pattern ("e\n" is printable + whitespace).
-        let base = enc.vocab_size() as u32;
-        let mut vocab: Vec<(u32, Vec<u8>)> = (0..base)
-            .map(|i| (i, enc.token_bytes(i).unwrap().to_vec()))
+        let base = enc.vocab_size() as u64;
+        let mut vocab: Vec<(u64, Vec<u8>)> = (0..base)
+            .map(|i| (i, enc.token_bytes(i as u32).unwrap().to_vec()))
             .collect();
         vocab.push((base, b"<|e|>".to_vec()));
         vocab.push((base + 1, b"x\ny".to_vec()));
@@ -1382,7 +1411,7 @@ mod tests {
             Err(e) => e.to_string(),
             Ok(_) => panic!("expected an error"),
         };
-        let missing_byte: Vec<(u32, Vec<u8>)> = (1..256u32).map(|b| (b, vec![b as u8])).collect();
+        let missing_byte: Vec<(u64, Vec<u8>)> = (1..256u64).map(|b| (b, vec![b as u8])).collect();
         assert!(err(Encoder::new(missing_byte, vec![], vec![])).contains("byte 0x00"));
         let msg = err(Encoder::new(
             byte_vocab(),
@@ -1399,6 +1428,31 @@ mod tests {
             Err(BpeError::UnknownId(257))
         ));
         assert_eq!(enc.decode_bytes(&[256, 99]).unwrap(), b"abc");
+        // Ids far beyond the entry count are refused before the id table is sized by them.
+        for huge in [
+            1u64 << 31,
+            (1 << 32) - 2,
+            u32::MAX as u64,
+            1 << 40,
+            id_limit(257),
+        ] {
+            let mut v = byte_vocab();
+            v.push((huge, b"zz".to_vec()));
+            let msg = err(Encoder::new(v, vec![], vec![]));
+            assert!(msg.contains("out of range"), "{msg}");
+        }
+        let mut v = byte_vocab();
+        v.push((id_limit(257) - 1, b"zz".to_vec()));
+        assert_eq!(
+            Encoder::new(v, vec![], vec![]).unwrap().vocab_size() as u64,
+            id_limit(257)
+        );
+        let msg = err(Encoder::new(
+            byte_vocab(),
+            vec![],
+            vec![("a".into(), 1 << 40)],
+        ));
+        assert!(msg.contains("does not have id"), "{msg}");
         let mut big = byte_vocab();
         big.push((70_000, b"zz".to_vec()));
         let big = Encoder::new(big, vec![], vec![]).unwrap();

@@ -4,7 +4,7 @@
 //! Python threads keep running. `BpeError` maps to the matching Python exception class.
 
 use pyo3::exceptions::{
-    PyIsADirectoryError, PyKeyError, PyOSError, PyUnicodeDecodeError, PyValueError,
+    PyIsADirectoryError, PyKeyError, PyOSError, PyOverflowError, PyUnicodeDecodeError, PyValueError,
 };
 use pyo3::prelude::*;
 
@@ -33,6 +33,25 @@ impl From<BpeError> for PyErr {
             BpeError::UnknownId(_) => PyKeyError::new_err(msg),
         }
     }
+}
+
+/// A non-negative integer argument (an id, a size, a count) as u64; the core checks its range.
+/// An int that does not fit (negative, or 2**64 and up) is a ValueError with `message(value)`,
+/// where PyO3 alone would raise an OverflowError.
+fn int_arg(obj: &Bound<'_, PyAny>, message: impl FnOnce(String) -> String) -> PyResult<u64> {
+    obj.extract::<u64>().map_err(|e| {
+        if e.is_instance_of::<PyOverflowError>(obj.py()) {
+            PyValueError::new_err(message(obj.to_string()))
+        } else {
+            e
+        }
+    })
+}
+
+/// `int_arg` for a size: values beyond usize saturate (the core's range check reports them).
+fn size_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let v = int_arg(obj, |v| format!("{name} {v} is out of range"))?;
+    Ok(usize::try_from(v).unwrap_or(usize::MAX))
 }
 
 // -- training ---------------------------------------------------------------------------------
@@ -83,17 +102,17 @@ impl PyProgress {
 }
 
 fn train_options(
-    vocab_size: usize,
+    vocab_size: &Bound<'_, PyAny>,
     special_tokens: Vec<String>,
     num_threads: Option<usize>,
-    chunk_size: Option<usize>,
-) -> TrainOptions {
-    let mut opts = TrainOptions::new(vocab_size, special_tokens);
+    chunk_size: Option<&Bound<'_, PyAny>>,
+) -> PyResult<TrainOptions> {
+    let mut opts = TrainOptions::new(size_arg("vocab_size", vocab_size)?, special_tokens);
     opts.num_threads = num_threads;
     if let Some(c) = chunk_size {
-        opts.chunk_size = c;
+        opts.chunk_size = size_arg("chunk_size", c)?;
     }
-    opts
+    Ok(opts)
 }
 
 /// (vocab as a list of `bytes` by id, merges as a list of `(bytes, bytes)`, stats dict).
@@ -118,13 +137,13 @@ fn result_to_py<'py>(py: Python<'py>, r: TrainResult) -> PyResult<Bound<'py, PyA
 fn train_bpe_files<'py>(
     py: Python<'py>,
     paths: Vec<std::path::PathBuf>,
-    vocab_size: usize,
+    vocab_size: &Bound<'py, PyAny>,
     special_tokens: Vec<String>,
     num_threads: Option<usize>,
-    chunk_size: Option<usize>,
+    chunk_size: Option<&Bound<'py, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size);
+    let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size)?;
     let mut sink = PyProgress {
         callback: progress,
         error: None,
@@ -143,15 +162,15 @@ fn train_bpe_files<'py>(
 fn train_bpe_iter<'py>(
     py: Python<'py>,
     iterable: &Bound<'py, PyAny>,
-    vocab_size: usize,
+    vocab_size: &Bound<'py, PyAny>,
     special_tokens: Vec<String>,
     num_threads: Option<usize>,
-    chunk_size: Option<usize>,
+    chunk_size: Option<&Bound<'py, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const BATCH_BYTES: usize = 8 << 20;
     const BATCH_ITEMS: usize = 8192;
-    let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size);
+    let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size)?;
     opts.validate()?;
     let pool = Arc::new(opts.build_pool()?);
     let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, pool);
@@ -273,6 +292,11 @@ impl FileProgress {
     }
 }
 
+/// A token id argument (the core checks its range against the vocabulary).
+fn token_id(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    int_arg(obj, |v| format!("token id {v} is out of range"))
+}
+
 /// A byte-level BPE encoder; immutable, so many Python threads may share one.
 #[pyclass(frozen, name = "Encoder", module = "bpe336._core")]
 pub struct PyEncoder {
@@ -296,13 +320,25 @@ impl PyEncoder {
     #[pyo3(signature = (vocab, merges, special_tokens=Vec::new()))]
     fn py_new(
         py: Python<'_>,
-        vocab: Vec<(u32, Vec<u8>)>,
+        vocab: Vec<(Bound<'_, PyAny>, Vec<u8>)>,
         merges: Vec<(Vec<u8>, Vec<u8>)>,
-        special_tokens: Vec<(String, u32)>,
+        special_tokens: Vec<(String, Bound<'_, PyAny>)>,
     ) -> PyResult<Self> {
+        let vocab = vocab
+            .into_iter()
+            .map(|(id, bytes)| Ok((token_id(&id)?, bytes)))
+            .collect::<PyResult<Vec<_>>>()?;
+        let special_tokens = special_tokens
+            .into_iter()
+            .map(|(text, id)| Ok((text, token_id(&id)?)))
+            .collect::<PyResult<Vec<_>>>()?;
         let inner = py.detach(|| Encoder::new(vocab, merges, special_tokens))?;
+        // Gaps in the ids (bounded by `encode::id_limit`) get None: ids never name them.
         let ints = (0..inner.vocab_size() as u32)
-            .map(|id| Ok(id.into_pyobject(py)?.into_any().unbind()))
+            .map(|id| match inner.token_bytes(id) {
+                Some(_) => Ok(id.into_pyobject(py)?.into_any().unbind()),
+                None => Ok(py.None()),
+            })
             .collect::<PyResult<_>>()?;
         Ok(PyEncoder { inner, ints })
     }
@@ -386,12 +422,13 @@ impl PyEncoder {
         py: Python<'_>,
         input: PathBuf,
         output: PathBuf,
-        header_len: u64,
+        header_len: &Bound<'_, PyAny>,
         width: usize,
         num_threads: Option<usize>,
         progress: Option<Bound<'_, FileProgress>>,
     ) -> PyResult<(u64, u64, u64)> {
         let width = Width::from_bytes(width)?;
+        let header_len = int_arg(header_len, |v| format!("header_len {v} is out of range"))?;
         let done = progress.map(|p| p.get().done.clone()).unwrap_or_default();
         let stats = py.detach(|| {
             with_threads(num_threads, || {

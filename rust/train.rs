@@ -44,6 +44,9 @@ pub type CountMap = FxHashMap<Box<[u8]>, u64>;
 /// enough that a few chunks in flight stay far below the memory of the counts themselves.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 
+/// The largest streaming chunk (1 GiB): a chunk is held in memory whole.
+pub const MAX_CHUNK_SIZE: usize = 1 << 30;
+
 /// What the trainer reports while it runs (at most about 100 calls per phase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
@@ -116,10 +119,11 @@ impl TrainOptions {
                 "num_threads must be at least 1".to_string(),
             ));
         }
-        if self.chunk_size == 0 {
-            return Err(BpeError::InvalidArgument(
-                "chunk_size must be at least 1".to_string(),
-            ));
+        if !(1..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(BpeError::InvalidArgument(format!(
+                "chunk_size must be between 1 and {MAX_CHUNK_SIZE} bytes, got {}",
+                self.chunk_size
+            )));
         }
         Ok(())
     }
@@ -1007,7 +1011,9 @@ pub fn merge_counts<K: AsRef<[u8]>>(
     progress: &mut ProgressFn,
 ) -> Result<MergeOutput> {
     let mut m = Merger::new(counts)?;
-    let mut merges = Vec::with_capacity(num_merges);
+    // `num_merges` comes from the caller's vocab_size and may be far above what the text can
+    // give (training stops when pairs run out): never size an allocation by it.
+    let mut merges = Vec::with_capacity(num_merges.min(m.pairs.len()));
     let step = (num_merges / 100).max(1);
     while merges.len() < num_merges {
         let Some((best, _count)) = m.pop_best() else {
