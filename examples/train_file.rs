@@ -4,7 +4,6 @@
 //!     cargo run --profile profiling --example train_file -- FILE VOCAB_SIZE THREADS [SPECIAL]
 //!     perf record -g target/profiling/examples/train_file FILE 10000 1 '<|endoftext|>'
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use _core::train::{count_files, train_from_counts, TrainOptions, DEFAULT_CHUNK_SIZE};
@@ -17,13 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let specials: Vec<String> = args.get(4).cloned().into_iter().collect();
     let mut opts = TrainOptions::new(args[2].parse()?, specials);
     opts.num_threads = Some(args[3].parse()?);
-    let pool = Arc::new(opts.build_pool()?);
     let t0 = Instant::now();
     let (counts, bytes) = count_files(
         &[&args[1]],
         &opts.special_tokens,
         DEFAULT_CHUNK_SIZE,
-        pool,
+        opts.workers()?,
         &mut |_| true,
     )?;
     let t1 = Instant::now();

@@ -28,10 +28,8 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
-use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
 
 use crate::error::{BpeError, Result};
@@ -997,46 +995,10 @@ fn show(t: &[u8]) -> String {
     }
 }
 
-/// Runs `f` on a pool of `n` threads, or on the global pool (RAYON_NUM_THREADS) when None.
-///
-/// Pools are kept per thread count and reused, so repeated calls neither respawn threads nor
-/// lose the workers' pre-token caches.
-pub fn with_threads<T: Send>(n: Option<usize>, f: impl FnOnce() -> T + Send) -> Result<T> {
-    static POOLS: OnceLock<Mutex<FxHashMap<usize, Arc<ThreadPool>>>> = OnceLock::new();
-    let n = match n {
-        None => return Ok(f()),
-        Some(0) => {
-            return Err(BpeError::InvalidArgument(
-                "num_threads must be at least 1".into(),
-            ))
-        }
-        Some(n) => n,
-    };
-    let pool = {
-        let mut pools = POOLS
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match pools.get(&n) {
-            Some(p) => p.clone(),
-            None => {
-                let p = rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .thread_name(|i| format!("bpe336-encode-{i}"))
-                    .build()
-                    .map_err(|e| {
-                        BpeError::InvalidArgument(format!("cannot start {n} threads: {e}"))
-                    })?;
-                pools.entry(n).or_insert(Arc::new(p)).clone()
-            }
-        }
-    };
-    Ok(pool.install(f))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::threads::with_threads;
 
     /// A deterministic xorshift generator, so the tests need no extra crate.
     struct Rng(u64);

@@ -18,6 +18,8 @@ pub enum BpeError {
     InvalidArgument(String),
     /// A token id that the vocabulary does not contain.
     UnknownId(u64),
+    /// Worker threads could not be started.
+    ThreadPool(String),
     /// A vocab or merges file that does not parse.
     MalformedFile {
         path: String,
@@ -38,6 +40,7 @@ impl fmt::Display for BpeError {
                 )
             }
             BpeError::InvalidArgument(msg) => write!(f, "{msg}"),
+            BpeError::ThreadPool(msg) => write!(f, "{msg}"),
             BpeError::UnknownId(id) => write!(f, "token id {id} is not in the vocabulary"),
             BpeError::MalformedFile { path, line, reason } => {
                 write!(f, "{path}:{line}: {reason}")

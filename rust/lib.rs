@@ -14,6 +14,7 @@
 pub mod encode;
 pub mod error;
 pub mod pretokenize;
+pub mod threads;
 pub mod train;
 
 #[cfg(feature = "python")]

@@ -4,7 +4,8 @@
 //! Python threads keep running. `BpeError` maps to the matching Python exception class.
 
 use pyo3::exceptions::{
-    PyIsADirectoryError, PyKeyError, PyOSError, PyOverflowError, PyUnicodeDecodeError, PyValueError,
+    PyIsADirectoryError, PyKeyError, PyOSError, PyOverflowError, PyRuntimeError,
+    PyUnicodeDecodeError, PyValueError,
 };
 use pyo3::prelude::*;
 
@@ -31,6 +32,7 @@ impl From<BpeError> for PyErr {
                 PyValueError::new_err(msg)
             }
             BpeError::UnknownId(_) => PyKeyError::new_err(msg),
+            BpeError::ThreadPool(_) => PyRuntimeError::new_err(msg),
         }
     }
 }
@@ -48,6 +50,24 @@ fn int_arg(obj: &Bound<'_, PyAny>, message: impl FnOnce(String) -> String) -> Py
     })
 }
 
+/// An optional thread count, checked by the core (`threads::check`): negative or huge ints get
+/// the core's message too; a non-int is a TypeError naming the argument.
+fn threads_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    if !obj.is_instance_of::<pyo3::types::PyInt>() || obj.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "num_threads must be an int or None, not {}",
+            obj.get_type().name()?
+        )));
+    }
+    let n = int_arg(obj, |v| crate::threads::range_message(&v))?;
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    crate::threads::check(n)?;
+    Ok(Some(n))
+}
+
 /// `int_arg` for a size: values beyond usize saturate (the core's range check reports them).
 fn size_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<usize> {
     let v = int_arg(obj, |v| format!("{name} {v} is out of range"))?;
@@ -57,8 +77,6 @@ fn size_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<usize> {
 // -- training ---------------------------------------------------------------------------------
 // `train_bpe_files`, `train_bpe_iter`, and two helpers for the tests (`pretokenize`,
 // `char_classes`). Python's `bpe336.train` validates types and wraps these.
-
-use std::sync::Arc;
 
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -104,11 +122,11 @@ impl PyProgress {
 fn train_options(
     vocab_size: &Bound<'_, PyAny>,
     special_tokens: Vec<String>,
-    num_threads: Option<usize>,
+    num_threads: Option<&Bound<'_, PyAny>>,
     chunk_size: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<TrainOptions> {
     let mut opts = TrainOptions::new(size_arg("vocab_size", vocab_size)?, special_tokens);
-    opts.num_threads = num_threads;
+    opts.num_threads = threads_arg(num_threads)?;
     if let Some(c) = chunk_size {
         opts.chunk_size = size_arg("chunk_size", c)?;
     }
@@ -139,7 +157,7 @@ fn train_bpe_files<'py>(
     paths: Vec<std::path::PathBuf>,
     vocab_size: &Bound<'py, PyAny>,
     special_tokens: Vec<String>,
-    num_threads: Option<usize>,
+    num_threads: Option<&Bound<'py, PyAny>>,
     chunk_size: Option<&Bound<'py, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -164,7 +182,7 @@ fn train_bpe_iter<'py>(
     iterable: &Bound<'py, PyAny>,
     vocab_size: &Bound<'py, PyAny>,
     special_tokens: Vec<String>,
-    num_threads: Option<usize>,
+    num_threads: Option<&Bound<'py, PyAny>>,
     chunk_size: Option<&Bound<'py, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -172,8 +190,7 @@ fn train_bpe_iter<'py>(
     const BATCH_ITEMS: usize = 8192;
     let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size)?;
     opts.validate()?;
-    let pool = Arc::new(opts.build_pool()?);
-    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, pool);
+    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, opts.workers()?);
     counter.begin_stream("<iterator>");
     let mut sink = PyProgress {
         callback: progress,
@@ -249,12 +266,26 @@ fn char_classes(py: Python<'_>) -> Bound<'_, PyBytes> {
     PyBytes::new(py, &table)
 }
 
+/// Threads used when none are given: RAYON_NUM_THREADS, else the number of cores.
+#[pyfunction]
+fn default_threads() -> usize {
+    crate::threads::default_threads()
+}
+
+/// The largest `num_threads` a call accepts.
+#[pyfunction]
+fn max_threads() -> usize {
+    crate::threads::max_threads()
+}
+
 fn register_training(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train_bpe_files, m)?)?;
     m.add_function(wrap_pyfunction!(train_bpe_iter, m)?)?;
     m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
     m.add_function(wrap_pyfunction!(char_classes, m)?)?;
     m.add("DEFAULT_CHUNK_SIZE", train::DEFAULT_CHUNK_SIZE)?;
+    m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(max_threads, m)?)?;
     Ok(())
 }
 // -- end training -----------------------------------------------------------------------------
@@ -269,7 +300,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::PyByteArray;
 
-use crate::encode::{with_threads, Encoder, Width};
+use crate::encode::{Encoder, Width};
+use crate::threads::with_threads;
 
 /// Input bytes done by a running `Encoder.encode_file`, readable from another Python thread.
 #[pyclass(frozen, module = "bpe336._core")]
@@ -391,8 +423,9 @@ impl PyEncoder {
         &self,
         py: Python<'_>,
         texts: Vec<PyBackedStr>,
-        num_threads: Option<usize>,
+        num_threads: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<Vec<u32>>> {
+        let num_threads = threads_arg(num_threads)?;
         Ok(py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts)))?)
     }
 
@@ -404,9 +437,10 @@ impl PyEncoder {
         py: Python<'py>,
         text: &str,
         width: usize,
-        num_threads: Option<usize>,
+        num_threads: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyByteArray>> {
         let width = Width::from_bytes(width)?;
+        let num_threads = threads_arg(num_threads)?;
         let buf = py.detach(|| {
             with_threads(num_threads, || self.inner.encode_to_le_bytes(text, width))
         })??;
@@ -424,10 +458,11 @@ impl PyEncoder {
         output: PathBuf,
         header_len: &Bound<'_, PyAny>,
         width: usize,
-        num_threads: Option<usize>,
+        num_threads: Option<&Bound<'_, PyAny>>,
         progress: Option<Bound<'_, FileProgress>>,
     ) -> PyResult<(u64, u64, u64)> {
         let width = Width::from_bytes(width)?;
+        let num_threads = threads_arg(num_threads)?;
         let header_len = int_arg(header_len, |v| format!("header_len {v} is out of range"))?;
         let done = progress.map(|p| p.get().done.clone()).unwrap_or_default();
         let stats = py.detach(|| {

@@ -28,7 +28,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry as MapEntry;
 
@@ -36,6 +35,7 @@ use crate::error::{BpeError, Result};
 use crate::pretokenize::{
     char_class, for_each_pretoken_range, CharClass, Segment, SpecialSplitter,
 };
+use crate::threads::{self, Workers};
 
 /// Distinct pre-tokens (their bytes) and how often each occurs.
 pub type CountMap = FxHashMap<Box<[u8]>, u64>;
@@ -114,10 +114,8 @@ impl TrainOptions {
                 )));
             }
         }
-        if self.num_threads == Some(0) {
-            return Err(BpeError::InvalidArgument(
-                "num_threads must be at least 1".to_string(),
-            ));
+        if let Some(n) = self.num_threads {
+            threads::check(n)?;
         }
         if !(1..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
             return Err(BpeError::InvalidArgument(format!(
@@ -128,13 +126,9 @@ impl TrainOptions {
         Ok(())
     }
 
-    /// The rayon pool the training runs on (a local pool, so `num_threads` never touches the
-    /// global one).
-    pub fn build_pool(&self) -> Result<ThreadPool> {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(self.num_threads.unwrap_or(0))
-            .build()
-            .map_err(|e| BpeError::InvalidArgument(format!("cannot start worker threads: {e}")))
+    /// The worker threads the training runs on (`threads::Workers`).
+    pub fn workers(&self) -> Result<Workers> {
+        Workers::new(self.num_threads)
     }
 }
 
@@ -450,7 +444,7 @@ struct Shared {
 /// the counts with `finish`.
 pub struct StreamCounter {
     shared: Arc<Shared>,
-    pool: Arc<ThreadPool>,
+    workers: Workers,
     chunk_size: usize,
     max_in_flight: usize,
     /// Bytes of the current stream not yet handed to the pool.
@@ -465,8 +459,8 @@ pub struct StreamCounter {
 }
 
 impl StreamCounter {
-    pub fn new(special_tokens: &[String], chunk_size: usize, pool: Arc<ThreadPool>) -> Self {
-        let threads = pool.current_num_threads();
+    pub fn new(special_tokens: &[String], chunk_size: usize, workers: Workers) -> Self {
+        let threads = workers.num_threads();
         let shared = Shared {
             splitter: SpecialSplitter::new(special_tokens),
             maps: (0..threads)
@@ -479,7 +473,7 @@ impl StreamCounter {
         let chunk_size = chunk_size.max(1);
         StreamCounter {
             shared: Arc::new(shared),
-            pool,
+            workers,
             chunk_size,
             max_in_flight: 2 * threads,
             buf: Vec::new(),
@@ -553,7 +547,7 @@ impl StreamCounter {
             *n += 1;
         }
         let shared = Arc::clone(&self.shared);
-        self.pool.spawn(move || {
+        self.workers.spawn(move || {
             // Decrements the in-flight count even if counting unwinds.
             let _done = InFlight(&shared);
             let counted = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -615,7 +609,7 @@ pub fn count_files<P: AsRef<Path>>(
     paths: &[P],
     special_tokens: &[String],
     chunk_size: usize,
-    pool: Arc<ThreadPool>,
+    workers: Workers,
     progress: &mut ProgressFn,
 ) -> Result<(PretokenCounts, u64)> {
     // Open everything first, so a missing file fails before any work.
@@ -635,7 +629,7 @@ pub fn count_files<P: AsRef<Path>>(
         total += meta.len();
         files.push((File::open(path).map_err(io)?, name));
     }
-    let mut counter = StreamCounter::new(special_tokens, chunk_size, pool);
+    let mut counter = StreamCounter::new(special_tokens, chunk_size, workers);
     let read_size = chunk_size.clamp(1, 1 << 20);
     let mut block = vec![0u8; read_size];
     let step = (total / 100).max(1);
@@ -1093,9 +1087,13 @@ pub fn train_files<P: AsRef<Path>>(
             "no input files given".to_string(),
         ));
     }
-    let pool = Arc::new(opts.build_pool()?);
-    let (counts, input_bytes) =
-        count_files(paths, &opts.special_tokens, opts.chunk_size, pool, progress)?;
+    let (counts, input_bytes) = count_files(
+        paths,
+        &opts.special_tokens,
+        opts.chunk_size,
+        opts.workers()?,
+        progress,
+    )?;
     let what = if paths.len() == 1 {
         paths[0].as_ref().display().to_string()
     } else {
@@ -1112,8 +1110,7 @@ pub fn train_texts(
     progress: &mut ProgressFn,
 ) -> Result<TrainResult> {
     opts.validate()?;
-    let pool = Arc::new(opts.build_pool()?);
-    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, pool);
+    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, opts.workers()?);
     for t in texts {
         counter.begin_stream("<text>");
         counter.push(t.as_bytes())?;
@@ -1266,13 +1263,8 @@ mod tests {
         let mut whole = CountMap::default();
         count_text(text, &splitter, &mut whole);
         for chunk_size in 1..40 {
-            let pool = Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(2)
-                    .build()
-                    .unwrap(),
-            );
-            let mut c = StreamCounter::new(&specials, chunk_size, pool);
+            let workers = Workers::new(Some(2)).unwrap();
+            let mut c = StreamCounter::new(&specials, chunk_size, workers);
             c.begin_stream("t");
             for piece in text.as_bytes().chunks(3) {
                 c.push(piece).unwrap();
@@ -1290,13 +1282,8 @@ mod tests {
         data.push(0xFF);
         data.extend_from_slice(b" more text");
         for chunk_size in [1, 7, 64, 1 << 20] {
-            let pool = Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .build()
-                    .unwrap(),
-            );
-            let mut c = StreamCounter::new(&[], chunk_size, pool);
+            let workers = Workers::new(Some(1)).unwrap();
+            let mut c = StreamCounter::new(&[], chunk_size, workers);
             c.begin_stream("f");
             let r = c.push(&data).and_then(|_| c.end_stream());
             match r {

@@ -259,8 +259,8 @@ class Tokenizer:
             yield from self.encode("".join(pending))
 
     def encode_batch(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
-        """Ids of each text, encoded in parallel (rayon; `num_threads` None = all cores or
-        RAYON_NUM_THREADS)."""
+        """Ids of each text, encoded in parallel (`num_threads` None: RAYON_NUM_THREADS, else all
+        cores; at most `bpe336._core.max_threads()`)."""
         texts = list(texts)
         for t in texts:
             _check_text(t, "encode_batch items")
@@ -367,7 +367,7 @@ class Tokenizer:
             "seconds": seconds,
             "mb_per_s": nbytes / 1e6 / seconds if seconds > 0 else float("inf"),
             "bytes_per_token": nbytes / ntokens if ntokens else float("nan"),
-            "threads": num_threads or _default_threads(),
+            "threads": num_threads or _core.default_threads(),
         }
 
     # -----------------------------------------------------------------------------------------
@@ -393,11 +393,6 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         """The text of `ids`; malformed UTF-8 (e.g. half a character) becomes U+FFFD."""
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
-
-
-def _default_threads() -> int:
-    env = os.environ.get("RAYON_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
 
 
 def _npy_header(dtype: np.dtype, count: int) -> bytes:

@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from bpe336 import Tokenizer, _core, train_bpe
+from bpe336 import Tokenizer, _core, train_bpe, train_bpe_from_iterator
 from bpe336.formats import bytes_to_unicode
 
 BYTES = {i: bytes([i]) for i in range(256)}
@@ -149,3 +149,67 @@ def test_encode_file_header_is_bounded(tmp_path):
         )
     enc = _core.Encoder(list(BYTES.items()), [])
     assert enc.encode_file(str(src), str(tmp_path / "out.bin"), 16, 2) == (11, 11, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads
+# ---------------------------------------------------------------------------------------------
+
+
+def test_num_threads_is_bounded(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("low lower lowest " * 10, encoding="utf-8")
+    tok = Tokenizer(BYTES, [])
+    calls = {
+        "encode_batch": lambda n: tok.encode_batch(["ab"], num_threads=n),
+        "encode_to_numpy": lambda n: tok.encode_to_numpy("ab", num_threads=n),
+        "encode_file": lambda n: tok.encode_file(corpus, tmp_path / "out.npy", num_threads=n, progress=False),
+        "train_bpe": lambda n: train_bpe(corpus, 300, num_threads=n),
+        "train_bpe_from_iterator": lambda n: train_bpe_from_iterator(["ab ab"], 300, num_threads=n),
+    }
+    top = _core.max_threads()
+    assert 64 <= top <= 1024
+    for name, call in calls.items():
+        for bad in (0, -1, top + 1, 10**6, 10**30):
+            with pytest.raises(ValueError, match=f"num_threads must be between 1 and {top}") as info:
+                call(bad)
+            assert str(bad) in str(info.value), name
+        for bad in (1.5, "2", True):
+            with pytest.raises(TypeError, match="num_threads"):
+                call(bad)
+        call(1)
+        call(None)
+    assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*"))
+
+
+def test_repeated_calls_leave_no_threads_behind(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("low lower lowest newer wider " * 50, encoding="utf-8")
+    proc = run_child(
+        f"""
+        import gc, time, psutil
+        from bpe336 import Tokenizer, _core, train_bpe, train_bpe_from_iterator
+        me = psutil.Process()
+        before = me.num_threads()
+        tok = Tokenizer({{i: bytes([i]) for i in range(256)}}, [])
+        for n in range(1, 61):
+            tok.encode_batch(["ab cd"] * 3, num_threads=n)
+            tok.encode_to_numpy("ab cd " * 100, num_threads=n)
+            if n % 6 == 0:  # (each call fsyncs its output: slow on some disks)
+                tok.encode_file({str(corpus)!r}, {str(tmp_path / "out.npy")!r}, num_threads=n, progress=False)
+            train_bpe({str(corpus)!r}, 300, num_threads=n)
+            train_bpe_from_iterator(["ab cd"] * 10, 300, num_threads=n)
+        del tok
+        gc.collect()
+        # Pools that are let go exit asynchronously: give them a moment.
+        deadline = time.time() + 10
+        while me.num_threads() > before + 4 * _core.default_threads() and time.time() < deadline:
+            time.sleep(0.1)
+        print(before, me.num_threads(), _core.default_threads())
+        """,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before, after, default = map(int, proc.stdout.split())
+    # At most a few pools of the default size stay for reuse; nothing grows with the loop.
+    assert after <= before + 4 * default, (before, after)
