@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use _core::cancel::CancelFlag;
 use _core::train::{count_files, train_from_counts, TrainOptions, DEFAULT_CHUNK_SIZE};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,10 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         DEFAULT_CHUNK_SIZE,
         opts.workers()?,
         &mut |_| true,
+        &CancelFlag::default(),
     )?;
     let t1 = Instant::now();
     let distinct = counts.len();
-    let r = train_from_counts(counts, bytes, &opts, &mut |_| true)?;
+    let r = train_from_counts(counts, bytes, &opts, &mut |_| true, &CancelFlag::default())?;
     let t2 = Instant::now();
     println!(
         "bytes {bytes} distinct {distinct} merges {} count {:.3}s ({:.1} MB/s) merge {:.3}s",

@@ -25,14 +25,16 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
+use crate::input::{self, Input};
 use crate::pretokenize::for_each_pretoken_range;
 
 /// Ids may leave gaps (tiktoken's specials sit above the ranks), but only this many beyond twice
@@ -732,42 +734,54 @@ impl Encoder {
         out
     }
 
-    /// Encodes many texts in parallel (current rayon pool), one id list per text.
-    pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<Vec<u32>> {
+    /// Encodes many texts in parallel (current rayon pool), one id list per text. Each text
+    /// checks `cancel` before it starts.
+    pub fn encode_batch<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        cancel: &CancelFlag,
+    ) -> Result<Vec<Vec<u32>>> {
         texts
             .par_iter()
             .map(|t| {
+                cancel.check()?;
                 let t = t.as_ref();
                 let mut out = Vec::with_capacity(t.len() / 3 + 1);
                 self.with_worker_cache(|cache| self.encode_into(t, &mut out, cache));
-                out
+                Ok(out)
             })
             .collect()
     }
 
     /// Encodes one (large) text in parallel chunks cut at safe cuts; the ids are those of
-    /// `encode`. Returns one id vector per chunk, in order.
-    pub fn encode_chunks(&self, text: &str) -> Vec<Vec<u32>> {
+    /// `encode`. Returns one id vector per chunk, in order. Each chunk checks `cancel` first.
+    pub fn encode_chunks(&self, text: &str, cancel: &CancelFlag) -> Result<Vec<Vec<u32>>> {
         if text.len() < PARALLEL_MIN_BYTES {
-            return vec![self.encode(text)];
+            return Ok(vec![self.encode(text)]);
         }
         let chunk = (text.len() / (4 * rayon::current_num_threads())).clamp(1 << 16, CHUNK_BYTES);
         let bounds = self.chunk_bounds(text.as_bytes(), chunk, true);
         bounds
             .par_windows(2)
             .map(|w| {
+                cancel.check()?;
                 let piece = &text[w[0]..w[1]];
                 let mut out = Vec::with_capacity(piece.len() / 3 + 1);
                 self.with_worker_cache(|cache| self.encode_into(piece, &mut out, cache));
-                out
+                Ok(out)
             })
             .collect()
     }
 
     /// `encode` in parallel, as little-endian integers of `width`.
-    pub fn encode_to_le_bytes(&self, text: &str, width: Width) -> Result<Vec<u8>> {
+    pub fn encode_to_le_bytes(
+        &self,
+        text: &str,
+        width: Width,
+        cancel: &CancelFlag,
+    ) -> Result<Vec<u8>> {
         self.check_width(width)?;
-        let chunks = self.encode_chunks(text);
+        let chunks = self.encode_chunks(text, cancel)?;
         let total: usize = chunks.iter().map(|c| c.len()).sum();
         let mut out = Vec::with_capacity(total * width.bytes());
         for c in &chunks {
@@ -875,6 +889,7 @@ impl Encoder {
         header_len: u64,
         width: Width,
         progress: &AtomicU64,
+        cancel: &CancelFlag,
     ) -> Result<FileStats> {
         self.check_width(width)?;
         if header_len > MAX_HEADER_LEN {
@@ -882,15 +897,8 @@ impl Encoder {
                 "header_len {header_len} is too large (at most {MAX_HEADER_LEN} bytes)"
             )));
         }
-        let in_name = input.display().to_string();
-        let io_in = |e: std::io::Error| BpeError::Io {
-            path: in_name.clone(),
-            source: e,
-        };
-        if input.is_dir() {
-            return Err(BpeError::IsADirectory { path: in_name });
-        }
-        let mut reader = File::open(input).map_err(io_in)?;
+        // Opened before the output exists, and without blocking (a FIFO may have no writer yet).
+        let mut reader = Input::open(input, cancel)?;
         let out_name = output.display().to_string();
         let io_out = |e: std::io::Error| BpeError::Io {
             path: out_name.clone(),
@@ -916,7 +924,7 @@ impl Encoder {
             while buf.len() < want {
                 let old = buf.len();
                 buf.resize(want, 0);
-                let n = reader.read(&mut buf[old..]).map_err(io_in)?;
+                let n = reader.read(&mut buf[old..], cancel)?;
                 buf.truncate(old + n);
                 if n == 0 {
                     eof = true;
@@ -929,12 +937,9 @@ impl Encoder {
             let results: Vec<Result<Vec<u32>>> = bounds
                 .par_windows(2)
                 .map(|w| {
+                    cancel.check()?;
                     let piece = &buf[w[0]..w[1]];
-                    let text = std::str::from_utf8(piece).map_err(|e| BpeError::InvalidUtf8 {
-                        path: in_name.clone(),
-                        offset: base + (w[0] + e.valid_up_to()) as u64,
-                        byte: piece[e.valid_up_to()],
-                    })?;
+                    let text = input::utf8(reader.name(), base + w[0] as u64, piece)?;
                     let mut out = Vec::with_capacity(piece.len() / 3 + 1);
                     self.with_worker_cache(|cache| self.encode_into(text, &mut out, cache));
                     progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
@@ -1287,18 +1292,20 @@ mod tests {
         let mut rng = Rng(9);
         let text = random_text(&mut rng, 200_000);
         let whole = enc.encode(&text);
-        let chunked: Vec<u32> = with_threads(Some(2), || enc.encode_chunks(&text))
+        let none = CancelFlag::default();
+        let chunked: Vec<u32> = with_threads(Some(2), || enc.encode_chunks(&text, &none))
+            .unwrap()
             .unwrap()
             .concat();
         assert_eq!(chunked, whole);
-        let bytes = enc.encode_to_le_bytes(&text, Width::U16).unwrap();
+        let bytes = enc.encode_to_le_bytes(&text, Width::U16, &none).unwrap();
         let back: Vec<u32> = bytes
             .chunks(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
             .collect();
         assert_eq!(back, whole);
         let texts = vec![text.as_str(), "", "ab ab<|e|>"];
-        let batch = enc.encode_batch(&texts);
+        let batch = enc.encode_batch(&texts, &none).unwrap();
         assert_eq!(
             batch,
             texts.iter().map(|t| enc.encode(t)).collect::<Vec<_>>()
@@ -1321,7 +1328,14 @@ mod tests {
         std::fs::write(&input, &text).unwrap();
         let done = AtomicU64::new(0);
         let stats = with_threads(Some(2), || {
-            enc.encode_file(&input, &output, 16, Width::U32, &done)
+            enc.encode_file(
+                &input,
+                &output,
+                16,
+                Width::U32,
+                &done,
+                &CancelFlag::default(),
+            )
         })
         .unwrap()
         .unwrap();
@@ -1348,21 +1362,44 @@ mod tests {
         data[at] = 0xff;
         std::fs::write(&input, &data).unwrap();
         let done = AtomicU64::new(0);
-        match enc.encode_file(&input, &output, 0, Width::U16, &done) {
-            Err(BpeError::InvalidUtf8 { offset, byte, .. }) => {
+        match enc.encode_file(
+            &input,
+            &output,
+            0,
+            Width::U16,
+            &done,
+            &CancelFlag::default(),
+        ) {
+            Err(BpeError::InvalidUtf8 { offset, bad, .. }) => {
                 assert_eq!(offset, at as u64);
-                assert_eq!(byte, 0xff);
+                assert_eq!(bad, [0xff]);
             }
             other => panic!("expected InvalidUtf8, got {other:?}"),
         }
+        // Cancelled before the work: no output file is made.
+        let cancel = CancelFlag::default();
+        cancel.cancel();
+        let never = temp_path("never.bin");
+        assert!(matches!(
+            enc.encode_file(&input, &never, 0, Width::U16, &done, &cancel),
+            Err(BpeError::Cancelled)
+        ));
+        assert!(!never.exists());
         let missing = temp_path("missing.txt");
         assert!(matches!(
-            enc.encode_file(&missing, &output, 0, Width::U16, &done),
+            enc.encode_file(
+                &missing,
+                &output,
+                0,
+                Width::U16,
+                &done,
+                &CancelFlag::default()
+            ),
             Err(BpeError::Io { .. })
         ));
         let dir = std::env::temp_dir();
         assert!(matches!(
-            enc.encode_file(&dir, &output, 0, Width::U16, &done),
+            enc.encode_file(&dir, &output, 0, Width::U16, &done, &CancelFlag::default()),
             Err(BpeError::IsADirectory { .. })
         ));
     }
@@ -1418,7 +1455,9 @@ mod tests {
         let mut big = byte_vocab();
         big.push((70_000, b"zz".to_vec()));
         let big = Encoder::new(big, vec![], vec![]).unwrap();
-        assert!(big.encode_to_le_bytes("a", Width::U16).is_err());
+        assert!(big
+            .encode_to_le_bytes("a", Width::U16, &CancelFlag::default())
+            .is_err());
         assert!(with_threads(Some(0), || ()).is_err());
     }
 }

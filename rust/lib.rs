@@ -11,8 +11,10 @@
 //! - The PyO3 layer (`py`) is compiled only with the `python` feature, so `cargo test` links
 //!   without libpython; everything else is plain Rust returning `Result<_, BpeError>`.
 
+pub mod cancel;
 pub mod encode;
 pub mod error;
+pub mod input;
 pub mod pretokenize;
 pub mod threads;
 pub mod train;

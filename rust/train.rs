@@ -21,8 +21,6 @@
 //! `(bytes_a, bytes_b)` (Python tuple order on the token *bytes*, not on ids).
 
 use std::cmp::Ordering;
-use std::fs::File;
-use std::io::Read;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -31,7 +29,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry as MapEntry;
 
+use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
+use crate::input::{self, Input};
 use crate::pretokenize::{
     char_class, for_each_pretoken_range, CharClass, Segment, SpecialSplitter,
 };
@@ -56,12 +56,8 @@ pub enum Progress {
     Merging { done: u64, total: u64 },
 }
 
-/// A progress sink. Returning `false` cancels training (it then returns an error).
+/// A progress sink. Returning `false` cancels training (it then returns `BpeError::Cancelled`).
 pub type ProgressFn<'a> = dyn FnMut(Progress) -> bool + 'a;
-
-fn cancelled() -> BpeError {
-    BpeError::InvalidArgument("training was cancelled by the progress callback".to_string())
-}
 
 /// Training arguments shared by all entry points.
 #[derive(Debug, Clone)]
@@ -523,14 +519,7 @@ impl StreamCounter {
         chunk.truncate(len);
         let offset = self.offset;
         self.offset += len as u64;
-        let text = String::from_utf8(chunk).map_err(|e| {
-            let at = e.utf8_error().valid_up_to();
-            BpeError::InvalidUtf8 {
-                path: self.name.clone(),
-                offset: offset + at as u64,
-                byte: e.as_bytes()[at],
-            }
-        })?;
+        let text = input::utf8_string(&self.name, offset, chunk)?;
         if text.is_empty() {
             return Ok(());
         }
@@ -591,9 +580,7 @@ impl StreamCounter {
         }
         let total = merged;
         if self.shared.failed.load(AtomicOrdering::SeqCst) {
-            return Err(BpeError::InvalidArgument(
-                "internal error: a counting task panicked".to_string(),
-            ));
+            return Err(BpeError::Internal("a counting task panicked".to_string()));
         }
         Ok((total, self.input_bytes))
     }
@@ -604,45 +591,34 @@ impl StreamCounter {
     }
 }
 
-/// Counts the pre-tokens of several files (each an independent stream).
+/// Counts the pre-tokens of several files (each an independent stream). Files may be FIFOs or
+/// pipes; every wait for input checks `cancel`.
 pub fn count_files<P: AsRef<Path>>(
     paths: &[P],
     special_tokens: &[String],
     chunk_size: usize,
     workers: Workers,
     progress: &mut ProgressFn,
+    cancel: &CancelFlag,
 ) -> Result<(PretokenCounts, u64)> {
     // Open everything first, so a missing file fails before any work.
-    let mut files = Vec::with_capacity(paths.len());
-    let mut total = 0u64;
+    let mut inputs = Vec::with_capacity(paths.len());
     for p in paths {
-        let path = p.as_ref();
-        let name = path.display().to_string();
-        let io = |source| BpeError::Io {
-            path: name.clone(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if meta.is_dir() {
-            return Err(BpeError::IsADirectory { path: name });
-        }
-        total += meta.len();
-        files.push((File::open(path).map_err(io)?, name));
+        inputs.push(Input::open(p.as_ref(), cancel)?);
     }
+    let total: u64 = inputs.iter().map(Input::size).sum();
     let mut counter = StreamCounter::new(special_tokens, chunk_size, workers);
     let read_size = chunk_size.clamp(1, 1 << 20);
     let mut block = vec![0u8; read_size];
     let step = (total / 100).max(1);
     let mut next_report = 0u64;
-    for (mut file, name) in files {
-        counter.begin_stream(&name);
+    for mut input in inputs {
+        counter.begin_stream(input.name());
         loop {
-            let n = match file.read(&mut block) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(BpeError::Io { path: name, source }),
-            };
+            let n = input.read(&mut block, cancel)?;
+            if n == 0 {
+                break;
+            }
             counter.push(&block[..n])?;
             if counter.input_bytes() >= next_report {
                 next_report = counter.input_bytes() + step;
@@ -650,7 +626,7 @@ pub fn count_files<P: AsRef<Path>>(
                     done: counter.input_bytes(),
                     total,
                 }) {
-                    return Err(cancelled());
+                    return Err(BpeError::Cancelled);
                 }
             }
         }
@@ -660,8 +636,48 @@ pub fn count_files<P: AsRef<Path>>(
         done: counter.input_bytes(),
         total,
     }) {
-        return Err(cancelled());
+        return Err(BpeError::Cancelled);
     }
+    counter.finish()
+}
+
+/// Counts one stream of text that `next` supplies in pieces: each call appends the next piece's
+/// bytes to the buffer it is given and returns false once the stream is over (the pieces are
+/// one text, as if concatenated). `cancel` is checked between pieces.
+pub fn count_stream(
+    name: &str,
+    next: &mut dyn FnMut(&mut Vec<u8>) -> Result<bool>,
+    special_tokens: &[String],
+    chunk_size: usize,
+    workers: Workers,
+    progress: &mut ProgressFn,
+    cancel: &CancelFlag,
+) -> Result<(PretokenCounts, u64)> {
+    /// Report progress about every this many bytes (the total is unknown).
+    const REPORT_BYTES: u64 = 8 << 20;
+    let mut counter = StreamCounter::new(special_tokens, chunk_size, workers);
+    counter.begin_stream(name);
+    let mut piece = Vec::new();
+    let mut next_report = 0u64;
+    loop {
+        cancel.check()?;
+        piece.clear();
+        let more = next(&mut piece)?;
+        counter.push(&piece)?;
+        if counter.input_bytes() >= next_report || !more {
+            next_report = counter.input_bytes() + REPORT_BYTES;
+            if !progress(Progress::Counting {
+                done: counter.input_bytes(),
+                total: 0,
+            }) {
+                return Err(BpeError::Cancelled);
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    counter.end_stream()?;
     counter.finish()
 }
 
@@ -1003,6 +1019,7 @@ pub fn merge_counts<K: AsRef<[u8]>>(
     counts: impl IntoIterator<Item = (K, u64)>,
     num_merges: usize,
     progress: &mut ProgressFn,
+    cancel: &CancelFlag,
 ) -> Result<MergeOutput> {
     let mut m = Merger::new(counts)?;
     // `num_merges` comes from the caller's vocab_size and may be far above what the text can
@@ -1010,6 +1027,7 @@ pub fn merge_counts<K: AsRef<[u8]>>(
     let mut merges = Vec::with_capacity(num_merges.min(m.pairs.len()));
     let step = (num_merges / 100).max(1);
     while merges.len() < num_merges {
+        cancel.check()?;
         let Some((best, _count)) = m.pop_best() else {
             break;
         };
@@ -1021,14 +1039,14 @@ pub fn merge_counts<K: AsRef<[u8]>>(
                 total: num_merges as u64,
             })
         {
-            return Err(cancelled());
+            return Err(BpeError::Cancelled);
         }
     }
     if !progress(Progress::Merging {
         done: merges.len() as u64,
         total: num_merges as u64,
     }) {
-        return Err(cancelled());
+        return Err(BpeError::Cancelled);
     }
     Ok((m.tokens, merges))
 }
@@ -1040,12 +1058,13 @@ pub fn train_from_counts(
     input_bytes: u64,
     opts: &TrainOptions,
     progress: &mut ProgressFn,
+    cancel: &CancelFlag,
 ) -> Result<TrainResult> {
     opts.validate()?;
     let distinct_pretokens = counts.len();
     let total_pretokens = counts.total();
     let num_merges = opts.vocab_size - 256 - opts.special_tokens.len();
-    let (tokens, merge_ids) = merge_counts(counts.iter(), num_merges, progress)?;
+    let (tokens, merge_ids) = merge_counts(counts.iter(), num_merges, progress, cancel)?;
     let mut vocab: Vec<Vec<u8>> = opts
         .special_tokens
         .iter()
@@ -1080,6 +1099,7 @@ pub fn train_files<P: AsRef<Path>>(
     paths: &[P],
     opts: &TrainOptions,
     progress: &mut ProgressFn,
+    cancel: &CancelFlag,
 ) -> Result<TrainResult> {
     opts.validate()?;
     if paths.is_empty() {
@@ -1093,6 +1113,7 @@ pub fn train_files<P: AsRef<Path>>(
         opts.chunk_size,
         opts.workers()?,
         progress,
+        cancel,
     )?;
     let what = if paths.len() == 1 {
         paths[0].as_ref().display().to_string()
@@ -1100,7 +1121,30 @@ pub fn train_files<P: AsRef<Path>>(
         "the input".to_string()
     };
     check_not_empty(&counts, &what)?;
-    train_from_counts(counts, input_bytes, opts, progress)
+    train_from_counts(counts, input_bytes, opts, progress, cancel)
+}
+
+/// Trains on one stream of text supplied in pieces (see `count_stream`): the core of
+/// `train_bpe_from_iterator`, where `next` pulls a batch of strings from Python.
+pub fn train_stream(
+    name: &str,
+    next: &mut dyn FnMut(&mut Vec<u8>) -> Result<bool>,
+    opts: &TrainOptions,
+    progress: &mut ProgressFn,
+    cancel: &CancelFlag,
+) -> Result<TrainResult> {
+    opts.validate()?;
+    let (counts, input_bytes) = count_stream(
+        name,
+        next,
+        &opts.special_tokens,
+        opts.chunk_size,
+        opts.workers()?,
+        progress,
+        cancel,
+    )?;
+    check_not_empty(&counts, name)?;
+    train_from_counts(counts, input_bytes, opts, progress, cancel)
 }
 
 /// Trains on in-memory texts (each an independent stream). Used by tests and small callers.
@@ -1118,12 +1162,7 @@ pub fn train_texts(
     }
     let (counts, input_bytes) = counter.finish()?;
     check_not_empty(&counts, "the input")?;
-    train_from_counts(counts, input_bytes, opts, progress)
-}
-
-/// Public wrapper of the empty-corpus check for stream callers (the Python iterator path).
-pub fn ensure_not_empty(counts: &PretokenCounts, what: &str) -> Result<()> {
-    check_not_empty(counts, what)
+    train_from_counts(counts, input_bytes, opts, progress, &CancelFlag::default())
 }
 
 #[cfg(test)]
@@ -1142,7 +1181,13 @@ mod tests {
     }
 
     fn merges_of(words: &[(&str, u64)], n: usize) -> Vec<(String, String)> {
-        let (tokens, merges) = merge_counts(counts_of(words), n, &mut no_progress()).unwrap();
+        let (tokens, merges) = merge_counts(
+            counts_of(words),
+            n,
+            &mut no_progress(),
+            &CancelFlag::default(),
+        )
+        .unwrap();
         merges
             .iter()
             .map(|&(a, b)| {
@@ -1205,7 +1250,13 @@ mod tests {
 
     #[test]
     fn empty_input() {
-        let (tokens, merges) = merge_counts(CountMap::default(), 10, &mut no_progress()).unwrap();
+        let (tokens, merges) = merge_counts(
+            CountMap::default(),
+            10,
+            &mut no_progress(),
+            &CancelFlag::default(),
+        )
+        .unwrap();
         assert_eq!(tokens.len(), 256);
         assert!(merges.is_empty());
         let opts = TrainOptions::new(300, vec!["<|e|>".into()]);
@@ -1287,13 +1338,103 @@ mod tests {
             c.begin_stream("f");
             let r = c.push(&data).and_then(|_| c.end_stream());
             match r {
-                Err(BpeError::InvalidUtf8 { offset, byte, .. }) => {
+                Err(BpeError::InvalidUtf8 { offset, bad, .. }) => {
                     assert_eq!(offset, 240);
-                    assert_eq!(byte, 0xFF);
+                    assert_eq!(bad, [0xFF]);
                 }
                 other => panic!("expected InvalidUtf8, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn stream_of_pieces_equals_one_text() {
+        let text = "the cat sat on the mat; the cat's hat.<|e|> dogs and cats 123 ".repeat(40);
+        let opts = TrainOptions::new(256 + 1 + 60, vec!["<|e|>".into()]);
+        let whole = train_texts(&[&text], &opts, &mut no_progress()).unwrap();
+        for piece_len in [1, 3, 7, 64, 1000, 1 << 20] {
+            let mut pieces = text.as_bytes().chunks(piece_len);
+            let mut next = |buf: &mut Vec<u8>| {
+                Ok(match pieces.next() {
+                    Some(p) => {
+                        buf.extend_from_slice(p);
+                        true
+                    }
+                    None => false,
+                })
+            };
+            let mut small = opts.clone();
+            small.chunk_size = 97;
+            let r = train_stream(
+                "pieces",
+                &mut next,
+                &small,
+                &mut no_progress(),
+                &CancelFlag::default(),
+            )
+            .unwrap();
+            assert_eq!(r.merges, whole.merges, "pieces of {piece_len}");
+            assert_eq!(r.vocab, whole.vocab);
+            assert_eq!(r.input_bytes, text.len() as u64);
+        }
+        // An empty stream, and a source that fails, are errors.
+        let mut empty = |_: &mut Vec<u8>| Ok(false);
+        assert!(matches!(
+            train_stream("nothing", &mut empty, &opts, &mut no_progress(), &CancelFlag::default()),
+            Err(BpeError::InvalidArgument(m)) if m.contains("nothing")
+        ));
+        let mut failing = |_: &mut Vec<u8>| Err(BpeError::Cancelled);
+        assert!(matches!(
+            train_stream(
+                "x",
+                &mut failing,
+                &opts,
+                &mut no_progress(),
+                &CancelFlag::default()
+            ),
+            Err(BpeError::Cancelled)
+        ));
+    }
+
+    #[test]
+    fn cancellation_stops_counting_and_merging() {
+        let text = "abcdefgh ijklmnop ".repeat(100);
+        let opts = TrainOptions::new(256 + 100, vec![]);
+        // The flag, set before the work or by the progress callback in the middle of merging.
+        let cancel = CancelFlag::default();
+        cancel.cancel();
+        let mut once = Some(text.as_bytes());
+        let mut next =
+            |buf: &mut Vec<u8>| Ok(once.take().map(|t| buf.extend_from_slice(t)).is_some());
+        assert!(matches!(
+            train_stream("t", &mut next, &opts, &mut no_progress(), &cancel),
+            Err(BpeError::Cancelled)
+        ));
+        let cancel = CancelFlag::default();
+        let mut merges_seen = 0;
+        let flag = cancel.clone();
+        let mut progress = |p: Progress| {
+            if let Progress::Merging { done, .. } = p {
+                merges_seen = done;
+                if done >= 10 {
+                    flag.cancel();
+                }
+            }
+            true
+        };
+        let mut once = Some(text.as_bytes());
+        let mut next =
+            |buf: &mut Vec<u8>| Ok(once.take().map(|t| buf.extend_from_slice(t)).is_some());
+        assert!(matches!(
+            train_stream("t", &mut next, &opts, &mut progress, &cancel),
+            Err(BpeError::Cancelled)
+        ));
+        assert!((10..20).contains(&merges_seen), "{merges_seen}");
+        // A progress callback that returns false cancels too.
+        assert!(matches!(
+            train_texts(&[&text], &opts, &mut |_| false),
+            Err(BpeError::Cancelled)
+        ));
     }
 
     #[test]

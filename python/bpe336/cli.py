@@ -228,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     add_encode_parser(sub)
     add_bench_parser(sub)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        # Ctrl-C: the core stopped its work and removed partial outputs; no traceback.
+        print("bpe336: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

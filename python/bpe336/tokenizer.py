@@ -332,6 +332,7 @@ class Tokenizer:
                 outcome["error"] = e
 
         start = time.perf_counter()
+        worker: threading.Thread | None = None
         try:
             if progress:
                 from tqdm.auto import tqdm
@@ -355,6 +356,11 @@ class Tokenizer:
                     os.fsync(f.fileno())
             os.replace(tmp, final)
         except BaseException:
+            # Ctrl-C reaches this (main) thread, not the worker: stop the core's call and wait
+            # for it, so that it cannot create or write `tmp` after it is removed.
+            meter.cancel()
+            if worker is not None:
+                worker.join()
             tmp.unlink(missing_ok=True)
             raise
         seconds = time.perf_counter() - start
