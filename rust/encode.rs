@@ -13,8 +13,9 @@
 //! 3. merging: a scan over a small array for short pieces, a linked list plus a heap for long
 //!    ones, so one huge pre-token costs O(n log n), not O(n^2).
 //!
-//! Parallel work (batches, large texts, files) cuts text only at *safe cuts*: positions where the
-//! encoding of the two halves concatenates to the encoding of the whole (see `is_safe_cut`).
+//! Parallel work (large texts, files) and streaming cut text only at *safe cuts*: positions where
+//! the encoding of the two halves concatenates to the encoding of the whole
+//! (`pretokenize::Cuts`: the pattern's rule and the special-token straddle check).
 //!
 //! ```ignore
 //! let enc = Encoder::new(vocab, merges, specials)?;
@@ -35,7 +36,7 @@ use rustc_hash::FxHashMap;
 use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 use crate::input::{self, Input};
-use crate::pretokenize::for_each_pretoken_range;
+use crate::pretokenize::{for_each_pretoken_range, gpt2, Cuts, SpecialSplitter};
 
 /// Ids may leave gaps (tiktoken's specials sit above the ranks), but only this many beyond twice
 /// the number of tokens: the id table is sized by the largest id, so an id must never be able
@@ -341,8 +342,8 @@ pub struct Encoder {
     specials: SpecialMatcher,
     special_names: Vec<String>,
     special_ids: Vec<u32>,
-    /// Specials that contain a safe-cut pattern, so a cut there must check they do not straddle it.
-    cut_specials: Vec<Box<[u8]>>,
+    /// The special tokens for the straddle check of safe cuts.
+    splitter: SpecialSplitter,
 }
 
 impl Encoder {
@@ -431,11 +432,6 @@ impl Encoder {
             ranks.entry(pair_key(ia, ib)).or_insert((rank as u32, ij));
         }
         let names: Vec<String> = specials.iter().map(|(t, _)| t.clone()).collect();
-        let cut_specials = names
-            .iter()
-            .filter(|t| t.as_bytes().windows(2).any(|w| cut_pattern(w[0], w[1])))
-            .map(|t| t.as_bytes().into())
-            .collect();
         drop(by_bytes);
         let mut enc = Encoder {
             tokens,
@@ -444,9 +440,9 @@ impl Encoder {
             whole: PieceMap::new(),
             uid: NEXT_ENCODER_UID.fetch_add(1, Ordering::Relaxed),
             specials: SpecialMatcher::new(&names),
-            special_names: names,
             special_ids,
-            cut_specials,
+            splitter: SpecialSplitter::new(&names),
+            special_names: names,
         };
         // 4. the whole-token fast path: only tokens that BPE actually produces from their bytes.
         let mut whole = PieceMap::new();
@@ -795,8 +791,7 @@ impl Encoder {
     /// this on a buffer and keep the unencoded tail for the next call.
     pub fn encode_prefix(&self, text: &str) -> (Vec<u32>, usize) {
         let bytes = text.as_bytes();
-        let cut = (1..bytes.len()).rev().find(|&p| self.is_safe_cut(bytes, p));
-        match cut {
+        match self.cuts().last(bytes) {
             Some(p) => {
                 // A per-call cache, never the thread's: streaming must not grow memory.
                 let mut out = Vec::with_capacity(p / 3 + 1);
@@ -822,43 +817,27 @@ impl Encoder {
     // Safe cuts
     // --------------------------------------------------------------------------------------
 
-    /// Whether cutting `bytes` at `p` leaves the encoding unchanged: encode(text[..p]) followed by
-    /// encode(text[p..]) equals encode(text).
-    ///
-    /// The rule: bytes[p - 1] is printable ASCII (not whitespace) and bytes[p] is ASCII
-    /// whitespace (space, tab, CR, LF), and no special token occurrence covers both bytes.
-    /// Why it holds for the GPT-2 pattern: no branch can put a whitespace character after a
-    /// non-whitespace one inside one match (the only space a non-whitespace branch takes is its
-    /// leading optional one), so a pre-token starts at p; and every match before p ends by p - 1
-    /// whether or not the text continues, because the only lookahead, `\s+(?!\S)`, looks at the
-    /// character after a whitespace run, which lies before p - 1. The pattern has no lookbehind,
-    /// so the right half starts fresh. The special-token scan cannot differ either, as no
-    /// occurrence crosses the cut. NOTE: a special token that might straddle the cut but runs
-    /// past the end of `bytes` makes the cut unsafe.
+    /// Where this encoder may cut text: GPT-2's rule plus the special-token straddle check
+    /// (`pretokenize::Cuts`, which proves that both halves then encode to the whole's ids).
+    fn cuts(&self) -> Cuts<'_> {
+        Cuts::new(gpt2::is_safe_cut, &self.splitter)
+    }
+
+    /// Whether cutting `bytes` at `p` leaves the encoding unchanged: for every text that
+    /// starts with `bytes`, encode(text[..p]) followed by encode(text[p..]) equals encode(text).
     pub fn is_safe_cut(&self, bytes: &[u8], p: usize) -> bool {
-        if p == 0 || p >= bytes.len() || !cut_pattern(bytes[p - 1], bytes[p]) {
-            return false;
-        }
-        for s in &self.cut_specials {
-            let len = s.len();
-            for q in (p + 1).saturating_sub(len)..p {
-                let end = (q + len).min(bytes.len());
-                if bytes[q..end] == s[..end - q] {
-                    return false;
-                }
-            }
-        }
-        true
+        self.cuts().is_safe(bytes, p)
     }
 
     /// Chunk boundaries [0, c1, c2, ..., end] for `bytes`, each cut safe and about `chunk`
     /// bytes apart. With `last` false the final boundary is the last safe cut found (the rest
     /// is left for the caller to carry); with `last` true it is `bytes.len()`.
     fn chunk_bounds(&self, bytes: &[u8], chunk: usize, last: bool) -> Vec<usize> {
+        let cuts = self.cuts();
         let mut bounds = vec![0];
         let mut pos = 0;
         while pos + chunk < bytes.len() {
-            match (pos + chunk..bytes.len()).find(|&p| self.is_safe_cut(bytes, p)) {
+            match cuts.first_from(bytes, pos + chunk) {
                 Some(p) => {
                     bounds.push(p);
                     pos = p;
@@ -984,12 +963,6 @@ impl Encoder {
 #[inline(always)]
 fn pair_key(a: u32, b: u32) -> u64 {
     ((a as u64) << 32) | b as u64
-}
-
-/// The byte pair a safe cut sits between: printable ASCII, then ASCII whitespace.
-#[inline]
-fn cut_pattern(before: u8, at: u8) -> bool {
-    (0x21..=0x7e).contains(&before) && matches!(at, b' ' | b'\n' | b'\t' | b'\r')
 }
 
 /// Token bytes for messages: the text when UTF-8, else the escaped bytes.
@@ -1219,7 +1192,8 @@ mod tests {
     fn random_text(rng: &mut Rng, n: usize) -> String {
         const PARTS: &[&str] = &[
             "a", "b", "c", " ", " ", "\n", "\n\n", "\t", "\r\n", "'s", "'", "1", "22", "!", "?.",
-            "é", "ß", "中", "\u{a0}", "\u{3000}", "\u{2028}", "😀", "<|e|>", "<|", "|>", "  ",
+            "é", "ß", "中", "\u{a0}", "\u{3000}", "\u{2028}", "😀", "<|e|>", "<|", "|>", "  ", "ж",
+            "дом", "。", "，", "½", "٣", "\u{301}", "\u{1C}", "x'", "'ll", "_",
         ];
         (0..n).map(|_| PARTS[rng.below(PARTS.len())]).collect()
     }

@@ -1,7 +1,7 @@
 //! BPE training: streaming pre-token counting, then the merge loop.
 //!
 //! 1. Counting (`StreamCounter`): input streams (files, or text pushed from an iterator) are cut
-//!    into chunks at positions where cutting provably changes nothing (see `find_cut`), each
+//!    into chunks at positions where cutting provably changes nothing (`pretokenize::Cuts`), each
 //!    chunk is validated as UTF-8 (errors carry the absolute byte offset) and counted by a rayon
 //!    task (`PretokenCounts`): pre-tokens under 16 bytes are packed into an integer key (no
 //!    allocation, no memcmp), longer ones are looked up by borrowed slice and allocated only
@@ -32,9 +32,7 @@ use std::collections::hash_map::Entry as MapEntry;
 use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 use crate::input::{self, Input};
-use crate::pretokenize::{
-    char_class, for_each_pretoken_range, CharClass, Segment, SpecialSplitter,
-};
+use crate::pretokenize::{for_each_pretoken_range, gpt2, Cuts, Segment, SpecialSplitter};
 use crate::threads::{self, Workers};
 
 /// Distinct pre-tokens (their bytes) and how often each occurs.
@@ -350,51 +348,6 @@ impl PretokenCounts {
     }
 }
 
-#[inline]
-fn is_ascii_space(b: u8) -> bool {
-    b == b' ' || (0x09..=0x0D).contains(&b)
-}
-
-/// Whether the character that ends right before byte `p` is whitespace (`None`: the bytes
-/// there are not a valid UTF-8 character, so `p` is no place to cut).
-fn space_before(buf: &[u8], p: usize) -> Option<bool> {
-    let mut start = p.checked_sub(1)?;
-    while start > 0 && p - start < 4 && buf[start] & 0xC0 == 0x80 {
-        start -= 1;
-    }
-    let s = std::str::from_utf8(&buf[start..p]).ok()?;
-    let mut chars = s.chars();
-    let c = chars.next()?;
-    if chars.next().is_some() {
-        return None;
-    }
-    Some(char_class(c) == CharClass::Space)
-}
-
-/// A position `p` in `buf` where the text may be cut: counting `buf[..p]` and `buf[p..]`
-/// separately gives exactly the counts of the whole, whatever follows `buf`. Searches backward
-/// from the end, so chunks are as large as possible; `None` when there is no such position.
-///
-/// Why it is safe: `p` is chosen with an ASCII whitespace byte at `p` and a non-whitespace
-/// character right before it, and with no occurrence of any special token covering both
-/// `p - 1` and `p`.
-/// - Specials: no match of the left-to-right, longest-first scan can cross `p`, so the scan
-///   reaches `p` with no pending state; what it does from `p` on depends only on `buf[p..]`.
-/// - Pre-tokens: no alternative of the pattern matches a non-whitespace char followed by a
-///   whitespace char, so the pre-token holding `p - 1` ends at `p`; the only lookahead in the
-///   pattern, `\s+(?!\S)`, never looks at `p` from a run ending before `p - 1`, and a greedy
-///   run stopped by the whitespace at `p` stops at the end of a chunk just the same. The
-///   pattern has no lookbehind, so matching from `p` depends only on `buf[p..]`.
-///
-/// The last `max_len` bytes are not considered, so the straddle check sees whole tokens.
-pub fn find_cut(buf: &[u8], splitter: &SpecialSplitter) -> Option<usize> {
-    let margin = splitter.max_len().max(1);
-    let end = buf.len().checked_sub(margin)?;
-    (1..=end).rev().find(|&p| {
-        is_ascii_space(buf[p]) && space_before(buf, p) == Some(false) && !splitter.straddles(buf, p)
-    })
-}
-
 /// A worker's counts: the current chunk is counted into a small map that stays in cache (most
 /// lookups of a chunk hit the same few thousand pre-tokens), then folded into the worker's
 /// total once per chunk, so the large total map sees one lookup per distinct pre-token of a
@@ -493,7 +446,7 @@ impl StreamCounter {
         self.input_bytes += data.len() as u64;
         self.buf.extend_from_slice(data);
         while self.buf.len() >= self.next_try {
-            match find_cut(&self.buf, &self.shared.splitter) {
+            match Cuts::new(gpt2::is_safe_cut, &self.shared.splitter).last(&self.buf) {
                 Some(p) => {
                     let rest = self.buf[p..].to_vec();
                     let chunk = std::mem::replace(&mut self.buf, rest);

@@ -1,14 +1,20 @@
-//! Pre-tokenization: the matchers of the supported patterns (one file each) and special-token
-//! splitting.
+//! Pre-tokenization: the matchers of the supported patterns (one file each), special-token
+//! splitting, and where text may be cut (`cuts`).
 //!
 //! Interface used by training and encoding (keep it stable):
 //! - `GPT2_PATTERN`: the regex the GPT-2 pre-tokenizer (`gpt2.rs`) reproduces exactly.
 //! - `for_each_pretoken(text, f)`: calls `f` on each pre-token of ordinary text, in order.
 //! - `pretoken_end(bytes, pos)`: the end of the pre-token that starts at `pos` (byte ranges).
 //! - `SpecialSplitter`: splits text into ordinary segments and special tokens, longest first.
+//! - `gpt2::is_safe_cut(bytes, p)`: the pattern's safe-cut rule (a `cuts::SafeCutRule`); each
+//!   pattern supplies its own beside its matcher, with its proof.
+//! - `Cuts`: a rule plus the special-token straddle check: the one place that decides where
+//!   training and encoding may cut a stream.
 
-mod gpt2;
+pub mod cuts;
+pub mod gpt2;
 
+pub use cuts::{Cuts, SafeCutRule};
 pub use gpt2::*;
 
 /// A piece of text after special-token splitting.
@@ -79,14 +85,16 @@ impl SpecialSplitter {
     }
 
     /// Whether an occurrence of some special token covers both byte `p - 1` and byte `p`, so
-    /// cutting the text at `p` could split it. Only bytes within `bytes` are examined.
+    /// that cutting the text at `p` could split it. An occurrence that runs past the end of
+    /// `bytes` (the bytes there are a prefix of the token) counts: what follows is unknown.
     pub fn straddles(&self, bytes: &[u8], p: usize) -> bool {
         self.by_length.iter().any(|&i| {
             let tok = self.tokens[i].as_bytes();
             (1..tok.len()).any(|k| {
-                p >= k
-                    && p - k + tok.len() <= bytes.len()
-                    && &bytes[p - k..p - k + tok.len()] == tok
+                p >= k && {
+                    let end = (p - k + tok.len()).min(bytes.len());
+                    bytes[p - k..end] == tok[..end - (p - k)]
+                }
             })
         })
     }
@@ -166,5 +174,7 @@ mod tests {
         assert!(sp.straddles(b, 3));
         assert!(sp.straddles(b, 6));
         assert!(!sp.straddles(b, 7));
+        assert!(sp.straddles(b"ab<|", 3)); // "<|e|>" may follow
+        assert!(!sp.straddles(b"ab<|x", 3));
     }
 }
