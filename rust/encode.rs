@@ -36,7 +36,7 @@ use rustc_hash::FxHashMap;
 use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 use crate::input::{self, Input};
-use crate::pretokenize::{for_each_pretoken_range, gpt2, Cuts, SpecialSplitter};
+use crate::pretokenize::{for_each_pretoken_range, gpt2, Cuts, SpecialTokens};
 
 /// Ids may leave gaps (tiktoken's specials sit above the ranks), but only this many beyond twice
 /// the number of tokens: the id table is sized by the largest id, so an id must never be able
@@ -267,67 +267,6 @@ pub struct FileStats {
     pub chunks: u64,
 }
 
-/// Finds special tokens greedily, longest first, like `pretokenize::SpecialSplitter` (the
-/// tests hold it to that), but with one hash probe per distinct special length at a candidate
-/// position instead of one comparison per special, so thousands of specials stay cheap.
-struct SpecialMatcher {
-    /// Bytes that some special token starts with.
-    first: [bool; 256],
-    /// The same bytes as a list, for a SIMD search (memchr) when there are at most three.
-    first_bytes: Vec<u8>,
-    /// The distinct lengths of the specials, longest first.
-    lengths: Vec<usize>,
-    /// Special bytes -> index in the special list.
-    by_bytes: FxHashMap<Box<[u8]>, usize>,
-}
-
-impl SpecialMatcher {
-    fn new(names: &[String]) -> Self {
-        let mut first = [false; 256];
-        let mut by_bytes = FxHashMap::default();
-        for (i, t) in names.iter().enumerate() {
-            if let Some(&b) = t.as_bytes().first() {
-                first[b as usize] = true;
-                by_bytes.entry(t.as_bytes().into()).or_insert(i);
-            }
-        }
-        let mut lengths: Vec<usize> = names.iter().map(|t| t.len()).filter(|&l| l > 0).collect();
-        lengths.sort_unstable_by(|a, b| b.cmp(a));
-        lengths.dedup();
-        let first_bytes = (0..=255u8).filter(|&b| first[b as usize]).collect();
-        SpecialMatcher {
-            first,
-            first_bytes,
-            lengths,
-            by_bytes,
-        }
-    }
-
-    /// The first position at or after `from` whose byte starts some special token.
-    #[inline]
-    fn next_candidate(&self, bytes: &[u8], from: usize) -> Option<usize> {
-        let rest = bytes.get(from..)?;
-        let at = match self.first_bytes[..] {
-            [] => None,
-            [a] => memchr::memchr(a, rest),
-            [a, b] => memchr::memchr2(a, b, rest),
-            [a, b, c] => memchr::memchr3(a, b, c, rest),
-            _ => rest.iter().position(|&b| self.first[b as usize]),
-        };
-        at.map(|k| from + k)
-    }
-
-    /// The (index, length) of the longest special token starting at byte `i`.
-    #[inline]
-    fn match_at(&self, bytes: &[u8], i: usize) -> Option<(usize, usize)> {
-        let rest = bytes.len() - i;
-        self.lengths
-            .iter()
-            .filter(|&&len| len <= rest)
-            .find_map(|&len| self.by_bytes.get(&bytes[i..i + len]).map(|&idx| (idx, len)))
-    }
-}
-
 /// A byte-level BPE encoder: vocabulary, merge ranks and special tokens, built once.
 pub struct Encoder {
     /// id -> token bytes (`None` for ids the vocabulary skips).
@@ -339,11 +278,9 @@ pub struct Encoder {
     whole: PieceMap<u32>,
     /// Tags this encoder's entries in the worker caches.
     uid: u64,
-    specials: SpecialMatcher,
-    special_names: Vec<String>,
+    /// The special tokens (their names, in the order given), matched longest first.
+    specials: SpecialTokens,
     special_ids: Vec<u32>,
-    /// The special tokens for the straddle check of safe cuts.
-    splitter: SpecialSplitter,
 }
 
 impl Encoder {
@@ -439,10 +376,8 @@ impl Encoder {
             ranks,
             whole: PieceMap::new(),
             uid: NEXT_ENCODER_UID.fetch_add(1, Ordering::Relaxed),
-            specials: SpecialMatcher::new(&names),
+            specials: SpecialTokens::new(&names)?,
             special_ids,
-            splitter: SpecialSplitter::new(&names),
-            special_names: names,
         };
         // 4. the whole-token fast path: only tokens that BPE actually produces from their bytes.
         let mut whole = PieceMap::new();
@@ -469,7 +404,7 @@ impl Encoder {
     }
 
     pub fn special_tokens(&self) -> &[String] {
-        &self.special_names
+        self.specials.tokens()
     }
 
     // --------------------------------------------------------------------------------------
@@ -672,22 +607,12 @@ impl Encoder {
 
     /// Encodes text, turning each special token (longest first) into its id.
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) {
-        if self.specials.lengths.is_empty() {
-            return self.encode_ordinary_into(text, out, cache);
-        }
-        let bytes = text.as_bytes();
-        let (mut start, mut i) = (0, 0);
-        while let Some(at) = self.specials.next_candidate(bytes, i) {
-            i = at;
-            if let Some((idx, len)) = self.specials.match_at(bytes, i) {
-                // A special token is valid UTF-8, so `i` and `i + len` are char boundaries.
-                self.encode_ordinary_into(&text[start..i], out, cache);
-                out.push(self.special_ids[idx]);
-                i += len;
-                start = i;
-            } else {
-                i += 1;
-            }
+        let mut start = 0;
+        for (s, e, idx) in self.specials.find_iter(text.as_bytes()) {
+            // A special token is valid UTF-8, so `s` and `e` are char boundaries.
+            self.encode_ordinary_into(&text[start..s], out, cache);
+            out.push(self.special_ids[idx]);
+            start = e;
         }
         self.encode_ordinary_into(&text[start..], out, cache);
     }
@@ -820,7 +745,7 @@ impl Encoder {
     /// Where this encoder may cut text: GPT-2's rule plus the special-token straddle check
     /// (`pretokenize::Cuts`, which proves that both halves then encode to the whole's ids).
     fn cuts(&self) -> Cuts<'_> {
-        Cuts::new(gpt2::is_safe_cut, &self.splitter)
+        Cuts::new(gpt2::is_safe_cut, &self.specials)
     }
 
     /// Whether cutting `bytes` at `p` leaves the encoding unchanged: for every text that
@@ -1150,30 +1075,6 @@ mod tests {
             enc.encode_ordinary("<|e|>"),
             vec![256, b'e' as u32, b'|' as u32, b'>' as u32]
         );
-    }
-
-    #[test]
-    fn special_matcher_equals_special_splitter() {
-        use crate::pretokenize::{Segment, SpecialSplitter};
-        let names: Vec<String> = ["<|e|>", "<|e|><|e|>", "ab", "aba", "b", "|>x"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        let enc = encoder(&[], &refs);
-        let splitter = SpecialSplitter::new(&names);
-        let mut rng = Rng(77);
-        for _ in 0..500 {
-            let text: String = (0..rng.below(30))
-                .map(|_| ["a", "b", "<|e|>", "|>", "x", "<|", "é"][rng.below(7)])
-                .collect();
-            let mut expect = Vec::new();
-            splitter.for_each_segment(&text, |seg| match seg {
-                Segment::Text(t) => expect.extend(enc.encode_ordinary(t)),
-                Segment::Special(i) => expect.push(enc.special_ids[i]),
-            });
-            assert_eq!(enc.encode(&text), expect, "{text:?}");
-        }
     }
 
     #[test]

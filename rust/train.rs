@@ -32,7 +32,7 @@ use std::collections::hash_map::Entry as MapEntry;
 use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 use crate::input::{self, Input};
-use crate::pretokenize::{for_each_pretoken_range, gpt2, Cuts, Segment, SpecialSplitter};
+use crate::pretokenize::{for_each_pretoken_range, gpt2, Cuts, Segment, SpecialTokens};
 use crate::threads::{self, Workers};
 
 /// Distinct pre-tokens (their bytes) and how often each occurs.
@@ -96,13 +96,14 @@ impl TrainOptions {
                 self.vocab_size
             )));
         }
+        let mut seen = rustc_hash::FxHashSet::default();
         for (i, tok) in self.special_tokens.iter().enumerate() {
             if tok.is_empty() {
                 return Err(BpeError::InvalidArgument(format!(
                     "special token {i} is empty"
                 )));
             }
-            if self.special_tokens[..i].contains(tok) {
+            if !seen.insert(tok) {
                 return Err(BpeError::InvalidArgument(format!(
                     "special token {tok:?} is given twice"
                 )));
@@ -148,9 +149,9 @@ pub struct TrainResult {
 /// Adds each pre-token of the ordinary text in `text` (special tokens removed) to `counts`.
 ///
 /// `count_text("a a", ..)` -> `{b"a": 1, b" a": 1}`.
-pub fn count_text(text: &str, splitter: &SpecialSplitter, counts: &mut CountMap) {
+pub fn count_text(text: &str, specials: &SpecialTokens, counts: &mut CountMap) {
     let mut packed = PretokenCounts::default();
-    packed.count_text(text, splitter);
+    packed.count_text(text, specials);
     packed.drain_into(counts);
 }
 
@@ -258,8 +259,8 @@ pub struct PretokenCounts {
 
 impl PretokenCounts {
     /// Counts the pre-tokens of the ordinary text of `text`.
-    pub fn count_text(&mut self, text: &str, splitter: &SpecialSplitter) {
-        splitter.for_each_segment(text, |seg| {
+    pub fn count_text(&mut self, text: &str, specials: &SpecialTokens) {
+        specials.for_each_segment(text, |seg| {
             if let Segment::Text(t) = seg {
                 self.count_segment(t.as_bytes());
             }
@@ -375,7 +376,7 @@ impl Drop for InFlight<'_> {
 
 /// State shared between the reader and the counting tasks.
 struct Shared {
-    splitter: SpecialSplitter,
+    specials: SpecialTokens,
     /// One map per pool thread (uncontended locks), merged at the end.
     maps: Vec<Mutex<WorkerCounts>>,
     /// Chunks handed to the pool and not yet counted.
@@ -408,10 +409,10 @@ pub struct StreamCounter {
 }
 
 impl StreamCounter {
-    pub fn new(special_tokens: &[String], chunk_size: usize, workers: Workers) -> Self {
+    pub fn new(special_tokens: &[String], chunk_size: usize, workers: Workers) -> Result<Self> {
         let threads = workers.num_threads();
         let shared = Shared {
-            splitter: SpecialSplitter::new(special_tokens),
+            specials: SpecialTokens::new(special_tokens)?,
             maps: (0..threads)
                 .map(|_| Mutex::new(WorkerCounts::default()))
                 .collect(),
@@ -420,7 +421,7 @@ impl StreamCounter {
             failed: AtomicBool::new(false),
         };
         let chunk_size = chunk_size.max(1);
-        StreamCounter {
+        Ok(StreamCounter {
             shared: Arc::new(shared),
             workers,
             chunk_size,
@@ -430,7 +431,7 @@ impl StreamCounter {
             next_try: chunk_size,
             name: String::new(),
             input_bytes: 0,
-        }
+        })
     }
 
     /// Starts a new stream; `name` appears in error messages (a path, or "<iterator>").
@@ -446,7 +447,7 @@ impl StreamCounter {
         self.input_bytes += data.len() as u64;
         self.buf.extend_from_slice(data);
         while self.buf.len() >= self.next_try {
-            match Cuts::new(gpt2::is_safe_cut, &self.shared.splitter).last(&self.buf) {
+            match Cuts::new(gpt2::is_safe_cut, &self.shared.specials).last(&self.buf) {
                 Some(p) => {
                     let rest = self.buf[p..].to_vec();
                     let chunk = std::mem::replace(&mut self.buf, rest);
@@ -496,7 +497,7 @@ impl StreamCounter {
                 let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
                 let mut guard = lock(&shared.maps[idx]);
                 let WorkerCounts { chunk, total } = &mut *guard;
-                chunk.count_text(&text, &shared.splitter);
+                chunk.count_text(&text, &shared.specials);
                 chunk.drain_merge_into(total);
             }));
             if counted.is_err() {
@@ -560,7 +561,7 @@ pub fn count_files<P: AsRef<Path>>(
         inputs.push(Input::open(p.as_ref(), cancel)?);
     }
     let total: u64 = inputs.iter().map(Input::size).sum();
-    let mut counter = StreamCounter::new(special_tokens, chunk_size, workers);
+    let mut counter = StreamCounter::new(special_tokens, chunk_size, workers)?;
     let read_size = chunk_size.clamp(1, 1 << 20);
     let mut block = vec![0u8; read_size];
     let step = (total / 100).max(1);
@@ -608,7 +609,7 @@ pub fn count_stream(
 ) -> Result<(PretokenCounts, u64)> {
     /// Report progress about every this many bytes (the total is unknown).
     const REPORT_BYTES: u64 = 8 << 20;
-    let mut counter = StreamCounter::new(special_tokens, chunk_size, workers);
+    let mut counter = StreamCounter::new(special_tokens, chunk_size, workers)?;
     counter.begin_stream(name);
     let mut piece = Vec::new();
     let mut next_report = 0u64;
@@ -1107,7 +1108,7 @@ pub fn train_texts(
     progress: &mut ProgressFn,
 ) -> Result<TrainResult> {
     opts.validate()?;
-    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, opts.workers()?);
+    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, opts.workers()?)?;
     for t in texts {
         counter.begin_stream("<text>");
         counter.push(t.as_bytes())?;
@@ -1263,12 +1264,12 @@ mod tests {
         let text =
             "Hello  world,\n\n it's <|e|>  a test\u{3000}\u{3000}x ok.<|e|>\n中文。\n\t\tend  \n";
         let specials = vec!["<|e|>".to_string()];
-        let splitter = SpecialSplitter::new(&specials);
+        let sp = SpecialTokens::new(&specials).unwrap();
         let mut whole = CountMap::default();
-        count_text(text, &splitter, &mut whole);
+        count_text(text, &sp, &mut whole);
         for chunk_size in 1..40 {
             let workers = Workers::new(Some(2)).unwrap();
-            let mut c = StreamCounter::new(&specials, chunk_size, workers);
+            let mut c = StreamCounter::new(&specials, chunk_size, workers).unwrap();
             c.begin_stream("t");
             for piece in text.as_bytes().chunks(3) {
                 c.push(piece).unwrap();
@@ -1287,7 +1288,7 @@ mod tests {
         data.extend_from_slice(b" more text");
         for chunk_size in [1, 7, 64, 1 << 20] {
             let workers = Workers::new(Some(1)).unwrap();
-            let mut c = StreamCounter::new(&[], chunk_size, workers);
+            let mut c = StreamCounter::new(&[], chunk_size, workers).unwrap();
             c.begin_stream("f");
             let r = c.push(&data).and_then(|_| c.end_stream());
             match r {

@@ -78,10 +78,12 @@ class Tokenizer:
                 raise TypeError(f"merge {i} must be a pair of bytes, got {pair!r}")
             pairs.append((bytes(pair[0]), bytes(pair[1])))
         specials: list[str] = []
+        seen: set[str] = set()
         for s in special_tokens or ():
             if not isinstance(s, str) or not s:
                 raise TypeError(f"special tokens must be non-empty str, got {s!r}")
-            if s not in specials:
+            if s not in seen:
+                seen.add(s)
                 specials.append(s)
 
         token_to_id: dict[bytes, int] = {}

@@ -6,7 +6,7 @@
 //! 1. the pattern's rule allows it (a `SafeCutRule`, written and proven beside each pattern's
 //!    matcher, e.g. `gpt2::is_safe_cut`), and
 //! 2. no occurrence of a special token covers both byte `p - 1` and byte `p`
-//!    (`SpecialSplitter::straddles`; one that may continue past the end of the bytes counts).
+//!    (`SpecialTokens::straddles`; one that might continue past the end of the bytes counts).
 //!
 //! Why the two suffice: special tokens are split out first, by a left-to-right scan that takes
 //! the longest special token starting at each position. With no occurrence across `p`, no match
@@ -18,11 +18,11 @@
 //! which reads only them, applies to the segment as to any text.
 //!
 //! ```ignore
-//! let cuts = Cuts::new(gpt2::is_safe_cut, &splitter);
+//! let cuts = Cuts::new(gpt2::is_safe_cut, &specials);
 //! if let Some(p) = cuts.last(&buf) { /* process buf[..p], keep buf[p..] */ }
 //! ```
 
-use super::SpecialSplitter;
+use super::SpecialTokens;
 
 /// A pattern's safe-cut rule: `rule(bytes, p)` may be true only if, for every text that starts
 /// with `bytes`, pre-tokenizing `text[..p]` and `text[p..]` separately gives the pre-tokens of
@@ -36,11 +36,11 @@ pub type SafeCutRule = fn(&[u8], usize) -> bool;
 #[derive(Clone, Copy)]
 pub struct Cuts<'a> {
     rule: SafeCutRule,
-    specials: &'a SpecialSplitter,
+    specials: &'a SpecialTokens,
 }
 
 impl<'a> Cuts<'a> {
-    pub fn new(rule: SafeCutRule, specials: &'a SpecialSplitter) -> Self {
+    pub fn new(rule: SafeCutRule, specials: &'a SpecialTokens) -> Self {
         Cuts { rule, specials }
     }
 
@@ -68,7 +68,7 @@ mod tests {
     use super::*;
 
     /// Special tokens split out, ordinary text pre-tokenized: what counting and encoding see.
-    fn pieces(text: &str, sp: &SpecialSplitter) -> Vec<String> {
+    fn pieces(text: &str, sp: &SpecialTokens) -> Vec<String> {
         let mut out = Vec::new();
         sp.for_each_segment(text, |seg| match seg {
             Segment::Text(t) => for_each_pretoken(t, |p| out.push(p.to_string())),
@@ -103,7 +103,7 @@ mod tests {
         let mut rng = Rng(7);
         let mut cuts_seen = 0;
         for n_specials in [0, 1, 3, names.len()] {
-            let sp = SpecialSplitter::new(&names[..n_specials]);
+            let sp = SpecialTokens::new(&names[..n_specials]).unwrap();
             let cuts = Cuts::new(gpt2::is_safe_cut, &sp);
             for _ in 0..1500 {
                 let text: String = (0..1 + rng.below(25))
@@ -145,12 +145,12 @@ mod tests {
 
     #[test]
     fn a_special_that_may_continue_past_the_end_blocks_the_cut() {
-        let sp = SpecialSplitter::new(&["a b".to_string()]);
+        let sp = SpecialTokens::new(&["a b".to_string()]).unwrap();
         let cuts = Cuts::new(gpt2::is_safe_cut, &sp);
         assert!(!cuts.is_safe(b"xa b", 2));
         assert!(!cuts.is_safe(b"xa ", 2)); // "a b" may follow
         assert!(cuts.is_safe(b"xa c", 2));
-        assert!(cuts.is_safe(b"xc ", 2));
+        assert!(cuts.is_safe(b"xc ", 2)); // no token can start at "c"
         assert_eq!(cuts.last(b"x ya bz"), Some(1));
         assert_eq!(cuts.first_from(b"x ya bz", 2), None);
     }
