@@ -47,8 +47,16 @@ def _check_text(text: object, what: str = "text") -> str:
 
 
 def _scrub_surrogates(text: str) -> str:
-    """Lone surrogates cannot be UTF-8: replace them with U+FFFD, as tiktoken does."""
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    """Surrogates cannot be UTF-8. Do exactly what tiktoken does: a round trip through UTF-16
+    with surrogatepass, then replacement, so a pair written as two code points becomes its
+    character and each lone surrogate one U+FFFD.
+
+    _scrub_surrogates("x\ud83d\ude00y") -> "x😀y"; _scrub_surrogates("\ud800") -> "\ufffd"."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _is_high_surrogate(ch: str) -> bool:
+    return "\ud800" <= ch <= "\udbff"
 
 
 class Tokenizer:
@@ -246,13 +254,18 @@ class Tokenizer:
             if size < threshold:
                 continue
             buf = "".join(pending)
+            # A high surrogate at the end may pair with a low one in the next piece (tiktoken
+            # sees the joined text): keep it for the next step.
+            held = ""
+            if _is_high_surrogate(buf[-1]):
+                buf, held = buf[:-1], buf[-1]
             try:
                 ids, used = core.encode_prefix(buf)
             except UnicodeEncodeError:
                 buf = _scrub_surrogates(buf)
                 ids, used = core.encode_prefix(buf)
             yield from ids
-            rest = buf[used:]
+            rest = buf[used:] + held
             pending = [rest] if rest else []
             size = len(rest)
             # Text without a safe cut only grows; waiting for it to double keeps the work linear.
