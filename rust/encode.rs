@@ -61,6 +61,8 @@ const PARALLEL_MIN_BYTES: usize = 1 << 17;
 const THREAD_CACHE_MIN_BYTES: usize = 1 << 20;
 /// Target chunk size for parallel encoding of one text or file.
 const CHUNK_BYTES: usize = 1 << 20;
+/// The most input `encode_file` reads ahead (one block, cut into chunks).
+const MAX_BLOCK_BYTES: usize = 64 << 20;
 /// The largest header `encode_file` reserves before the ids (a `.npy` header needs 128).
 pub const MAX_HEADER_LEN: u64 = 1 << 16;
 /// Pre-tokens looked up together by `encode_ordinary_into`.
@@ -813,8 +815,10 @@ impl Encoder {
             .write_all(&vec![0u8; header_len as usize])
             .map_err(io_out)?;
 
+        // Four chunks per thread keep every thread busy; the cap bounds the buffer however
+        // many threads the caller asks for.
         let threads = rayon::current_num_threads().max(1);
-        let block = CHUNK_BYTES * threads * 4;
+        let block = (CHUNK_BYTES * threads * 4).min(MAX_BLOCK_BYTES);
         let mut stats = FileStats::default();
         // `buf` holds the carried tail of the previous block followed by newly read bytes;
         // `base` is the absolute file offset of buf[0].

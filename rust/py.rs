@@ -279,10 +279,10 @@ use crate::train::{self, Progress, TrainOptions, TrainResult};
 /// Answers the trainer's progress reports with a Python callable `(phase: str, done: int,
 /// total: int)` (called at most about 100 times per phase), and the streaming trainer's
 /// requests for text with batches of `iter`'s strings.
-fn training_handler<'a>(
+fn training_handler(
     callback: Option<Py<PyAny>>,
     iter: Option<Py<PyIterator>>,
-) -> impl FnMut(Python<'_>, Ask) -> PyResult<Answer> + Send + 'a {
+) -> impl FnMut(Python<'_>, Ask) -> PyResult<Answer> + Send {
     let mut index = 0usize;
     move |py, ask| match ask {
         Ask::Progress(phase, done, total) => {

@@ -153,7 +153,8 @@ def train_bpe(
         num_threads: worker threads (default: RAYON_NUM_THREADS, else the number of cores); at
             most `bpe336._core.max_threads()` (8 per core, at least 64, at most 1024).
         progress: True for tqdm bars, or a callable `(phase, done, total)` with phase
-            "count" (bytes) or "merge" (merges); an exception it raises stops training.
+            "count" (bytes) or "merge" (merges); an exception it raises stops training and is
+            raised as itself.
         chunk_size: streaming chunk size in bytes (results never depend on it; for tests).
 
     Returns:
@@ -163,8 +164,11 @@ def train_bpe(
     Raises:
         FileNotFoundError, IsADirectoryError, PermissionError: for unusable input paths.
         UnicodeDecodeError: input that is not UTF-8 (the message gives path and byte offset).
-        ValueError: vocab_size below 256 + specials, empty or repeated special tokens, or an
-            input with no text to train on.
+        ValueError: vocab_size below 256 + specials, empty or repeated special tokens,
+            num_threads out of range, or an input with no text to train on.
+        KeyboardInterrupt: on Ctrl-C, within a fraction of a second (also while waiting for a
+            FIFO's writer).
+        RuntimeError: worker threads that cannot start, or an internal error.
         TypeError: arguments of the wrong type.
     """
     vocab, merges, _ = train_bpe_with_stats(
