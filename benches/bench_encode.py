@@ -17,6 +17,10 @@ measured 2-thread rate.
 
     python benches/bench_encode.py                          # ../shared/data/webtext.txt
     python benches/bench_encode.py --input FILE --repeat 5 --hf-mb 0   # 0 = skip HF
+
+Last, the cost of many special tokens: `<|endoftext|>` alone against the same plus 9,999 more
+(`<|tok0|>`...), on the input and on generated text dense in `<` (markup and near-misses of the
+tokens), `encode_to_numpy` interleaved; medians and the ratio (target: at most 2x).
 """
 
 from __future__ import annotations
@@ -208,6 +212,41 @@ def main() -> None:
     s, _ = median_time(lambda: tk.encode_ordinary(letters[:20_000]), 1, warmup=False)
     s2, _ = median_time(lambda: ours.encode(letters[:20_000]), 1)
     print(f"  20 KB pre-token: tiktoken {s * 1000:.0f} ms, bpe336 {s2 * 1000:.1f} ms")
+
+    # 6. Many special tokens cost little more than one, even on text dense in their first byte.
+    lots = [EOT] + [f"<|tok{i}|>" for i in range(9_999)]
+    with_lots = Tokenizer(vocab, ours.merges, special_tokens=lots)
+    print(f"\nspecial tokens: 1 vs {len(lots):,} (encode_to_numpy, medians of {args.repeat}, interleaved)")
+    for name, case in [(args.input.name, text), ("dense in '<'", dense_in_lt(min(nbytes, 16_000_000)))]:
+        size = len(case.encode("utf-8"))
+        for n in (1, 2):
+            times: dict[str, list[float]] = {"one": [], "lots": []}
+            for tok in (ours, with_lots):
+                tok.encode_to_numpy(case, num_threads=n)  # warm-up
+            for _ in range(args.repeat):
+                for key, tok in (("one", ours), ("lots", with_lots)):
+                    t0 = time.perf_counter()
+                    tok.encode_to_numpy(case, num_threads=n)
+                    times[key].append(time.perf_counter() - t0)
+            one, many = statistics.median(times["one"]), statistics.median(times["lots"])
+            print(
+                f"  {name:<16} ({size / 1e6:5.1f} MB) {n} threads: 1 special {size / 1e6 / one:7.1f} MB/s, "
+                f"{len(lots):,} {size / 1e6 / many:7.1f} MB/s, ratio {many / one:.2f}x"
+            )
+
+
+def dense_in_lt(n_bytes: int, seed: int = 0) -> str:
+    """Text dense in `<`: markup, stray `<`, and near-misses of `<|tokN|>` special tokens."""
+    import random
+
+    rng = random.Random(seed)
+    parts = ["<", "<|", "<|tok", "<|tok1", "|>", "<div>", "</p>", "a<b", " x ", "text ", "<<", "12"]
+    out, size = [], 0
+    while size < n_bytes:
+        p = rng.choice(parts)
+        out.append(p)
+        size += len(p)
+    return "".join(out)
 
 
 if __name__ == "__main__":

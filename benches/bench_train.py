@@ -3,6 +3,7 @@ same vocabulary and thread count, in one run.
 
     python benches/bench_train.py                       # webtext@10k, webtext@32k, techdocs@10k
     python benches/bench_train.py --threads 2 --repeat 3 --case webtext:10000 --only bpe336,hf
+    python benches/bench_train.py --only bpe336 --case none --special-mb 8   # only the specials section
 
 Each measurement runs in a fresh child process (so its peak RSS, VmHWM, belongs to that
 trainer alone; the child's import baseline is printed for reference) and times only the
@@ -18,6 +19,11 @@ Peers, configured as close to bpe336 as each allows:
   the documents already split at the special token (splitting happens before the timer), and
   vocab_size - 1 so it makes the same number of merges. Threads: RAYON_NUM_THREADS.
 - bpe336: `train_bpe(path, vocab_size, [special], num_threads=threads)`.
+
+Then the cost of many special tokens: bpe336 with `<|endoftext|>` alone against the same plus
+9,999 more (`<|tok0|>`...; the vocabulary grows by as many, so the merges are the same), on a
+prefix of webtext and on generated text dense in `<` (markup and near-misses of the tokens),
+interleaved in this process; prints medians and the ratio (target: at most 2x).
 """
 
 from __future__ import annotations
@@ -120,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         "(default: webtext.txt:10000, webtext.txt:32000, techdocs.txt:10000)",
     )
     p.add_argument("--only", default=",".join(TRAINERS), help=f"comma-separated trainers (default: {','.join(TRAINERS)})")
+    p.add_argument(
+        "--special-mb", type=float, default=8.0, help="MB of text for the 1 vs 10,000 special tokens section (0 = skip; default: 8)"
+    )
     args = p.parse_args(argv)
     cases = args.case or ["webtext.txt:10000", "webtext.txt:32000", "techdocs.txt:10000"]
     trainers = [t for t in args.only.split(",") if t]
@@ -130,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {time.strftime('%Y-%m-%d %H:%M %Z')}  {platform.machine()}  {os.cpu_count()} cores  python {platform.python_version()}")
     print(f"# threads={args.threads} repeat={args.repeat} (median seconds of the training call; peak RSS of a fresh process)")
     for case in cases:
+        if case == "none":
+            continue
         name, _, vocab = case.rpartition(":")
         path = Path(name) if Path(name).exists() else DATA / name
         if not path.exists():
@@ -156,7 +167,47 @@ def main(argv: list[str] | None = None) -> int:
                 if trainer != "bpe336":
                     print(f"  {trainer}/bpe336: time x{t / ours:.1f}, peak RSS x{peak / our_peak:.2f}")
         sys.stdout.flush()
+    if args.special_mb > 0:
+        bench_many_specials(args.special_mb, args.threads, args.repeat)
     return 0
+
+
+def dense_in_lt(n_bytes: int, seed: int = 0) -> str:
+    """Text dense in `<`: markup, stray `<`, and near-misses of `<|tokN|>` special tokens."""
+    import random
+
+    rng = random.Random(seed)
+    parts = ["<", "<|", "<|tok", "<|tok1", "|>", "<div>", "</p>", "a<b", " x ", "text ", "<<", "12"]
+    out, size = [], 0
+    while size < n_bytes:
+        p = rng.choice(parts)
+        out.append(p)
+        size += len(p)
+    return "".join(out)
+
+
+def bench_many_specials(megabytes: float, threads: int, repeat: int) -> None:
+    import tempfile
+
+    from bpe336.train import train_bpe
+
+    n = int(megabytes * 1e6)
+    with open(DATA / "webtext.txt", encoding="utf-8") as f:
+        web = f.read(n)
+    many = [EOT] + [f"<|tok{i}|>" for i in range(9_999)]
+    print(f"\n## special tokens: 1 vs {len(many):,} ({threads} threads, vocab 10,000 + extra specials, median of {repeat})")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in [(f"webtext.txt, first {megabytes:g} MB", web), (f"dense in '<', {megabytes:g} MB", dense_in_lt(n))]:
+            path = Path(tmp) / "text.txt"
+            path.write_text(text, encoding="utf-8")
+            runs: dict[int, list[float]] = {1: [], len(many): []}
+            for _ in range(repeat):  # interleaved
+                for specials in ([EOT], many):
+                    t0 = time.perf_counter()
+                    train_bpe(path, 10_000 + len(specials) - 1, specials, num_threads=threads)
+                    runs[len(specials)].append(time.perf_counter() - t0)
+            one, lots = statistics.median(runs[1]), statistics.median(runs[len(many)])
+            print(f"{name:<28} 1 special {one:7.3f} s   {len(many):,} specials {lots:7.3f} s   ratio {lots / one:.2f}x")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@
 //! 3. merging: a scan over a small array for short pieces, a linked list plus a heap for long
 //!    ones, so one huge pre-token costs O(n log n), not O(n^2).
 //!
-//! Parallel work (batches, large texts, files) cuts text only at *safe cuts*: positions where the
-//! encoding of the two halves concatenates to the encoding of the whole (see `is_safe_cut`).
+//! Parallel work (large texts, files) and streaming cut text only at *safe cuts*: positions where
+//! the encoding of the two halves concatenates to the encoding of the whole
+//! (`pretokenize::Cuts`: the pattern's rule and the special-token straddle check).
 //!
 //! ```ignore
 //! let enc = Encoder::new(vocab, merges, specials)?;
@@ -25,17 +26,28 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
-use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
 
+use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
-use crate::pretokenize::for_each_pretoken_range;
+use crate::input::{self, Input};
+use crate::pretokenize::{for_each_pretoken_range, gpt2, Cuts, SpecialTokens};
+
+/// Ids may leave gaps (tiktoken's specials sit above the ranks), but only this many beyond twice
+/// the number of tokens: the id table is sized by the largest id, so an id must never be able
+/// to size it beyond the input that names it (an id of 2^31 would otherwise ask for 32 GiB).
+pub const ID_SLACK: u64 = 1 << 20;
+
+/// One more than the largest id a vocabulary of `entries` tokens may use: `2 * entries +
+/// ID_SLACK`, and never `u32::MAX` (which marks "no id" inside the encoder).
+pub fn id_limit(entries: usize) -> u64 {
+    (2 * entries as u64 + ID_SLACK).min(u32::MAX as u64)
+}
 
 /// Pieces up to this many bytes merge with the array scan; longer ones use the heap.
 const SCAN_MAX_PIECE: usize = 64;
@@ -49,6 +61,10 @@ const PARALLEL_MIN_BYTES: usize = 1 << 17;
 const THREAD_CACHE_MIN_BYTES: usize = 1 << 20;
 /// Target chunk size for parallel encoding of one text or file.
 const CHUNK_BYTES: usize = 1 << 20;
+/// The most input `encode_file` reads ahead (one block, cut into chunks).
+const MAX_BLOCK_BYTES: usize = 64 << 20;
+/// The largest header `encode_file` reserves before the ids (a `.npy` header needs 128).
+pub const MAX_HEADER_LEN: u64 = 1 << 16;
 /// Pre-tokens looked up together by `encode_ordinary_into`.
 const BATCH: usize = 32;
 /// No id: marks dead nodes in the heap merge and "no pair" in the scan merge.
@@ -253,67 +269,6 @@ pub struct FileStats {
     pub chunks: u64,
 }
 
-/// Finds special tokens greedily, longest first, like `pretokenize::SpecialSplitter` (the
-/// tests hold it to that), but with one hash probe per distinct special length at a candidate
-/// position instead of one comparison per special, so thousands of specials stay cheap.
-struct SpecialMatcher {
-    /// Bytes that some special token starts with.
-    first: [bool; 256],
-    /// The same bytes as a list, for a SIMD search (memchr) when there are at most three.
-    first_bytes: Vec<u8>,
-    /// The distinct lengths of the specials, longest first.
-    lengths: Vec<usize>,
-    /// Special bytes -> index in the special list.
-    by_bytes: FxHashMap<Box<[u8]>, usize>,
-}
-
-impl SpecialMatcher {
-    fn new(names: &[String]) -> Self {
-        let mut first = [false; 256];
-        let mut by_bytes = FxHashMap::default();
-        for (i, t) in names.iter().enumerate() {
-            if let Some(&b) = t.as_bytes().first() {
-                first[b as usize] = true;
-                by_bytes.entry(t.as_bytes().into()).or_insert(i);
-            }
-        }
-        let mut lengths: Vec<usize> = names.iter().map(|t| t.len()).filter(|&l| l > 0).collect();
-        lengths.sort_unstable_by(|a, b| b.cmp(a));
-        lengths.dedup();
-        let first_bytes = (0..=255u8).filter(|&b| first[b as usize]).collect();
-        SpecialMatcher {
-            first,
-            first_bytes,
-            lengths,
-            by_bytes,
-        }
-    }
-
-    /// The first position at or after `from` whose byte starts some special token.
-    #[inline]
-    fn next_candidate(&self, bytes: &[u8], from: usize) -> Option<usize> {
-        let rest = bytes.get(from..)?;
-        let at = match self.first_bytes[..] {
-            [] => None,
-            [a] => memchr::memchr(a, rest),
-            [a, b] => memchr::memchr2(a, b, rest),
-            [a, b, c] => memchr::memchr3(a, b, c, rest),
-            _ => rest.iter().position(|&b| self.first[b as usize]),
-        };
-        at.map(|k| from + k)
-    }
-
-    /// The (index, length) of the longest special token starting at byte `i`.
-    #[inline]
-    fn match_at(&self, bytes: &[u8], i: usize) -> Option<(usize, usize)> {
-        let rest = bytes.len() - i;
-        self.lengths
-            .iter()
-            .filter(|&&len| len <= rest)
-            .find_map(|&len| self.by_bytes.get(&bytes[i..i + len]).map(|&idx| (idx, len)))
-    }
-}
-
 /// A byte-level BPE encoder: vocabulary, merge ranks and special tokens, built once.
 pub struct Encoder {
     /// id -> token bytes (`None` for ids the vocabulary skips).
@@ -325,11 +280,9 @@ pub struct Encoder {
     whole: PieceMap<u32>,
     /// Tags this encoder's entries in the worker caches.
     uid: u64,
-    specials: SpecialMatcher,
-    special_names: Vec<String>,
+    /// The special tokens (their names, in the order given), matched longest first.
+    specials: SpecialTokens,
     special_ids: Vec<u32>,
-    /// Specials that contain a safe-cut pattern, so a cut there must check they do not straddle it.
-    cut_specials: Vec<Box<[u8]>>,
 }
 
 impl Encoder {
@@ -337,18 +290,25 @@ impl Encoder {
     ///
     /// Args: `vocab` as (id, bytes) pairs; `merges` in rank order as (left bytes, right bytes);
     /// `specials` as (text, id) pairs, each id already in `vocab` with the text's UTF-8 bytes.
-    /// Every single byte must have a token; each merge's parts and result must be tokens.
+    /// Every single byte must have a token; each merge's parts and result must be tokens. Ids
+    /// must be below `id_limit(vocab.len())` (checked before anything is allocated by id).
     pub fn new(
-        vocab: Vec<(u32, Vec<u8>)>,
+        vocab: Vec<(u64, Vec<u8>)>,
         merges: Vec<(Vec<u8>, Vec<u8>)>,
-        specials: Vec<(String, u32)>,
+        specials: Vec<(String, u64)>,
     ) -> Result<Self> {
         let arg = |msg: String| BpeError::InvalidArgument(msg);
-        // 1. id -> bytes, rejecting duplicate ids and ids that do not fit.
-        let max_id = vocab.iter().map(|&(id, _)| id).max().unwrap_or(0);
-        if max_id == NONE {
-            return Err(arg(format!("token id {max_id} is too large")));
+        // 1. id -> bytes, rejecting ids out of range (before the table is sized by them) and
+        // duplicate ids.
+        let limit = id_limit(vocab.len());
+        if let Some(&(id, _)) = vocab.iter().find(|&&(id, _)| id >= limit) {
+            return Err(arg(format!(
+                "token id {id} is out of range: a vocabulary of {} tokens may use ids below {limit} \
+                 (twice the number of tokens plus {ID_SLACK})",
+                vocab.len()
+            )));
         }
+        let max_id = vocab.iter().map(|&(id, _)| id).max().unwrap_or(0);
         let mut tokens: Vec<Option<Box<[u8]>>> = vec![None; max_id as usize + 1];
         for (id, bytes) in vocab {
             if bytes.is_empty() {
@@ -365,8 +325,12 @@ impl Encoder {
         // 2. bytes -> id (lowest id wins on duplicates).
         let mut special_ids = Vec::with_capacity(specials.len());
         for (text, id) in &specials {
-            match tokens.get(*id as usize).and_then(|t| t.as_deref()) {
-                Some(b) if b == text.as_bytes() => special_ids.push(*id),
+            let found = usize::try_from(*id)
+                .ok()
+                .and_then(|i| tokens.get(i))
+                .and_then(|t| t.as_deref());
+            match found {
+                Some(b) if b == text.as_bytes() => special_ids.push(*id as u32),
                 _ => {
                     return Err(arg(format!(
                         "special token {text:?} does not have id {id} in the vocabulary"
@@ -407,11 +371,6 @@ impl Encoder {
             ranks.entry(pair_key(ia, ib)).or_insert((rank as u32, ij));
         }
         let names: Vec<String> = specials.iter().map(|(t, _)| t.clone()).collect();
-        let cut_specials = names
-            .iter()
-            .filter(|t| t.as_bytes().windows(2).any(|w| cut_pattern(w[0], w[1])))
-            .map(|t| t.as_bytes().into())
-            .collect();
         drop(by_bytes);
         let mut enc = Encoder {
             tokens,
@@ -419,10 +378,8 @@ impl Encoder {
             ranks,
             whole: PieceMap::new(),
             uid: NEXT_ENCODER_UID.fetch_add(1, Ordering::Relaxed),
-            specials: SpecialMatcher::new(&names),
-            special_names: names,
+            specials: SpecialTokens::new(&names)?,
             special_ids,
-            cut_specials,
         };
         // 4. the whole-token fast path: only tokens that BPE actually produces from their bytes.
         let mut whole = PieceMap::new();
@@ -449,7 +406,7 @@ impl Encoder {
     }
 
     pub fn special_tokens(&self) -> &[String] {
-        &self.special_names
+        self.specials.tokens()
     }
 
     // --------------------------------------------------------------------------------------
@@ -652,22 +609,12 @@ impl Encoder {
 
     /// Encodes text, turning each special token (longest first) into its id.
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) {
-        if self.specials.lengths.is_empty() {
-            return self.encode_ordinary_into(text, out, cache);
-        }
-        let bytes = text.as_bytes();
-        let (mut start, mut i) = (0, 0);
-        while let Some(at) = self.specials.next_candidate(bytes, i) {
-            i = at;
-            if let Some((idx, len)) = self.specials.match_at(bytes, i) {
-                // A special token is valid UTF-8, so `i` and `i + len` are char boundaries.
-                self.encode_ordinary_into(&text[start..i], out, cache);
-                out.push(self.special_ids[idx]);
-                i += len;
-                start = i;
-            } else {
-                i += 1;
-            }
+        let mut start = 0;
+        for (s, e, idx) in self.specials.find_iter(text.as_bytes()) {
+            // A special token is valid UTF-8, so `s` and `e` are char boundaries.
+            self.encode_ordinary_into(&text[start..s], out, cache);
+            out.push(self.special_ids[idx]);
+            start = e;
         }
         self.encode_ordinary_into(&text[start..], out, cache);
     }
@@ -710,42 +657,54 @@ impl Encoder {
         out
     }
 
-    /// Encodes many texts in parallel (current rayon pool), one id list per text.
-    pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<Vec<u32>> {
+    /// Encodes many texts in parallel (current rayon pool), one id list per text. Each text
+    /// checks `cancel` before it starts.
+    pub fn encode_batch<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        cancel: &CancelFlag,
+    ) -> Result<Vec<Vec<u32>>> {
         texts
             .par_iter()
             .map(|t| {
+                cancel.check()?;
                 let t = t.as_ref();
                 let mut out = Vec::with_capacity(t.len() / 3 + 1);
                 self.with_worker_cache(|cache| self.encode_into(t, &mut out, cache));
-                out
+                Ok(out)
             })
             .collect()
     }
 
     /// Encodes one (large) text in parallel chunks cut at safe cuts; the ids are those of
-    /// `encode`. Returns one id vector per chunk, in order.
-    pub fn encode_chunks(&self, text: &str) -> Vec<Vec<u32>> {
+    /// `encode`. Returns one id vector per chunk, in order. Each chunk checks `cancel` first.
+    pub fn encode_chunks(&self, text: &str, cancel: &CancelFlag) -> Result<Vec<Vec<u32>>> {
         if text.len() < PARALLEL_MIN_BYTES {
-            return vec![self.encode(text)];
+            return Ok(vec![self.encode(text)]);
         }
         let chunk = (text.len() / (4 * rayon::current_num_threads())).clamp(1 << 16, CHUNK_BYTES);
         let bounds = self.chunk_bounds(text.as_bytes(), chunk, true);
         bounds
             .par_windows(2)
             .map(|w| {
+                cancel.check()?;
                 let piece = &text[w[0]..w[1]];
                 let mut out = Vec::with_capacity(piece.len() / 3 + 1);
                 self.with_worker_cache(|cache| self.encode_into(piece, &mut out, cache));
-                out
+                Ok(out)
             })
             .collect()
     }
 
     /// `encode` in parallel, as little-endian integers of `width`.
-    pub fn encode_to_le_bytes(&self, text: &str, width: Width) -> Result<Vec<u8>> {
+    pub fn encode_to_le_bytes(
+        &self,
+        text: &str,
+        width: Width,
+        cancel: &CancelFlag,
+    ) -> Result<Vec<u8>> {
         self.check_width(width)?;
-        let chunks = self.encode_chunks(text);
+        let chunks = self.encode_chunks(text, cancel)?;
         let total: usize = chunks.iter().map(|c| c.len()).sum();
         let mut out = Vec::with_capacity(total * width.bytes());
         for c in &chunks {
@@ -759,8 +718,7 @@ impl Encoder {
     /// this on a buffer and keep the unencoded tail for the next call.
     pub fn encode_prefix(&self, text: &str) -> (Vec<u32>, usize) {
         let bytes = text.as_bytes();
-        let cut = (1..bytes.len()).rev().find(|&p| self.is_safe_cut(bytes, p));
-        match cut {
+        match self.cuts().last(bytes) {
             Some(p) => {
                 // A per-call cache, never the thread's: streaming must not grow memory.
                 let mut out = Vec::with_capacity(p / 3 + 1);
@@ -786,43 +744,27 @@ impl Encoder {
     // Safe cuts
     // --------------------------------------------------------------------------------------
 
-    /// Whether cutting `bytes` at `p` leaves the encoding unchanged: encode(text[..p]) followed by
-    /// encode(text[p..]) equals encode(text).
-    ///
-    /// The rule: bytes[p - 1] is printable ASCII (not whitespace) and bytes[p] is ASCII
-    /// whitespace (space, tab, CR, LF), and no special token occurrence covers both bytes.
-    /// Why it holds for the GPT-2 pattern: no branch can put a whitespace character after a
-    /// non-whitespace one inside one match (the only space a non-whitespace branch takes is its
-    /// leading optional one), so a pre-token starts at p; and every match before p ends by p - 1
-    /// whether or not the text continues, because the only lookahead, `\s+(?!\S)`, looks at the
-    /// character after a whitespace run, which lies before p - 1. The pattern has no lookbehind,
-    /// so the right half starts fresh. The special-token scan cannot differ either, as no
-    /// occurrence crosses the cut. NOTE: a special token that might straddle the cut but runs
-    /// past the end of `bytes` makes the cut unsafe.
+    /// Where this encoder may cut text: GPT-2's rule plus the special-token straddle check
+    /// (`pretokenize::Cuts`, which proves that both halves then encode to the whole's ids).
+    fn cuts(&self) -> Cuts<'_> {
+        Cuts::new(gpt2::is_safe_cut, &self.specials)
+    }
+
+    /// Whether cutting `bytes` at `p` leaves the encoding unchanged: for every text that
+    /// starts with `bytes`, encode(text[..p]) followed by encode(text[p..]) equals encode(text).
     pub fn is_safe_cut(&self, bytes: &[u8], p: usize) -> bool {
-        if p == 0 || p >= bytes.len() || !cut_pattern(bytes[p - 1], bytes[p]) {
-            return false;
-        }
-        for s in &self.cut_specials {
-            let len = s.len();
-            for q in (p + 1).saturating_sub(len)..p {
-                let end = (q + len).min(bytes.len());
-                if bytes[q..end] == s[..end - q] {
-                    return false;
-                }
-            }
-        }
-        true
+        self.cuts().is_safe(bytes, p)
     }
 
     /// Chunk boundaries [0, c1, c2, ..., end] for `bytes`, each cut safe and about `chunk`
     /// bytes apart. With `last` false the final boundary is the last safe cut found (the rest
     /// is left for the caller to carry); with `last` true it is `bytes.len()`.
     fn chunk_bounds(&self, bytes: &[u8], chunk: usize, last: bool) -> Vec<usize> {
+        let cuts = self.cuts();
         let mut bounds = vec![0];
         let mut pos = 0;
         while pos + chunk < bytes.len() {
-            match (pos + chunk..bytes.len()).find(|&p| self.is_safe_cut(bytes, p)) {
+            match cuts.first_from(bytes, pos + chunk) {
                 Some(p) => {
                     bounds.push(p);
                     pos = p;
@@ -853,17 +795,16 @@ impl Encoder {
         header_len: u64,
         width: Width,
         progress: &AtomicU64,
+        cancel: &CancelFlag,
     ) -> Result<FileStats> {
         self.check_width(width)?;
-        let in_name = input.display().to_string();
-        let io_in = |e: std::io::Error| BpeError::Io {
-            path: in_name.clone(),
-            source: e,
-        };
-        if input.is_dir() {
-            return Err(BpeError::IsADirectory { path: in_name });
+        if header_len > MAX_HEADER_LEN {
+            return Err(BpeError::InvalidArgument(format!(
+                "header_len {header_len} is too large (at most {MAX_HEADER_LEN} bytes)"
+            )));
         }
-        let mut reader = File::open(input).map_err(io_in)?;
+        // Opened before the output exists, and without blocking (a FIFO may have no writer yet).
+        let mut reader = Input::open(input, cancel)?;
         let out_name = output.display().to_string();
         let io_out = |e: std::io::Error| BpeError::Io {
             path: out_name.clone(),
@@ -874,8 +815,10 @@ impl Encoder {
             .write_all(&vec![0u8; header_len as usize])
             .map_err(io_out)?;
 
+        // Four chunks per thread keep every thread busy; the cap bounds the buffer however
+        // many threads the caller asks for.
         let threads = rayon::current_num_threads().max(1);
-        let block = CHUNK_BYTES * threads * 4;
+        let block = (CHUNK_BYTES * threads * 4).min(MAX_BLOCK_BYTES);
         let mut stats = FileStats::default();
         // `buf` holds the carried tail of the previous block followed by newly read bytes;
         // `base` is the absolute file offset of buf[0].
@@ -889,7 +832,7 @@ impl Encoder {
             while buf.len() < want {
                 let old = buf.len();
                 buf.resize(want, 0);
-                let n = reader.read(&mut buf[old..]).map_err(io_in)?;
+                let n = reader.read(&mut buf[old..], cancel)?;
                 buf.truncate(old + n);
                 if n == 0 {
                     eof = true;
@@ -902,12 +845,9 @@ impl Encoder {
             let results: Vec<Result<Vec<u32>>> = bounds
                 .par_windows(2)
                 .map(|w| {
+                    cancel.check()?;
                     let piece = &buf[w[0]..w[1]];
-                    let text = std::str::from_utf8(piece).map_err(|e| BpeError::InvalidUtf8 {
-                        path: in_name.clone(),
-                        offset: base + (w[0] + e.valid_up_to()) as u64,
-                        byte: piece[e.valid_up_to()],
-                    })?;
+                    let text = input::utf8(reader.name(), base + w[0] as u64, piece)?;
                     let mut out = Vec::with_capacity(piece.len() / 3 + 1);
                     self.with_worker_cache(|cache| self.encode_into(text, &mut out, cache));
                     progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
@@ -954,12 +894,6 @@ fn pair_key(a: u32, b: u32) -> u64 {
     ((a as u64) << 32) | b as u64
 }
 
-/// The byte pair a safe cut sits between: printable ASCII, then ASCII whitespace.
-#[inline]
-fn cut_pattern(before: u8, at: u8) -> bool {
-    (0x21..=0x7e).contains(&before) && matches!(at, b' ' | b'\n' | b'\t' | b'\r')
-}
-
 /// Token bytes for messages: the text when UTF-8, else the escaped bytes.
 fn show(t: &[u8]) -> String {
     match std::str::from_utf8(t) {
@@ -968,46 +902,10 @@ fn show(t: &[u8]) -> String {
     }
 }
 
-/// Runs `f` on a pool of `n` threads, or on the global pool (RAYON_NUM_THREADS) when None.
-///
-/// Pools are kept per thread count and reused, so repeated calls neither respawn threads nor
-/// lose the workers' pre-token caches.
-pub fn with_threads<T: Send>(n: Option<usize>, f: impl FnOnce() -> T + Send) -> Result<T> {
-    static POOLS: OnceLock<Mutex<FxHashMap<usize, Arc<ThreadPool>>>> = OnceLock::new();
-    let n = match n {
-        None => return Ok(f()),
-        Some(0) => {
-            return Err(BpeError::InvalidArgument(
-                "num_threads must be at least 1".into(),
-            ))
-        }
-        Some(n) => n,
-    };
-    let pool = {
-        let mut pools = POOLS
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match pools.get(&n) {
-            Some(p) => p.clone(),
-            None => {
-                let p = rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .thread_name(|i| format!("bpe336-encode-{i}"))
-                    .build()
-                    .map_err(|e| {
-                        BpeError::InvalidArgument(format!("cannot start {n} threads: {e}"))
-                    })?;
-                pools.entry(n).or_insert(Arc::new(p)).clone()
-            }
-        }
-    };
-    Ok(pool.install(f))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::threads::with_threads;
 
     /// A deterministic xorshift generator, so the tests need no extra crate.
     struct Rng(u64);
@@ -1025,8 +923,8 @@ mod tests {
         }
     }
 
-    fn byte_vocab() -> Vec<(u32, Vec<u8>)> {
-        (0..256u32).map(|b| (b, vec![b as u8])).collect()
+    fn byte_vocab() -> Vec<(u64, Vec<u8>)> {
+        (0..256u64).map(|b| (b, vec![b as u8])).collect()
     }
 
     /// Vocabulary: the 256 bytes (id = byte value), then one id per merge, in order.
@@ -1037,9 +935,9 @@ mod tests {
             .map(|(a, b)| (a.as_bytes().to_vec(), b.as_bytes().to_vec()))
             .collect();
         for (i, (a, b)) in merges.iter().enumerate() {
-            vocab.push((256 + i as u32, [&a[..], &b[..]].concat()));
+            vocab.push((256 + i as u64, [&a[..], &b[..]].concat()));
         }
-        let mut next = vocab.len() as u32;
+        let mut next = vocab.len() as u64;
         let specials = specials
             .iter()
             .map(|s| {
@@ -1069,7 +967,7 @@ mod tests {
         }
         let mut vocab = byte_vocab();
         for (i, (a, b)) in merges.iter().enumerate() {
-            vocab.push((256 + i as u32, [&a[..], &b[..]].concat()));
+            vocab.push((256 + i as u64, [&a[..], &b[..]].concat()));
         }
         Encoder::new(vocab, merges, vec![]).unwrap()
     }
@@ -1184,30 +1082,6 @@ mod tests {
     }
 
     #[test]
-    fn special_matcher_equals_special_splitter() {
-        use crate::pretokenize::{Segment, SpecialSplitter};
-        let names: Vec<String> = ["<|e|>", "<|e|><|e|>", "ab", "aba", "b", "|>x"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        let enc = encoder(&[], &refs);
-        let splitter = SpecialSplitter::new(&names);
-        let mut rng = Rng(77);
-        for _ in 0..500 {
-            let text: String = (0..rng.below(30))
-                .map(|_| ["a", "b", "<|e|>", "|>", "x", "<|", "é"][rng.below(7)])
-                .collect();
-            let mut expect = Vec::new();
-            splitter.for_each_segment(&text, |seg| match seg {
-                Segment::Text(t) => expect.extend(enc.encode_ordinary(t)),
-                Segment::Special(i) => expect.push(enc.special_ids[i]),
-            });
-            assert_eq!(enc.encode(&text), expect, "{text:?}");
-        }
-    }
-
-    #[test]
     fn many_specials() {
         let names: Vec<String> = (0..500).map(|i| format!("<tok{i}>")).collect();
         let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
@@ -1223,7 +1097,8 @@ mod tests {
     fn random_text(rng: &mut Rng, n: usize) -> String {
         const PARTS: &[&str] = &[
             "a", "b", "c", " ", " ", "\n", "\n\n", "\t", "\r\n", "'s", "'", "1", "22", "!", "?.",
-            "é", "ß", "中", "\u{a0}", "\u{3000}", "\u{2028}", "😀", "<|e|>", "<|", "|>", "  ",
+            "é", "ß", "中", "\u{a0}", "\u{3000}", "\u{2028}", "😀", "<|e|>", "<|", "|>", "  ", "ж",
+            "дом", "。", "，", "½", "٣", "\u{301}", "\u{1C}", "x'", "'ll", "_",
         ];
         (0..n).map(|_| PARTS[rng.below(PARTS.len())]).collect()
     }
@@ -1232,9 +1107,9 @@ mod tests {
     fn safe_cuts_do_not_change_the_encoding() {
         let mut enc = random_encoder(5, 200);
         // Specials: one plain, one containing a cut pattern ("e\n" is printable + whitespace).
-        let base = enc.vocab_size() as u32;
-        let mut vocab: Vec<(u32, Vec<u8>)> = (0..base)
-            .map(|i| (i, enc.token_bytes(i).unwrap().to_vec()))
+        let base = enc.vocab_size() as u64;
+        let mut vocab: Vec<(u64, Vec<u8>)> = (0..base)
+            .map(|i| (i, enc.token_bytes(i as u32).unwrap().to_vec()))
             .collect();
         vocab.push((base, b"<|e|>".to_vec()));
         vocab.push((base + 1, b"x\ny".to_vec()));
@@ -1296,18 +1171,20 @@ mod tests {
         let mut rng = Rng(9);
         let text = random_text(&mut rng, 200_000);
         let whole = enc.encode(&text);
-        let chunked: Vec<u32> = with_threads(Some(2), || enc.encode_chunks(&text))
+        let none = CancelFlag::default();
+        let chunked: Vec<u32> = with_threads(Some(2), || enc.encode_chunks(&text, &none))
+            .unwrap()
             .unwrap()
             .concat();
         assert_eq!(chunked, whole);
-        let bytes = enc.encode_to_le_bytes(&text, Width::U16).unwrap();
+        let bytes = enc.encode_to_le_bytes(&text, Width::U16, &none).unwrap();
         let back: Vec<u32> = bytes
             .chunks(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
             .collect();
         assert_eq!(back, whole);
         let texts = vec![text.as_str(), "", "ab ab<|e|>"];
-        let batch = enc.encode_batch(&texts);
+        let batch = enc.encode_batch(&texts, &none).unwrap();
         assert_eq!(
             batch,
             texts.iter().map(|t| enc.encode(t)).collect::<Vec<_>>()
@@ -1330,7 +1207,14 @@ mod tests {
         std::fs::write(&input, &text).unwrap();
         let done = AtomicU64::new(0);
         let stats = with_threads(Some(2), || {
-            enc.encode_file(&input, &output, 16, Width::U32, &done)
+            enc.encode_file(
+                &input,
+                &output,
+                16,
+                Width::U32,
+                &done,
+                &CancelFlag::default(),
+            )
         })
         .unwrap()
         .unwrap();
@@ -1357,21 +1241,44 @@ mod tests {
         data[at] = 0xff;
         std::fs::write(&input, &data).unwrap();
         let done = AtomicU64::new(0);
-        match enc.encode_file(&input, &output, 0, Width::U16, &done) {
-            Err(BpeError::InvalidUtf8 { offset, byte, .. }) => {
+        match enc.encode_file(
+            &input,
+            &output,
+            0,
+            Width::U16,
+            &done,
+            &CancelFlag::default(),
+        ) {
+            Err(BpeError::InvalidUtf8 { offset, bad, .. }) => {
                 assert_eq!(offset, at as u64);
-                assert_eq!(byte, 0xff);
+                assert_eq!(bad, [0xff]);
             }
             other => panic!("expected InvalidUtf8, got {other:?}"),
         }
+        // Cancelled before the work: no output file is made.
+        let cancel = CancelFlag::default();
+        cancel.cancel();
+        let never = temp_path("never.bin");
+        assert!(matches!(
+            enc.encode_file(&input, &never, 0, Width::U16, &done, &cancel),
+            Err(BpeError::Cancelled)
+        ));
+        assert!(!never.exists());
         let missing = temp_path("missing.txt");
         assert!(matches!(
-            enc.encode_file(&missing, &output, 0, Width::U16, &done),
+            enc.encode_file(
+                &missing,
+                &output,
+                0,
+                Width::U16,
+                &done,
+                &CancelFlag::default()
+            ),
             Err(BpeError::Io { .. })
         ));
         let dir = std::env::temp_dir();
         assert!(matches!(
-            enc.encode_file(&dir, &output, 0, Width::U16, &done),
+            enc.encode_file(&dir, &output, 0, Width::U16, &done, &CancelFlag::default()),
             Err(BpeError::IsADirectory { .. })
         ));
     }
@@ -1382,7 +1289,7 @@ mod tests {
             Err(e) => e.to_string(),
             Ok(_) => panic!("expected an error"),
         };
-        let missing_byte: Vec<(u32, Vec<u8>)> = (1..256u32).map(|b| (b, vec![b as u8])).collect();
+        let missing_byte: Vec<(u64, Vec<u8>)> = (1..256u64).map(|b| (b, vec![b as u8])).collect();
         assert!(err(Encoder::new(missing_byte, vec![], vec![])).contains("byte 0x00"));
         let msg = err(Encoder::new(
             byte_vocab(),
@@ -1399,10 +1306,37 @@ mod tests {
             Err(BpeError::UnknownId(257))
         ));
         assert_eq!(enc.decode_bytes(&[256, 99]).unwrap(), b"abc");
+        // Ids far beyond the entry count are refused before the id table is sized by them.
+        for huge in [
+            1u64 << 31,
+            (1 << 32) - 2,
+            u32::MAX as u64,
+            1 << 40,
+            id_limit(257),
+        ] {
+            let mut v = byte_vocab();
+            v.push((huge, b"zz".to_vec()));
+            let msg = err(Encoder::new(v, vec![], vec![]));
+            assert!(msg.contains("out of range"), "{msg}");
+        }
+        let mut v = byte_vocab();
+        v.push((id_limit(257) - 1, b"zz".to_vec()));
+        assert_eq!(
+            Encoder::new(v, vec![], vec![]).unwrap().vocab_size() as u64,
+            id_limit(257)
+        );
+        let msg = err(Encoder::new(
+            byte_vocab(),
+            vec![],
+            vec![("a".into(), 1 << 40)],
+        ));
+        assert!(msg.contains("does not have id"), "{msg}");
         let mut big = byte_vocab();
         big.push((70_000, b"zz".to_vec()));
         let big = Encoder::new(big, vec![], vec![]).unwrap();
-        assert!(big.encode_to_le_bytes("a", Width::U16).is_err());
+        assert!(big
+            .encode_to_le_bytes("a", Width::U16, &CancelFlag::default())
+            .is_err());
         assert!(with_threads(Some(0), || ()).is_err());
     }
 }

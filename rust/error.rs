@@ -12,12 +12,23 @@ pub enum BpeError {
     },
     /// A directory was given where a file is expected.
     IsADirectory { path: String },
-    /// Input bytes that are not UTF-8, with the absolute byte offset of the first bad byte.
-    InvalidUtf8 { path: String, offset: u64, byte: u8 },
+    /// Input bytes that are not UTF-8: the absolute byte offset of the first bad byte and the
+    /// bad sequence (one byte, or a sequence cut short by the end of the input).
+    InvalidUtf8 {
+        path: String,
+        offset: u64,
+        bad: Vec<u8>,
+    },
     /// A caller-supplied argument is out of range or inconsistent.
     InvalidArgument(String),
     /// A token id that the vocabulary does not contain.
     UnknownId(u64),
+    /// The call was cancelled (its `CancelFlag` was set, e.g. on Ctrl-C, or a callback failed).
+    Cancelled,
+    /// A bug: an invariant failed or a task panicked.
+    Internal(String),
+    /// Worker threads could not be started.
+    ThreadPool(String),
     /// A vocab or merges file that does not parse.
     MalformedFile {
         path: String,
@@ -31,13 +42,19 @@ impl fmt::Display for BpeError {
         match self {
             BpeError::Io { path, source } => write!(f, "{path}: {source}"),
             BpeError::IsADirectory { path } => write!(f, "{path}: is a directory, expected a file"),
-            BpeError::InvalidUtf8 { path, offset, byte } => {
+            BpeError::InvalidUtf8 { path, offset, bad } => {
+                let hex: Vec<String> = bad.iter().map(|b| format!("0x{b:02x}")).collect();
+                let what = if bad.len() == 1 { "byte" } else { "bytes" };
                 write!(
                     f,
-                    "{path}: invalid UTF-8 at byte offset {offset} (byte 0x{byte:02x})"
+                    "{path}: invalid UTF-8 at byte offset {offset} ({what} {})",
+                    hex.join(" ")
                 )
             }
             BpeError::InvalidArgument(msg) => write!(f, "{msg}"),
+            BpeError::Cancelled => write!(f, "cancelled"),
+            BpeError::Internal(msg) => write!(f, "internal error: {msg}"),
+            BpeError::ThreadPool(msg) => write!(f, "{msg}"),
             BpeError::UnknownId(id) => write!(f, "token id {id} is not in the vocabulary"),
             BpeError::MalformedFile { path, line, reason } => {
                 write!(f, "{path}:{line}: {reason}")

@@ -2,18 +2,29 @@
 //!
 //! Design decisions (the "why" behind the modules):
 //! - Pre-tokenization follows the GPT-2 pattern exactly (`pretokenize::GPT2_PATTERN`); special
-//!   tokens are hard boundaries that are split out before pre-tokenization.
+//!   tokens are hard boundaries, split out first by one aho-corasick matcher (leftmost-longest)
+//!   for training and encoding (`pretokenize::SpecialTokens`).
+//! - Streams (training input, files, large texts, `encode_iterable`) are cut only where cutting
+//!   provably changes nothing (`pretokenize::Cuts`: the pattern's rule, proven beside its
+//!   matcher, plus the special-token straddle check), so memory stays flat in any script.
 //! - Training counts distinct pre-tokens in parallel (rayon) over chunks cut at special-token
 //!   boundaries, so memory is bounded by the number of distinct pre-tokens, not the input size.
 //! - The merge loop keeps a pair index (pair -> words containing it) and a priority queue with
 //!   lazy refresh; ties go to the lexicographically greatest pair of *bytes*, not of ids.
 //! - Hashing uses rustc-hash (FxHash): keys are small and not attacker-chosen in this setting.
+//! - Untrusted sizes never size an allocation: token ids are checked against the entry count,
+//!   thread counts against `threads::max_threads()`, and every pool comes from `threads`.
+//! - Long calls check a `cancel::CancelFlag` between units of work and read input through
+//!   `input` (non-blocking opens, polled streams), so Ctrl-C always gets through.
 //! - The PyO3 layer (`py`) is compiled only with the `python` feature, so `cargo test` links
 //!   without libpython; everything else is plain Rust returning `Result<_, BpeError>`.
 
+pub mod cancel;
 pub mod encode;
 pub mod error;
+pub mod input;
 pub mod pretokenize;
+pub mod threads;
 pub mod train;
 
 #[cfg(feature = "python")]

@@ -1,13 +1,21 @@
 //! The only file that knows about PyO3: classes, conversions, GIL release, error mapping.
 //!
-//! Every heavy call converts its inputs to owned Rust data, then runs inside `py.detach` so other
-//! Python threads keep running. `BpeError` maps to the matching Python exception class.
+//! Every heavy call converts its inputs to owned Rust data, then runs with the GIL released
+//! through `Call::run`, which keeps Ctrl-C working during long calls. `BpeError` maps to the
+//! matching Python exception class.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use pyo3::exceptions::{
-    PyIsADirectoryError, PyKeyError, PyOSError, PyUnicodeDecodeError, PyValueError,
+    PyIsADirectoryError, PyKeyError, PyKeyboardInterrupt, PyOSError, PyOverflowError,
+    PyRuntimeError, PyUnicodeDecodeError, PyValueError,
 };
 use pyo3::prelude::*;
 
+use crate::cancel::CancelFlag;
 use crate::error::BpeError;
 
 impl From<BpeError> for PyErr {
@@ -22,78 +30,289 @@ impl From<BpeError> for PyErr {
                 }
             }
             BpeError::IsADirectory { .. } => PyIsADirectoryError::new_err(msg),
-            BpeError::InvalidUtf8 { byte, .. } => {
-                // UnicodeDecodeError takes (encoding, object, start, end, reason); the reason
-                // carries the path and the absolute offset, which the window alone cannot.
-                PyUnicodeDecodeError::new_err(("utf-8", vec![byte], 0usize, 1usize, msg))
+            BpeError::InvalidUtf8 { offset, bad, .. } => {
+                // (encoding, object, start, end, reason): start and end are absolute offsets in
+                // the file, the object holds just the bad bytes (the file may be gigabytes), and
+                // the reason names the path and the offset.
+                let start = offset as usize;
+                let end = start + bad.len();
+                PyUnicodeDecodeError::new_err(("utf-8", bad, start, end, msg))
             }
             BpeError::InvalidArgument(_) | BpeError::MalformedFile { .. } => {
                 PyValueError::new_err(msg)
             }
             BpeError::UnknownId(_) => PyKeyError::new_err(msg),
+            // Stopped by request (Ctrl-C, or Python code that set the call's flag). When Python
+            // code raised, `Call::run` raises that exception instead.
+            BpeError::Cancelled => PyKeyboardInterrupt::new_err(msg),
+            BpeError::Internal(_) | BpeError::ThreadPool(_) => PyRuntimeError::new_err(msg),
         }
     }
+}
+
+// -- long calls -------------------------------------------------------------------------------
+
+/// How often a waiting caller runs Python's signal handlers during a long call.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What the core asks of Python during a long call (answered on the calling thread).
+enum Ask {
+    /// Report progress: (phase, done, total).
+    Progress(&'static str, u64, u64),
+    /// Append the next batch of an iterator's strings to this buffer and hand it back, with
+    /// false once the iterator is exhausted.
+    Batch(Vec<u8>),
+}
+
+enum Answer {
+    Done,
+    Batch(Vec<u8>, bool),
+}
+
+/// Answers `Ask`s with Python code; an exception it raises cancels the call.
+type Handler<'a> = dyn FnMut(Python<'_>, Ask) -> PyResult<Answer> + Send + 'a;
+
+/// The core's side of a call: asks Python (see `Call`) and waits for the answer.
+struct Asker {
+    tx: Option<Sender<(Ask, SyncSender<Option<Answer>>)>>,
+}
+
+impl Asker {
+    /// The answer, or `Cancelled` when the Python code raised (its exception is kept).
+    fn ask(&self, ask: Ask) -> crate::error::Result<Answer> {
+        let Some(tx) = &self.tx else {
+            return Err(BpeError::Internal("no Python handler for this call".into()));
+        };
+        let (reply, answer) = sync_channel(1);
+        tx.send((ask, reply))
+            .map_err(|_| BpeError::Internal("the caller stopped answering".into()))?;
+        answer.recv().ok().flatten().ok_or(BpeError::Cancelled)
+    }
+
+    fn progress(&self, p: Progress) -> bool {
+        let (phase, done, total) = match p {
+            Progress::Counting { done, total } => ("count", done, total),
+            Progress::Merging { done, total } => ("merge", done, total),
+        };
+        self.ask(Ask::Progress(phase, done, total)).is_ok()
+    }
+}
+
+/// One long call into the core, run with the GIL released and still stoppable with Ctrl-C.
+///
+/// Python runs signal handlers only on its main thread, and only while that thread runs Python
+/// code or holds the GIL. So the core works on a scoped helper thread while the calling thread
+/// waits for its questions (`Ask`: progress reports, batches of an iterator's strings), answers
+/// them with Python code, and between questions takes the GIL every `SIGNAL_CHECK_INTERVAL` to
+/// run the signal handlers. All Python code thus runs on the calling thread, as if there were
+/// no helper: a blocking read in an iterator is interrupted by Ctrl-C as usual. The first
+/// exception (KeyboardInterrupt from a handler, or whatever a callback or iterator raises) sets
+/// the call's `CancelFlag`, the core stops at its next check, and that exception is raised as
+/// itself. A panic in the core becomes a RuntimeError.
+struct Call {
+    cancel: CancelFlag,
+    error: Mutex<Option<PyErr>>,
+}
+
+impl Call {
+    fn new(cancel: CancelFlag) -> Call {
+        Call {
+            cancel,
+            error: Mutex::new(None),
+        }
+    }
+
+    /// Keeps the first Python exception and cancels the call.
+    fn fail(&self, e: PyErr) {
+        self.error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(e);
+        self.cancel.cancel();
+    }
+
+    /// Runs `work` on a helper thread with the GIL released, answering its questions with
+    /// `handler` (see the type's docs).
+    fn run<T: Send>(
+        &self,
+        py: Python<'_>,
+        handler: &mut Handler<'_>,
+        work: impl FnOnce(&Asker, &CancelFlag) -> crate::error::Result<T> + Send,
+    ) -> PyResult<T> {
+        let result = py.detach(|| {
+            std::thread::scope(|scope| {
+                let (tx, questions) = channel();
+                let helper = scope.spawn(move || {
+                    let asker = Asker { tx: Some(tx) };
+                    std::panic::catch_unwind(AssertUnwindSafe(|| work(&asker, &self.cancel)))
+                    // `asker` drops here: the loop below sees the channel close.
+                });
+                loop {
+                    match questions.recv_timeout(SIGNAL_CHECK_INTERVAL) {
+                        Ok((ask, reply)) => {
+                            let answer = match Python::attach(|py| handler(py, ask)) {
+                                Ok(a) => Some(a),
+                                Err(e) => {
+                                    self.fail(e);
+                                    None
+                                }
+                            };
+                            let _ = reply.send(answer);
+                        }
+                        Err(RecvTimeoutError::Timeout) => {
+                            if let Err(e) = Python::attach(|py| py.check_signals()) {
+                                self.fail(e);
+                            }
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                match helper.join() {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(panic)) | Err(panic) => Err(BpeError::Internal(panic_message(&panic))),
+                }
+            })
+        });
+        self.finish(result)
+    }
+
+    /// `run` without questions, for work that may be short: small inputs run directly (a
+    /// helper thread per call would cost more than they do, and they finish long before a
+    /// person can press Ctrl-C).
+    fn run_sized<T: Send>(
+        &self,
+        py: Python<'_>,
+        bytes: usize,
+        work: impl FnOnce(&CancelFlag) -> crate::error::Result<T> + Send,
+    ) -> PyResult<T> {
+        /// Inputs below this many bytes take well under a second.
+        const WATCH_MIN_BYTES: usize = 1 << 20;
+        if bytes < WATCH_MIN_BYTES {
+            let result = py.detach(|| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| work(&self.cancel)))
+                    .unwrap_or_else(|panic| Err(BpeError::Internal(panic_message(&panic))))
+            });
+            return self.finish(result);
+        }
+        self.run(py, &mut |_, _| Ok(Answer::Done), |_, cancel| work(cancel))
+    }
+
+    /// The call's outcome: a kept Python exception wins, even over a result that was ready
+    /// just as it came; otherwise the core's error, mapped.
+    fn finish<T>(&self, result: crate::error::Result<T>) -> PyResult<T> {
+        let kept = self
+            .error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match (kept, result) {
+            (Some(e), _) => Err(e),
+            (None, r) => r.map_err(PyErr::from),
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    format!("a task panicked: {what}")
+}
+
+/// Runs a panicking task the way every long call runs (for the tests of the error mapping).
+#[pyfunction]
+fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
+    Call::new(CancelFlag::default()).run(
+        py,
+        &mut |_, _| Ok(Answer::Done),
+        |_, _| -> crate::error::Result<()> { panic!("deliberate panic") },
+    )
+}
+
+/// A non-negative integer argument (an id, a size, a count) as u64; the core checks its range.
+/// An int that does not fit (negative, or 2**64 and up) is a ValueError with `message(value)`,
+/// where PyO3 alone would raise an OverflowError.
+fn int_arg(obj: &Bound<'_, PyAny>, message: impl FnOnce(String) -> String) -> PyResult<u64> {
+    obj.extract::<u64>().map_err(|e| {
+        if e.is_instance_of::<PyOverflowError>(obj.py()) {
+            PyValueError::new_err(message(obj.to_string()))
+        } else {
+            e
+        }
+    })
+}
+
+/// An optional thread count, checked by the core (`threads::check`): negative or huge ints get
+/// the core's message too; a non-int is a TypeError naming the argument.
+fn threads_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    if !obj.is_instance_of::<pyo3::types::PyInt>() || obj.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "num_threads must be an int or None, not {}",
+            obj.get_type().name()?
+        )));
+    }
+    let n = int_arg(obj, |v| crate::threads::range_message(&v))?;
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    crate::threads::check(n)?;
+    Ok(Some(n))
+}
+
+/// `int_arg` for a size: values beyond usize saturate (the core's range check reports them).
+fn size_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let v = int_arg(obj, |v| format!("{name} {v} is out of range"))?;
+    Ok(usize::try_from(v).unwrap_or(usize::MAX))
 }
 
 // -- training ---------------------------------------------------------------------------------
 // `train_bpe_files`, `train_bpe_iter`, and two helpers for the tests (`pretokenize`,
 // `char_classes`). Python's `bpe336.train` validates types and wraps these.
 
-use std::sync::Arc;
+use pyo3::types::{PyBytes, PyDict, PyIterator, PyList};
 
-use pyo3::types::{PyBytes, PyDict, PyList};
+use crate::train::{self, Progress, TrainOptions, TrainResult};
 
-use crate::train::{self, Progress, StreamCounter, TrainOptions, TrainResult};
-
-/// Forwards progress to a Python callable `(phase: str, done: int, total: int)`, taking the GIL
-/// only for the call (the trainer reports at most about 100 times per phase). A Python
-/// exception in the callback, or a pending signal such as Ctrl-C, cancels training; the
-/// exception is kept to be raised instead of the cancellation error.
-struct PyProgress {
+/// Answers the trainer's progress reports with a Python callable `(phase: str, done: int,
+/// total: int)` (called at most about 100 times per phase), and the streaming trainer's
+/// requests for text with batches of `iter`'s strings.
+fn training_handler(
     callback: Option<Py<PyAny>>,
-    error: Option<PyErr>,
-}
-
-impl PyProgress {
-    fn report(&mut self, p: Progress) -> bool {
-        let (phase, done, total) = match p {
-            Progress::Counting { done, total } => ("count", done, total),
-            Progress::Merging { done, total } => ("merge", done, total),
-        };
-        let result = Python::attach(|py| {
-            py.check_signals()?;
-            if let Some(cb) = &self.callback {
+    iter: Option<Py<PyIterator>>,
+) -> impl FnMut(Python<'_>, Ask) -> PyResult<Answer> + Send {
+    let mut index = 0usize;
+    move |py, ask| match ask {
+        Ask::Progress(phase, done, total) => {
+            if let Some(cb) = &callback {
                 cb.call1(py, (phase, done, total))?;
             }
-            Ok::<(), PyErr>(())
-        });
-        match result {
-            Ok(()) => true,
-            Err(e) => {
-                self.error = Some(e);
-                false
-            }
+            Ok(Answer::Done)
         }
-    }
-
-    /// The error to raise: the callback's own exception if it caused the failure.
-    fn into_err(self, err: crate::BpeError) -> PyErr {
-        self.error.unwrap_or_else(|| err.into())
+        Ask::Batch(mut buf) => match &iter {
+            Some(it) => {
+                let more = pull_batch(py, it, &mut index, &mut buf)?;
+                Ok(Answer::Batch(buf, more))
+            }
+            None => Ok(Answer::Batch(buf, false)),
+        },
     }
 }
 
 fn train_options(
-    vocab_size: usize,
+    vocab_size: &Bound<'_, PyAny>,
     special_tokens: Vec<String>,
-    num_threads: Option<usize>,
-    chunk_size: Option<usize>,
-) -> TrainOptions {
-    let mut opts = TrainOptions::new(vocab_size, special_tokens);
-    opts.num_threads = num_threads;
+    num_threads: Option<&Bound<'_, PyAny>>,
+    chunk_size: Option<&Bound<'_, PyAny>>,
+) -> PyResult<TrainOptions> {
+    let mut opts = TrainOptions::new(size_arg("vocab_size", vocab_size)?, special_tokens);
+    opts.num_threads = threads_arg(num_threads)?;
     if let Some(c) = chunk_size {
-        opts.chunk_size = c;
+        opts.chunk_size = size_arg("chunk_size", c)?;
     }
-    opts
+    Ok(opts)
 }
 
 /// (vocab as a list of `bytes` by id, merges as a list of `(bytes, bytes)`, stats dict).
@@ -118,98 +337,88 @@ fn result_to_py<'py>(py: Python<'py>, r: TrainResult) -> PyResult<Bound<'py, PyA
 fn train_bpe_files<'py>(
     py: Python<'py>,
     paths: Vec<std::path::PathBuf>,
-    vocab_size: usize,
+    vocab_size: &Bound<'py, PyAny>,
     special_tokens: Vec<String>,
-    num_threads: Option<usize>,
-    chunk_size: Option<usize>,
+    num_threads: Option<&Bound<'py, PyAny>>,
+    chunk_size: Option<&Bound<'py, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size);
-    let mut sink = PyProgress {
-        callback: progress,
-        error: None,
-    };
-    let result = py.detach(|| train::train_files(&paths, &opts, &mut |p| sink.report(p)));
-    match result {
-        Ok(r) => result_to_py(py, r),
-        Err(e) => Err(sink.into_err(e)),
-    }
+    let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size)?;
+    let mut handler = training_handler(progress, None);
+    let r = Call::new(CancelFlag::default()).run(py, &mut handler, |asker, cancel| {
+        train::train_files(&paths, &opts, &mut |p| asker.progress(p), cancel)
+    })?;
+    result_to_py(py, r)
 }
 
 /// Trains on the concatenation of the strings an iterable yields (one stream, as if they were
-/// one file). Strings are pulled in batches under the GIL, then counted with the GIL released.
+/// one file). The core's streaming loop (`train::train_stream`) runs with the GIL released and
+/// takes it only to pull the next batch of strings.
 #[pyfunction]
 #[pyo3(signature = (iterable, vocab_size, special_tokens, num_threads=None, chunk_size=None, progress=None))]
 fn train_bpe_iter<'py>(
     py: Python<'py>,
     iterable: &Bound<'py, PyAny>,
-    vocab_size: usize,
+    vocab_size: &Bound<'py, PyAny>,
     special_tokens: Vec<String>,
-    num_threads: Option<usize>,
-    chunk_size: Option<usize>,
+    num_threads: Option<&Bound<'py, PyAny>>,
+    chunk_size: Option<&Bound<'py, PyAny>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size)?;
+    let iter: Py<PyIterator> = iterable.try_iter()?.unbind();
+    let mut handler = training_handler(progress, Some(iter));
+    let r = Call::new(CancelFlag::default()).run(py, &mut handler, |asker, cancel| {
+        let mut next_batch = |buf: &mut Vec<u8>| match asker.ask(Ask::Batch(std::mem::take(buf)))? {
+            Answer::Batch(filled, more) => {
+                *buf = filled;
+                Ok(more)
+            }
+            Answer::Done => Ok(false),
+        };
+        train::train_stream(
+            "the iterable",
+            &mut next_batch,
+            &opts,
+            &mut |p| asker.progress(p),
+            cancel,
+        )
+    })?;
+    result_to_py(py, r)
+}
+
+/// Appends the UTF-8 of up to a batch of strings from `iter` to `buf`; false once it is
+/// exhausted. `index` counts the items pulled, for the message about a non-str item.
+fn pull_batch(
+    py: Python<'_>,
+    iter: &Py<PyIterator>,
+    index: &mut usize,
+    buf: &mut Vec<u8>,
+) -> PyResult<bool> {
     const BATCH_BYTES: usize = 8 << 20;
     const BATCH_ITEMS: usize = 8192;
-    let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size);
-    opts.validate()?;
-    let pool = Arc::new(opts.build_pool()?);
-    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, pool);
-    counter.begin_stream("<iterator>");
-    let mut sink = PyProgress {
-        callback: progress,
-        error: None,
-    };
-    let mut iter = iterable.try_iter()?;
-    let mut index = 0usize;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut done = false;
-    let mut next_report = 0u64;
-    while !done {
-        // Refill under the GIL ...
-        buf.clear();
-        let mut items = 0;
-        while items < BATCH_ITEMS && buf.len() < BATCH_BYTES {
-            let Some(item) = iter.next() else {
-                done = true;
-                break;
-            };
-            let item = item?;
-            let s = item.cast::<pyo3::types::PyString>().map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err(format!(
-                    "the iterable must yield str, item {index} is {}",
-                    item.get_type()
-                        .name()
-                        .map(|n| n.to_string())
-                        .unwrap_or_else(|_| "?".into())
-                ))
-            })?;
-            buf.extend_from_slice(s.to_str()?.as_bytes());
-            items += 1;
-            index += 1;
-        }
-        // ... then count without it.
-        py.detach(|| counter.push(&buf))?;
-        if counter.input_bytes() >= next_report {
-            next_report = counter.input_bytes() + (8 << 20);
-            if !sink.report(Progress::Counting {
-                done: counter.input_bytes(),
-                total: 0,
-            }) {
-                return Err(sink.into_err(crate::BpeError::InvalidArgument("cancelled".into())));
-            }
+    let mut iter = iter.bind(py).clone();
+    for _ in 0..BATCH_ITEMS {
+        let Some(item) = iter.next() else {
+            return Ok(false);
+        };
+        let item = item?;
+        let s = item.cast::<pyo3::types::PyString>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "the iterable must yield str, item {index} is {}",
+                item.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".into())
+            ))
+        })?;
+        buf.extend_from_slice(s.to_str()?.as_bytes());
+        *index += 1;
+        if buf.len() >= BATCH_BYTES {
+            break;
         }
     }
-    let result = py.detach(|| {
-        counter.end_stream()?;
-        let (counts, input_bytes) = counter.finish()?;
-        train::ensure_not_empty(&counts, "the iterable")?;
-        train::train_from_counts(counts, input_bytes, &opts, &mut |p| sink.report(p))
-    });
-    match result {
-        Ok(r) => result_to_py(py, r),
-        Err(e) => Err(sink.into_err(e)),
-    }
+    Ok(true)
 }
 
 /// The GPT-2 pre-tokens of `text` (for tests against the `regex` module).
@@ -230,12 +439,27 @@ fn char_classes(py: Python<'_>) -> Bound<'_, PyBytes> {
     PyBytes::new(py, &table)
 }
 
+/// Threads used when none are given: RAYON_NUM_THREADS, else the number of cores.
+#[pyfunction]
+fn default_threads() -> usize {
+    crate::threads::default_threads()
+}
+
+/// The largest `num_threads` a call accepts.
+#[pyfunction]
+fn max_threads() -> usize {
+    crate::threads::max_threads()
+}
+
 fn register_training(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train_bpe_files, m)?)?;
     m.add_function(wrap_pyfunction!(train_bpe_iter, m)?)?;
     m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
     m.add_function(wrap_pyfunction!(char_classes, m)?)?;
     m.add("DEFAULT_CHUNK_SIZE", train::DEFAULT_CHUNK_SIZE)?;
+    m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(max_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     Ok(())
 }
 // -- end training -----------------------------------------------------------------------------
@@ -250,12 +474,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::PyByteArray;
 
-use crate::encode::{with_threads, Encoder, Width};
+use crate::encode::{Encoder, Width};
+use crate::threads::with_threads;
 
-/// Input bytes done by a running `Encoder.encode_file`, readable from another Python thread.
+/// Input bytes done by a running `Encoder.encode_file`, readable from another Python thread,
+/// and a way to stop it from there (`cancel`).
 #[pyclass(frozen, module = "bpe336._core")]
 pub struct FileProgress {
     done: std::sync::Arc<AtomicU64>,
+    cancel: CancelFlag,
 }
 
 #[pymethods]
@@ -264,6 +491,7 @@ impl FileProgress {
     fn new() -> Self {
         FileProgress {
             done: std::sync::Arc::new(AtomicU64::new(0)),
+            cancel: CancelFlag::default(),
         }
     }
 
@@ -271,6 +499,16 @@ impl FileProgress {
     fn bytes_done(&self) -> u64 {
         self.done.load(Ordering::Relaxed)
     }
+
+    /// Asks the running `encode_file` to stop; it then raises KeyboardInterrupt.
+    fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// A token id argument (the core checks its range against the vocabulary).
+fn token_id(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    int_arg(obj, |v| format!("token id {v} is out of range"))
 }
 
 /// A byte-level BPE encoder; immutable, so many Python threads may share one.
@@ -296,13 +534,25 @@ impl PyEncoder {
     #[pyo3(signature = (vocab, merges, special_tokens=Vec::new()))]
     fn py_new(
         py: Python<'_>,
-        vocab: Vec<(u32, Vec<u8>)>,
+        vocab: Vec<(Bound<'_, PyAny>, Vec<u8>)>,
         merges: Vec<(Vec<u8>, Vec<u8>)>,
-        special_tokens: Vec<(String, u32)>,
+        special_tokens: Vec<(String, Bound<'_, PyAny>)>,
     ) -> PyResult<Self> {
+        let vocab = vocab
+            .into_iter()
+            .map(|(id, bytes)| Ok((token_id(&id)?, bytes)))
+            .collect::<PyResult<Vec<_>>>()?;
+        let special_tokens = special_tokens
+            .into_iter()
+            .map(|(text, id)| Ok((text, token_id(&id)?)))
+            .collect::<PyResult<Vec<_>>>()?;
         let inner = py.detach(|| Encoder::new(vocab, merges, special_tokens))?;
+        // Gaps in the ids (bounded by `encode::id_limit`) get None: ids never name them.
         let ints = (0..inner.vocab_size() as u32)
-            .map(|id| Ok(id.into_pyobject(py)?.into_any().unbind()))
+            .map(|id| match inner.token_bytes(id) {
+                Some(_) => Ok(id.into_pyobject(py)?.into_any().unbind()),
+                None => Ok(py.None()),
+            })
             .collect::<PyResult<_>>()?;
         Ok(PyEncoder { inner, ints })
     }
@@ -355,9 +605,13 @@ impl PyEncoder {
         &self,
         py: Python<'_>,
         texts: Vec<PyBackedStr>,
-        num_threads: Option<usize>,
+        num_threads: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<Vec<u32>>> {
-        Ok(py.detach(|| with_threads(num_threads, || self.inner.encode_batch(&texts)))?)
+        let num_threads = threads_arg(num_threads)?;
+        let bytes = texts.iter().map(|t| t.len()).sum();
+        Call::new(CancelFlag::default()).run_sized(py, bytes, |cancel| {
+            with_threads(num_threads, || self.inner.encode_batch(&texts, cancel))?
+        })
     }
 
     /// The ids of `text` as little-endian integers of `width` bytes (2 or 4), encoded in
@@ -368,17 +622,22 @@ impl PyEncoder {
         py: Python<'py>,
         text: &str,
         width: usize,
-        num_threads: Option<usize>,
+        num_threads: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyByteArray>> {
         let width = Width::from_bytes(width)?;
-        let buf = py.detach(|| {
-            with_threads(num_threads, || self.inner.encode_to_le_bytes(text, width))
-        })??;
+        let num_threads = threads_arg(num_threads)?;
+        let buf = Call::new(CancelFlag::default()).run_sized(py, text.len(), |cancel| {
+            with_threads(num_threads, || {
+                self.inner.encode_to_le_bytes(text, width, cancel)
+            })?
+        })?;
         Ok(PyByteArray::new(py, &buf))
     }
 
     /// Encodes the UTF-8 file `input` into `output` (little-endian, `width` bytes per id, after
-    /// `header_len` zero bytes). Returns (input bytes, tokens, chunks).
+    /// `header_len` zero bytes). Returns (input bytes, tokens, chunks). `input` may be a FIFO or
+    /// a pipe; Ctrl-C (or `progress.cancel()`) stops it with KeyboardInterrupt, and the output
+    /// is then incomplete (the caller removes it).
     #[pyo3(name = "encode_file", signature = (input, output, header_len, width, num_threads=None, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn py_encode_file(
@@ -386,19 +645,24 @@ impl PyEncoder {
         py: Python<'_>,
         input: PathBuf,
         output: PathBuf,
-        header_len: u64,
+        header_len: &Bound<'_, PyAny>,
         width: usize,
-        num_threads: Option<usize>,
+        num_threads: Option<&Bound<'_, PyAny>>,
         progress: Option<Bound<'_, FileProgress>>,
     ) -> PyResult<(u64, u64, u64)> {
         let width = Width::from_bytes(width)?;
-        let done = progress.map(|p| p.get().done.clone()).unwrap_or_default();
-        let stats = py.detach(|| {
+        let header_len = int_arg(header_len, |v| format!("header_len {v} is out of range"))?;
+        let num_threads = threads_arg(num_threads)?;
+        let (done, cancel) = match &progress {
+            Some(p) => (p.get().done.clone(), p.get().cancel.clone()),
+            None => Default::default(),
+        };
+        let stats = Call::new(cancel).run(py, &mut |_, _| Ok(Answer::Done), |_, cancel| {
             with_threads(num_threads, || {
                 self.inner
-                    .encode_file(&input, &output, header_len, width, &done)
-            })
-        })??;
+                    .encode_file(&input, &output, header_len, width, &done, cancel)
+            })?
+        })?;
         Ok((stats.bytes, stats.tokens, stats.chunks))
     }
 

@@ -1,7 +1,7 @@
 //! BPE training: streaming pre-token counting, then the merge loop.
 //!
 //! 1. Counting (`StreamCounter`): input streams (files, or text pushed from an iterator) are cut
-//!    into chunks at positions where cutting provably changes nothing (see `find_cut`), each
+//!    into chunks at positions where cutting provably changes nothing (`pretokenize::Cuts`), each
 //!    chunk is validated as UTF-8 (errors carry the absolute byte offset) and counted by a rayon
 //!    task (`PretokenCounts`): pre-tokens under 16 bytes are packed into an integer key (no
 //!    allocation, no memcmp), longer ones are looked up by borrowed slice and allocated only
@@ -21,21 +21,19 @@
 //! `(bytes_a, bytes_b)` (Python tuple order on the token *bytes*, not on ids).
 
 use std::cmp::Ordering;
-use std::fs::File;
-use std::io::Read;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use rayon::ThreadPool;
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry as MapEntry;
 
+use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
-use crate::pretokenize::{
-    char_class, for_each_pretoken_range, CharClass, Segment, SpecialSplitter,
-};
+use crate::input::{self, Input};
+use crate::pretokenize::{for_each_pretoken_range, gpt2, Cuts, Segment, SpecialTokens};
+use crate::threads::{self, Workers};
 
 /// Distinct pre-tokens (their bytes) and how often each occurs.
 pub type CountMap = FxHashMap<Box<[u8]>, u64>;
@@ -43,6 +41,9 @@ pub type CountMap = FxHashMap<Box<[u8]>, u64>;
 /// Default chunk size for streaming (bytes). Large enough to amortise task overhead, small
 /// enough that a few chunks in flight stay far below the memory of the counts themselves.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+
+/// The largest streaming chunk (1 GiB): a chunk is held in memory whole.
+pub const MAX_CHUNK_SIZE: usize = 1 << 30;
 
 /// What the trainer reports while it runs (at most about 100 calls per phase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +54,8 @@ pub enum Progress {
     Merging { done: u64, total: u64 },
 }
 
-/// A progress sink. Returning `false` cancels training (it then returns an error).
+/// A progress sink. Returning `false` cancels training (it then returns `BpeError::Cancelled`).
 pub type ProgressFn<'a> = dyn FnMut(Progress) -> bool + 'a;
-
-fn cancelled() -> BpeError {
-    BpeError::InvalidArgument("training was cancelled by the progress callback".to_string())
-}
 
 /// Training arguments shared by all entry points.
 #[derive(Debug, Clone)]
@@ -99,38 +96,34 @@ impl TrainOptions {
                 self.vocab_size
             )));
         }
+        let mut seen = rustc_hash::FxHashSet::default();
         for (i, tok) in self.special_tokens.iter().enumerate() {
             if tok.is_empty() {
                 return Err(BpeError::InvalidArgument(format!(
                     "special token {i} is empty"
                 )));
             }
-            if self.special_tokens[..i].contains(tok) {
+            if !seen.insert(tok) {
                 return Err(BpeError::InvalidArgument(format!(
                     "special token {tok:?} is given twice"
                 )));
             }
         }
-        if self.num_threads == Some(0) {
-            return Err(BpeError::InvalidArgument(
-                "num_threads must be at least 1".to_string(),
-            ));
+        if let Some(n) = self.num_threads {
+            threads::check(n)?;
         }
-        if self.chunk_size == 0 {
-            return Err(BpeError::InvalidArgument(
-                "chunk_size must be at least 1".to_string(),
-            ));
+        if !(1..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(BpeError::InvalidArgument(format!(
+                "chunk_size must be between 1 and {MAX_CHUNK_SIZE} bytes, got {}",
+                self.chunk_size
+            )));
         }
         Ok(())
     }
 
-    /// The rayon pool the training runs on (a local pool, so `num_threads` never touches the
-    /// global one).
-    pub fn build_pool(&self) -> Result<ThreadPool> {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(self.num_threads.unwrap_or(0))
-            .build()
-            .map_err(|e| BpeError::InvalidArgument(format!("cannot start worker threads: {e}")))
+    /// The worker threads the training runs on (`threads::Workers`).
+    pub fn workers(&self) -> Result<Workers> {
+        Workers::new(self.num_threads)
     }
 }
 
@@ -156,9 +149,9 @@ pub struct TrainResult {
 /// Adds each pre-token of the ordinary text in `text` (special tokens removed) to `counts`.
 ///
 /// `count_text("a a", ..)` -> `{b"a": 1, b" a": 1}`.
-pub fn count_text(text: &str, splitter: &SpecialSplitter, counts: &mut CountMap) {
+pub fn count_text(text: &str, specials: &SpecialTokens, counts: &mut CountMap) {
     let mut packed = PretokenCounts::default();
-    packed.count_text(text, splitter);
+    packed.count_text(text, specials);
     packed.drain_into(counts);
 }
 
@@ -266,8 +259,8 @@ pub struct PretokenCounts {
 
 impl PretokenCounts {
     /// Counts the pre-tokens of the ordinary text of `text`.
-    pub fn count_text(&mut self, text: &str, splitter: &SpecialSplitter) {
-        splitter.for_each_segment(text, |seg| {
+    pub fn count_text(&mut self, text: &str, specials: &SpecialTokens) {
+        specials.for_each_segment(text, |seg| {
             if let Segment::Text(t) = seg {
                 self.count_segment(t.as_bytes());
             }
@@ -356,51 +349,6 @@ impl PretokenCounts {
     }
 }
 
-#[inline]
-fn is_ascii_space(b: u8) -> bool {
-    b == b' ' || (0x09..=0x0D).contains(&b)
-}
-
-/// Whether the character that ends right before byte `p` is whitespace (`None`: the bytes
-/// there are not a valid UTF-8 character, so `p` is no place to cut).
-fn space_before(buf: &[u8], p: usize) -> Option<bool> {
-    let mut start = p.checked_sub(1)?;
-    while start > 0 && p - start < 4 && buf[start] & 0xC0 == 0x80 {
-        start -= 1;
-    }
-    let s = std::str::from_utf8(&buf[start..p]).ok()?;
-    let mut chars = s.chars();
-    let c = chars.next()?;
-    if chars.next().is_some() {
-        return None;
-    }
-    Some(char_class(c) == CharClass::Space)
-}
-
-/// A position `p` in `buf` where the text may be cut: counting `buf[..p]` and `buf[p..]`
-/// separately gives exactly the counts of the whole, whatever follows `buf`. Searches backward
-/// from the end, so chunks are as large as possible; `None` when there is no such position.
-///
-/// Why it is safe: `p` is chosen with an ASCII whitespace byte at `p` and a non-whitespace
-/// character right before it, and with no occurrence of any special token covering both
-/// `p - 1` and `p`.
-/// - Specials: no match of the left-to-right, longest-first scan can cross `p`, so the scan
-///   reaches `p` with no pending state; what it does from `p` on depends only on `buf[p..]`.
-/// - Pre-tokens: no alternative of the pattern matches a non-whitespace char followed by a
-///   whitespace char, so the pre-token holding `p - 1` ends at `p`; the only lookahead in the
-///   pattern, `\s+(?!\S)`, never looks at `p` from a run ending before `p - 1`, and a greedy
-///   run stopped by the whitespace at `p` stops at the end of a chunk just the same. The
-///   pattern has no lookbehind, so matching from `p` depends only on `buf[p..]`.
-///
-/// The last `max_len` bytes are not considered, so the straddle check sees whole tokens.
-pub fn find_cut(buf: &[u8], splitter: &SpecialSplitter) -> Option<usize> {
-    let margin = splitter.max_len().max(1);
-    let end = buf.len().checked_sub(margin)?;
-    (1..=end).rev().find(|&p| {
-        is_ascii_space(buf[p]) && space_before(buf, p) == Some(false) && !splitter.straddles(buf, p)
-    })
-}
-
 /// A worker's counts: the current chunk is counted into a small map that stays in cache (most
 /// lookups of a chunk hit the same few thousand pre-tokens), then folded into the worker's
 /// total once per chunk, so the large total map sees one lookup per distinct pre-token of a
@@ -428,7 +376,7 @@ impl Drop for InFlight<'_> {
 
 /// State shared between the reader and the counting tasks.
 struct Shared {
-    splitter: SpecialSplitter,
+    specials: SpecialTokens,
     /// One map per pool thread (uncontended locks), merged at the end.
     maps: Vec<Mutex<WorkerCounts>>,
     /// Chunks handed to the pool and not yet counted.
@@ -446,7 +394,7 @@ struct Shared {
 /// the counts with `finish`.
 pub struct StreamCounter {
     shared: Arc<Shared>,
-    pool: Arc<ThreadPool>,
+    workers: Workers,
     chunk_size: usize,
     max_in_flight: usize,
     /// Bytes of the current stream not yet handed to the pool.
@@ -461,10 +409,10 @@ pub struct StreamCounter {
 }
 
 impl StreamCounter {
-    pub fn new(special_tokens: &[String], chunk_size: usize, pool: Arc<ThreadPool>) -> Self {
-        let threads = pool.current_num_threads();
+    pub fn new(special_tokens: &[String], chunk_size: usize, workers: Workers) -> Result<Self> {
+        let threads = workers.num_threads();
         let shared = Shared {
-            splitter: SpecialSplitter::new(special_tokens),
+            specials: SpecialTokens::new(special_tokens)?,
             maps: (0..threads)
                 .map(|_| Mutex::new(WorkerCounts::default()))
                 .collect(),
@@ -473,9 +421,9 @@ impl StreamCounter {
             failed: AtomicBool::new(false),
         };
         let chunk_size = chunk_size.max(1);
-        StreamCounter {
+        Ok(StreamCounter {
             shared: Arc::new(shared),
-            pool,
+            workers,
             chunk_size,
             max_in_flight: 2 * threads,
             buf: Vec::new(),
@@ -483,7 +431,7 @@ impl StreamCounter {
             next_try: chunk_size,
             name: String::new(),
             input_bytes: 0,
-        }
+        })
     }
 
     /// Starts a new stream; `name` appears in error messages (a path, or "<iterator>").
@@ -499,7 +447,7 @@ impl StreamCounter {
         self.input_bytes += data.len() as u64;
         self.buf.extend_from_slice(data);
         while self.buf.len() >= self.next_try {
-            match find_cut(&self.buf, &self.shared.splitter) {
+            match Cuts::new(gpt2::is_safe_cut, &self.shared.specials).last(&self.buf) {
                 Some(p) => {
                     let rest = self.buf[p..].to_vec();
                     let chunk = std::mem::replace(&mut self.buf, rest);
@@ -525,14 +473,7 @@ impl StreamCounter {
         chunk.truncate(len);
         let offset = self.offset;
         self.offset += len as u64;
-        let text = String::from_utf8(chunk).map_err(|e| {
-            let at = e.utf8_error().valid_up_to();
-            BpeError::InvalidUtf8 {
-                path: self.name.clone(),
-                offset: offset + at as u64,
-                byte: e.as_bytes()[at],
-            }
-        })?;
+        let text = input::utf8_string(&self.name, offset, chunk)?;
         if text.is_empty() {
             return Ok(());
         }
@@ -549,14 +490,14 @@ impl StreamCounter {
             *n += 1;
         }
         let shared = Arc::clone(&self.shared);
-        self.pool.spawn(move || {
+        self.workers.spawn(move || {
             // Decrements the in-flight count even if counting unwinds.
             let _done = InFlight(&shared);
             let counted = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
                 let mut guard = lock(&shared.maps[idx]);
                 let WorkerCounts { chunk, total } = &mut *guard;
-                chunk.count_text(&text, &shared.splitter);
+                chunk.count_text(&text, &shared.specials);
                 chunk.drain_merge_into(total);
             }));
             if counted.is_err() {
@@ -593,9 +534,7 @@ impl StreamCounter {
         }
         let total = merged;
         if self.shared.failed.load(AtomicOrdering::SeqCst) {
-            return Err(BpeError::InvalidArgument(
-                "internal error: a counting task panicked".to_string(),
-            ));
+            return Err(BpeError::Internal("a counting task panicked".to_string()));
         }
         Ok((total, self.input_bytes))
     }
@@ -606,45 +545,34 @@ impl StreamCounter {
     }
 }
 
-/// Counts the pre-tokens of several files (each an independent stream).
+/// Counts the pre-tokens of several files (each an independent stream). Files may be FIFOs or
+/// pipes; every wait for input checks `cancel`.
 pub fn count_files<P: AsRef<Path>>(
     paths: &[P],
     special_tokens: &[String],
     chunk_size: usize,
-    pool: Arc<ThreadPool>,
+    workers: Workers,
     progress: &mut ProgressFn,
+    cancel: &CancelFlag,
 ) -> Result<(PretokenCounts, u64)> {
     // Open everything first, so a missing file fails before any work.
-    let mut files = Vec::with_capacity(paths.len());
-    let mut total = 0u64;
+    let mut inputs = Vec::with_capacity(paths.len());
     for p in paths {
-        let path = p.as_ref();
-        let name = path.display().to_string();
-        let io = |source| BpeError::Io {
-            path: name.clone(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if meta.is_dir() {
-            return Err(BpeError::IsADirectory { path: name });
-        }
-        total += meta.len();
-        files.push((File::open(path).map_err(io)?, name));
+        inputs.push(Input::open(p.as_ref(), cancel)?);
     }
-    let mut counter = StreamCounter::new(special_tokens, chunk_size, pool);
+    let total: u64 = inputs.iter().map(Input::size).sum();
+    let mut counter = StreamCounter::new(special_tokens, chunk_size, workers)?;
     let read_size = chunk_size.clamp(1, 1 << 20);
     let mut block = vec![0u8; read_size];
     let step = (total / 100).max(1);
     let mut next_report = 0u64;
-    for (mut file, name) in files {
-        counter.begin_stream(&name);
+    for mut input in inputs {
+        counter.begin_stream(input.name());
         loop {
-            let n = match file.read(&mut block) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(BpeError::Io { path: name, source }),
-            };
+            let n = input.read(&mut block, cancel)?;
+            if n == 0 {
+                break;
+            }
             counter.push(&block[..n])?;
             if counter.input_bytes() >= next_report {
                 next_report = counter.input_bytes() + step;
@@ -652,7 +580,7 @@ pub fn count_files<P: AsRef<Path>>(
                     done: counter.input_bytes(),
                     total,
                 }) {
-                    return Err(cancelled());
+                    return Err(BpeError::Cancelled);
                 }
             }
         }
@@ -662,8 +590,48 @@ pub fn count_files<P: AsRef<Path>>(
         done: counter.input_bytes(),
         total,
     }) {
-        return Err(cancelled());
+        return Err(BpeError::Cancelled);
     }
+    counter.finish()
+}
+
+/// Counts one stream of text that `next` supplies in pieces: each call appends the next piece's
+/// bytes to the buffer it is given and returns false once the stream is over (the pieces are
+/// one text, as if concatenated). `cancel` is checked between pieces.
+pub fn count_stream(
+    name: &str,
+    next: &mut dyn FnMut(&mut Vec<u8>) -> Result<bool>,
+    special_tokens: &[String],
+    chunk_size: usize,
+    workers: Workers,
+    progress: &mut ProgressFn,
+    cancel: &CancelFlag,
+) -> Result<(PretokenCounts, u64)> {
+    /// Report progress about every this many bytes (the total is unknown).
+    const REPORT_BYTES: u64 = 8 << 20;
+    let mut counter = StreamCounter::new(special_tokens, chunk_size, workers)?;
+    counter.begin_stream(name);
+    let mut piece = Vec::new();
+    let mut next_report = 0u64;
+    loop {
+        cancel.check()?;
+        piece.clear();
+        let more = next(&mut piece)?;
+        counter.push(&piece)?;
+        if counter.input_bytes() >= next_report || !more {
+            next_report = counter.input_bytes() + REPORT_BYTES;
+            if !progress(Progress::Counting {
+                done: counter.input_bytes(),
+                total: 0,
+            }) {
+                return Err(BpeError::Cancelled);
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    counter.end_stream()?;
     counter.finish()
 }
 
@@ -1005,11 +973,15 @@ pub fn merge_counts<K: AsRef<[u8]>>(
     counts: impl IntoIterator<Item = (K, u64)>,
     num_merges: usize,
     progress: &mut ProgressFn,
+    cancel: &CancelFlag,
 ) -> Result<MergeOutput> {
     let mut m = Merger::new(counts)?;
-    let mut merges = Vec::with_capacity(num_merges);
+    // `num_merges` comes from the caller's vocab_size and may be far above what the text can
+    // give (training stops when pairs run out): never size an allocation by it.
+    let mut merges = Vec::with_capacity(num_merges.min(m.pairs.len()));
     let step = (num_merges / 100).max(1);
     while merges.len() < num_merges {
+        cancel.check()?;
         let Some((best, _count)) = m.pop_best() else {
             break;
         };
@@ -1021,14 +993,14 @@ pub fn merge_counts<K: AsRef<[u8]>>(
                 total: num_merges as u64,
             })
         {
-            return Err(cancelled());
+            return Err(BpeError::Cancelled);
         }
     }
     if !progress(Progress::Merging {
         done: merges.len() as u64,
         total: num_merges as u64,
     }) {
-        return Err(cancelled());
+        return Err(BpeError::Cancelled);
     }
     Ok((m.tokens, merges))
 }
@@ -1040,12 +1012,13 @@ pub fn train_from_counts(
     input_bytes: u64,
     opts: &TrainOptions,
     progress: &mut ProgressFn,
+    cancel: &CancelFlag,
 ) -> Result<TrainResult> {
     opts.validate()?;
     let distinct_pretokens = counts.len();
     let total_pretokens = counts.total();
     let num_merges = opts.vocab_size - 256 - opts.special_tokens.len();
-    let (tokens, merge_ids) = merge_counts(counts.iter(), num_merges, progress)?;
+    let (tokens, merge_ids) = merge_counts(counts.iter(), num_merges, progress, cancel)?;
     let mut vocab: Vec<Vec<u8>> = opts
         .special_tokens
         .iter()
@@ -1080,6 +1053,7 @@ pub fn train_files<P: AsRef<Path>>(
     paths: &[P],
     opts: &TrainOptions,
     progress: &mut ProgressFn,
+    cancel: &CancelFlag,
 ) -> Result<TrainResult> {
     opts.validate()?;
     if paths.is_empty() {
@@ -1087,16 +1061,44 @@ pub fn train_files<P: AsRef<Path>>(
             "no input files given".to_string(),
         ));
     }
-    let pool = Arc::new(opts.build_pool()?);
-    let (counts, input_bytes) =
-        count_files(paths, &opts.special_tokens, opts.chunk_size, pool, progress)?;
+    let (counts, input_bytes) = count_files(
+        paths,
+        &opts.special_tokens,
+        opts.chunk_size,
+        opts.workers()?,
+        progress,
+        cancel,
+    )?;
     let what = if paths.len() == 1 {
         paths[0].as_ref().display().to_string()
     } else {
         "the input".to_string()
     };
     check_not_empty(&counts, &what)?;
-    train_from_counts(counts, input_bytes, opts, progress)
+    train_from_counts(counts, input_bytes, opts, progress, cancel)
+}
+
+/// Trains on one stream of text supplied in pieces (see `count_stream`): the core of
+/// `train_bpe_from_iterator`, where `next` pulls a batch of strings from Python.
+pub fn train_stream(
+    name: &str,
+    next: &mut dyn FnMut(&mut Vec<u8>) -> Result<bool>,
+    opts: &TrainOptions,
+    progress: &mut ProgressFn,
+    cancel: &CancelFlag,
+) -> Result<TrainResult> {
+    opts.validate()?;
+    let (counts, input_bytes) = count_stream(
+        name,
+        next,
+        &opts.special_tokens,
+        opts.chunk_size,
+        opts.workers()?,
+        progress,
+        cancel,
+    )?;
+    check_not_empty(&counts, name)?;
+    train_from_counts(counts, input_bytes, opts, progress, cancel)
 }
 
 /// Trains on in-memory texts (each an independent stream). Used by tests and small callers.
@@ -1106,8 +1108,7 @@ pub fn train_texts(
     progress: &mut ProgressFn,
 ) -> Result<TrainResult> {
     opts.validate()?;
-    let pool = Arc::new(opts.build_pool()?);
-    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, pool);
+    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, opts.workers()?)?;
     for t in texts {
         counter.begin_stream("<text>");
         counter.push(t.as_bytes())?;
@@ -1115,12 +1116,7 @@ pub fn train_texts(
     }
     let (counts, input_bytes) = counter.finish()?;
     check_not_empty(&counts, "the input")?;
-    train_from_counts(counts, input_bytes, opts, progress)
-}
-
-/// Public wrapper of the empty-corpus check for stream callers (the Python iterator path).
-pub fn ensure_not_empty(counts: &PretokenCounts, what: &str) -> Result<()> {
-    check_not_empty(counts, what)
+    train_from_counts(counts, input_bytes, opts, progress, &CancelFlag::default())
 }
 
 #[cfg(test)]
@@ -1139,7 +1135,13 @@ mod tests {
     }
 
     fn merges_of(words: &[(&str, u64)], n: usize) -> Vec<(String, String)> {
-        let (tokens, merges) = merge_counts(counts_of(words), n, &mut no_progress()).unwrap();
+        let (tokens, merges) = merge_counts(
+            counts_of(words),
+            n,
+            &mut no_progress(),
+            &CancelFlag::default(),
+        )
+        .unwrap();
         merges
             .iter()
             .map(|&(a, b)| {
@@ -1202,7 +1204,13 @@ mod tests {
 
     #[test]
     fn empty_input() {
-        let (tokens, merges) = merge_counts(CountMap::default(), 10, &mut no_progress()).unwrap();
+        let (tokens, merges) = merge_counts(
+            CountMap::default(),
+            10,
+            &mut no_progress(),
+            &CancelFlag::default(),
+        )
+        .unwrap();
         assert_eq!(tokens.len(), 256);
         assert!(merges.is_empty());
         let opts = TrainOptions::new(300, vec!["<|e|>".into()]);
@@ -1256,17 +1264,12 @@ mod tests {
         let text =
             "Hello  world,\n\n it's <|e|>  a test\u{3000}\u{3000}x ok.<|e|>\n中文。\n\t\tend  \n";
         let specials = vec!["<|e|>".to_string()];
-        let splitter = SpecialSplitter::new(&specials);
+        let sp = SpecialTokens::new(&specials).unwrap();
         let mut whole = CountMap::default();
-        count_text(text, &splitter, &mut whole);
+        count_text(text, &sp, &mut whole);
         for chunk_size in 1..40 {
-            let pool = Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(2)
-                    .build()
-                    .unwrap(),
-            );
-            let mut c = StreamCounter::new(&specials, chunk_size, pool);
+            let workers = Workers::new(Some(2)).unwrap();
+            let mut c = StreamCounter::new(&specials, chunk_size, workers).unwrap();
             c.begin_stream("t");
             for piece in text.as_bytes().chunks(3) {
                 c.push(piece).unwrap();
@@ -1284,23 +1287,108 @@ mod tests {
         data.push(0xFF);
         data.extend_from_slice(b" more text");
         for chunk_size in [1, 7, 64, 1 << 20] {
-            let pool = Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .build()
-                    .unwrap(),
-            );
-            let mut c = StreamCounter::new(&[], chunk_size, pool);
+            let workers = Workers::new(Some(1)).unwrap();
+            let mut c = StreamCounter::new(&[], chunk_size, workers).unwrap();
             c.begin_stream("f");
             let r = c.push(&data).and_then(|_| c.end_stream());
             match r {
-                Err(BpeError::InvalidUtf8 { offset, byte, .. }) => {
+                Err(BpeError::InvalidUtf8 { offset, bad, .. }) => {
                     assert_eq!(offset, 240);
-                    assert_eq!(byte, 0xFF);
+                    assert_eq!(bad, [0xFF]);
                 }
                 other => panic!("expected InvalidUtf8, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn stream_of_pieces_equals_one_text() {
+        let text = "the cat sat on the mat; the cat's hat.<|e|> dogs and cats 123 ".repeat(40);
+        let opts = TrainOptions::new(256 + 1 + 60, vec!["<|e|>".into()]);
+        let whole = train_texts(&[&text], &opts, &mut no_progress()).unwrap();
+        for piece_len in [1, 3, 7, 64, 1000, 1 << 20] {
+            let mut pieces = text.as_bytes().chunks(piece_len);
+            let mut next = |buf: &mut Vec<u8>| {
+                Ok(match pieces.next() {
+                    Some(p) => {
+                        buf.extend_from_slice(p);
+                        true
+                    }
+                    None => false,
+                })
+            };
+            let mut small = opts.clone();
+            small.chunk_size = 97;
+            let r = train_stream(
+                "pieces",
+                &mut next,
+                &small,
+                &mut no_progress(),
+                &CancelFlag::default(),
+            )
+            .unwrap();
+            assert_eq!(r.merges, whole.merges, "pieces of {piece_len}");
+            assert_eq!(r.vocab, whole.vocab);
+            assert_eq!(r.input_bytes, text.len() as u64);
+        }
+        // An empty stream, and a source that fails, are errors.
+        let mut empty = |_: &mut Vec<u8>| Ok(false);
+        assert!(matches!(
+            train_stream("nothing", &mut empty, &opts, &mut no_progress(), &CancelFlag::default()),
+            Err(BpeError::InvalidArgument(m)) if m.contains("nothing")
+        ));
+        let mut failing = |_: &mut Vec<u8>| Err(BpeError::Cancelled);
+        assert!(matches!(
+            train_stream(
+                "x",
+                &mut failing,
+                &opts,
+                &mut no_progress(),
+                &CancelFlag::default()
+            ),
+            Err(BpeError::Cancelled)
+        ));
+    }
+
+    #[test]
+    fn cancellation_stops_counting_and_merging() {
+        let text = "abcdefgh ijklmnop ".repeat(100);
+        let opts = TrainOptions::new(256 + 100, vec![]);
+        // The flag, set before the work or by the progress callback in the middle of merging.
+        let cancel = CancelFlag::default();
+        cancel.cancel();
+        let mut once = Some(text.as_bytes());
+        let mut next =
+            |buf: &mut Vec<u8>| Ok(once.take().map(|t| buf.extend_from_slice(t)).is_some());
+        assert!(matches!(
+            train_stream("t", &mut next, &opts, &mut no_progress(), &cancel),
+            Err(BpeError::Cancelled)
+        ));
+        let cancel = CancelFlag::default();
+        let mut merges_seen = 0;
+        let flag = cancel.clone();
+        let mut progress = |p: Progress| {
+            if let Progress::Merging { done, .. } = p {
+                merges_seen = done;
+                if done >= 10 {
+                    flag.cancel();
+                }
+            }
+            true
+        };
+        let mut once = Some(text.as_bytes());
+        let mut next =
+            |buf: &mut Vec<u8>| Ok(once.take().map(|t| buf.extend_from_slice(t)).is_some());
+        assert!(matches!(
+            train_stream("t", &mut next, &opts, &mut progress, &cancel),
+            Err(BpeError::Cancelled)
+        ));
+        assert!((10..20).contains(&merges_seen), "{merges_seen}");
+        // A progress callback that returns false cancels too.
+        assert!(matches!(
+            train_texts(&[&text], &opts, &mut |_| false),
+            Err(BpeError::Cancelled)
+        ));
     }
 
     #[test]

@@ -58,8 +58,16 @@ def _check_text(text: object, what: str = "text") -> str:
 
 
 def _scrub_surrogates(text: str) -> str:
-    """Lone surrogates cannot be UTF-8: replace them with U+FFFD, as tiktoken does."""
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    """Surrogates cannot be UTF-8. Do exactly what tiktoken does: a round trip through UTF-16
+    with surrogatepass, then replacement, so a pair written as two code points becomes its
+    character and each lone surrogate one U+FFFD.
+
+    _scrub_surrogates("x\ud83d\ude00y") -> "x😀y"; _scrub_surrogates("\ud800") -> "\ufffd"."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _is_high_surrogate(ch: str) -> bool:
+    return "\ud800" <= ch <= "\udbff"
 
 
 class Tokenizer:
@@ -342,13 +350,18 @@ class Tokenizer:
             if size < threshold:
                 continue
             buf = "".join(pending)
+            # A high surrogate at the end may pair with a low one in the next piece (tiktoken
+            # sees the joined text): keep it for the next step.
+            held = ""
+            if _is_high_surrogate(buf[-1]):
+                buf, held = buf[:-1], buf[-1]
             try:
                 ids, used = core.encode_prefix(buf)
             except UnicodeEncodeError:
                 buf = _scrub_surrogates(buf)
                 ids, used = core.encode_prefix(buf)
             yield from ids
-            rest = buf[used:]
+            rest = buf[used:] + held
             pending = [rest] if rest else []
             size = len(rest)
             # Text without a safe cut only grows; waiting for it to double keeps the work linear.
@@ -357,8 +370,8 @@ class Tokenizer:
             yield from self.encode("".join(pending))
 
     def encode_batch(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
-        """Ids of each text, encoded in parallel (rayon; `num_threads` None = all cores or
-        RAYON_NUM_THREADS)."""
+        """Ids of each text, encoded in parallel (`num_threads` None: RAYON_NUM_THREADS, else all
+        cores; at most `bpe336._core.max_threads()`)."""
         texts = list(texts)
         for t in texts:
             _check_text(t, "encode_batch items")
@@ -424,6 +437,7 @@ class Tokenizer:
         meter = _core.FileProgress()
         outcome: dict = {}
         start = time.perf_counter()
+        worker: threading.Thread | None = None
         with atomic_output(dst) as tmp:
 
             def work() -> None:
@@ -432,16 +446,24 @@ class Tokenizer:
                 except BaseException as e:  # handed to the calling thread
                     outcome["error"] = e
 
-            if progress:
-                worker = threading.Thread(target=work, name="bpe336-encode-file", daemon=True)
-                worker.start()
-                with progress_bar(total, f"encode {src.name}", unit="B") as bar:
-                    while worker.is_alive():
-                        worker.join(0.2)
+            try:
+                if progress:
+                    worker = threading.Thread(target=work, name="bpe336-encode-file", daemon=True)
+                    worker.start()
+                    with progress_bar(total, f"encode {src.name}", unit="B") as bar:
+                        while worker.is_alive():
+                            worker.join(0.2)
+                            bar.update(meter.bytes_done - bar.n)
                         bar.update(meter.bytes_done - bar.n)
-                    bar.update(meter.bytes_done - bar.n)
-            else:
-                work()
+                else:
+                    work()
+            except BaseException:
+                # Ctrl-C reaches this (main) thread, not the worker: stop the core's call and wait
+                # for it, so that it cannot write `tmp` after atomic_output removes it.
+                meter.cancel()
+                if worker is not None:
+                    worker.join()
+                raise
             if "error" in outcome:
                 raise outcome["error"]
             nbytes, ntokens, _chunks = outcome["stats"]
@@ -458,7 +480,7 @@ class Tokenizer:
             "seconds": seconds,
             "mb_per_s": nbytes / 1e6 / seconds if seconds > 0 else float("inf"),
             "bytes_per_token": nbytes / ntokens if ntokens else float("nan"),
-            "threads": num_threads or _default_threads(),
+            "threads": num_threads or _core.default_threads(),
         }
 
     # -----------------------------------------------------------------------------------------
@@ -484,11 +506,6 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         """The text of `ids`; malformed UTF-8 (e.g. half a character) becomes U+FFFD."""
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
-
-
-def _default_threads() -> int:
-    env = os.environ.get("RAYON_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
 
 
 def _npy_header(dtype: np.dtype, count: int) -> bytes:

@@ -58,16 +58,6 @@ def _check_vocab_size(vocab_size: int, n_specials: int) -> int:
     return vocab_size
 
 
-def _check_threads(num_threads: int | None) -> int | None:
-    if num_threads is None:
-        return None
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int):
-        raise TypeError(f"num_threads must be int or None, got {type(num_threads).__name__}")
-    if num_threads < 1:
-        raise ValueError(f"num_threads must be at least 1, got {num_threads}")
-    return num_threads
-
-
 def _check_path(p: str | os.PathLike) -> Path:
     if not isinstance(p, (str, os.PathLike)):
         raise TypeError(f"input paths must be str or os.PathLike, got {type(p).__name__}")
@@ -137,10 +127,9 @@ def train_bpe_with_stats(
     paths = [str(_check_path(p)) for p in paths_in]
     specials = _check_specials(special_tokens)
     vocab_size = _check_vocab_size(vocab_size, len(specials))
-    threads = _check_threads(num_threads)
     callback, bar = _progress_callback(progress)
     try:
-        raw = _core.train_bpe_files(paths, vocab_size, specials, threads, chunk_size, callback)
+        raw = _core.train_bpe_files(paths, vocab_size, specials, num_threads, chunk_size, callback)
     finally:
         if bar is not None:
             bar.close()
@@ -162,9 +151,11 @@ def train_bpe(
         input_path: a path, or a list of paths (each file is an independent text).
         vocab_size: final vocabulary size, counting special tokens, the 256 bytes and merges.
         special_tokens: strings that split the text and get ids 0, 1, ... in this order.
-        num_threads: worker threads (default: rayon's default, honouring RAYON_NUM_THREADS).
+        num_threads: worker threads (default: RAYON_NUM_THREADS, else the number of cores); at
+            most `bpe336._core.max_threads()` (8 per core, at least 64, at most 1024).
         progress: True for tqdm bars, or a callable `(phase, done, total)` with phase
-            "count" (bytes) or "merge" (merges); an exception it raises stops training.
+            "count" (bytes) or "merge" (merges); an exception it raises stops training and is
+            raised as itself.
         chunk_size: streaming chunk size in bytes (results never depend on it; for tests).
 
     Returns:
@@ -174,8 +165,11 @@ def train_bpe(
     Raises:
         FileNotFoundError, IsADirectoryError, PermissionError: for unusable input paths.
         UnicodeDecodeError: input that is not UTF-8 (the message gives path and byte offset).
-        ValueError: vocab_size below 256 + specials, empty or repeated special tokens, or an
-            input with no text to train on.
+        ValueError: vocab_size below 256 + specials, empty or repeated special tokens,
+            num_threads out of range, or an input with no text to train on.
+        KeyboardInterrupt: on Ctrl-C, within a fraction of a second (also while waiting for a
+            FIFO's writer).
+        RuntimeError: worker threads that cannot start, or an internal error.
         TypeError: arguments of the wrong type.
     """
     vocab, merges, _ = train_bpe_with_stats(
@@ -201,10 +195,9 @@ def train_bpe_from_iterator(
         raise TypeError("train_bpe_from_iterator takes an iterable of str, not a single string (wrap it in a list)")
     specials = _check_specials(special_tokens)
     vocab_size = _check_vocab_size(vocab_size, len(specials))
-    threads = _check_threads(num_threads)
     callback, bar = _progress_callback(progress)
     try:
-        raw = _core.train_bpe_iter(iter(iterable), vocab_size, specials, threads, chunk_size, callback)
+        raw = _core.train_bpe_iter(iter(iterable), vocab_size, specials, num_threads, chunk_size, callback)
     finally:
         if bar is not None:
             bar.close()

@@ -165,6 +165,90 @@ fn pretoken_end_with(t: &ClassTable, b: &[u8], i: usize) -> usize {
     }
 }
 
+/// Whether text may be cut at byte `p` without changing its GPT-2 pre-tokens: for every text
+/// that starts with `bytes`, pre-tokenizing `text[..p]` and `text[p..]` separately gives the
+/// pre-tokens of the whole. The rule reads only the character `c1` that ends at `p` and the
+/// character `c2` that starts there (both must be whole, valid UTF-8 inside `bytes`), so it
+/// holds whatever comes before `c1` and after `c2`; special tokens are the caller's business
+/// (`cuts::Cuts`).
+///
+/// The rule: `c1` is not whitespace, and either `c2` is whitespace, or `c2` is of another class
+/// than `c1` (letter, number, other: `\p{L}`, `\p{N}`, `[^\s\p{L}\p{N}]`) and is not a letter
+/// after an apostrophe. So cuts fall between words and spaces, and where scripts, digits or
+/// punctuation meet: text without whitespace (CJK with punctuation, code, `a1b2`) cuts too.
+///
+/// Proof. The pattern `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+/// is matched leftmost-first from the start, each match starting where the last ended, and has
+/// no lookbehind. Three things make the cut exact:
+/// 1. The whole has a pre-token boundary at `p`. `c1` is not whitespace, so it is not the
+///    optional leading space of a ` ?X+` branch, and the match holding it is either a run `X+`
+///    of `c1`'s class, or a contraction. A run stops before `c2` because `c2` is whitespace or
+///    of another class. A contraction `'s` ... `'re` is ASCII and could reach past `p` only if
+///    it started at `c1` (`c1` = `'`, `c2` a letter: excluded) or one byte before it (`c1` one
+///    of `l v r` and `c2` one of `l e`, both letters: the same class, so no cut).
+/// 2. The left half gives the same pre-tokens up to `p`. A match that ends before `p` read at
+///    most one character past its end (the character that stops a run, the one after a
+///    whitespace run for `(?!\S)`, up to two after an apostrophe), and reads `c2` only if it
+///    ends at `c1` or is a contraction attempt at or one byte before `c1`. Where the whole
+///    reads `c2`, the half reads the end of the text, with the same outcome: a run of `c1`'s
+///    class stops (at `c2`, as it is whitespace or another class; at the end just as well),
+///    and a contraction attempt fails (`c2` is not one of the letters it needs, by the cases
+///    in 1.). So every match before `p` is the same in the half.
+/// 3. The right half gives the same pre-tokens from `p`: the whole's next match starts at `p`
+///    (by 1.), and with no lookbehind it depends only on the text from `p` on.
+///
+/// `is_safe_cut(b"ab cd", 2)` (before the space) is true; at 3 (after it) false: the space
+/// joins `cd`, and alone at the end of the left half it would be a pre-token of its own.
+pub fn is_safe_cut(bytes: &[u8], p: usize) -> bool {
+    let (Some(c1), Some(c2)) = (char_before(bytes, p), char_at(bytes, p)) else {
+        return false;
+    };
+    let (k1, k2) = (char_class(c1), char_class(c2));
+    match (k1, k2) {
+        (CharClass::Space, _) => false,
+        (_, CharClass::Space) => true,
+        _ => k1 != k2 && !(c1 == '\'' && k2 == CharClass::Letter),
+    }
+}
+
+/// The character starting at byte `p`, if `bytes[p..]` starts with a whole valid one.
+#[inline]
+fn char_at(bytes: &[u8], p: usize) -> Option<char> {
+    let lead = *bytes.get(p)?;
+    if lead < 0x80 {
+        return Some(lead as char);
+    }
+    let len = match lead {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    let s = std::str::from_utf8(bytes.get(p..p + len)?).ok()?;
+    s.chars().next()
+}
+
+/// The character ending at byte `p`, if `bytes[..p]` ends with a whole valid one.
+#[inline]
+fn char_before(bytes: &[u8], p: usize) -> Option<char> {
+    if p == 0 || p > bytes.len() {
+        return None;
+    }
+    let last = bytes[p - 1];
+    if last < 0x80 {
+        return Some(last as char);
+    }
+    if last & 0xC0 != 0x80 {
+        return None; // a lead byte cannot end a character
+    }
+    let start = (p.saturating_sub(4)..p - 1)
+        .rev()
+        .find(|&i| bytes[i] & 0xC0 != 0x80)?;
+    let mut chars = std::str::from_utf8(&bytes[start..p]).ok()?.chars();
+    let c = chars.next()?;
+    chars.next().is_none().then_some(c)
+}
+
 /// Calls `f` on each pre-token of `text` (ordinary text, no special tokens), in order.
 /// The pre-tokens concatenate back to `text`.
 pub fn for_each_pretoken<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
@@ -411,6 +495,125 @@ mod tests {
                 "text {text:?}"
             );
         }
+    }
+
+    /// Pre-tokens of the two halves, concatenated.
+    fn split_pretokens(text: &str, p: usize) -> Vec<&str> {
+        let mut out = pretokens(&text[..p]);
+        out.extend(pretokens(&text[p..]));
+        out
+    }
+
+    /// One character of each kind the rule and the pattern tell apart: letters (contraction
+    /// letters in both cases, other scripts), numbers, every kind of whitespace, the
+    /// apostrophe and other punctuation, marks, symbols, and an emoji.
+    const CUT_ALPHABET: &[char] = &[
+        'a', 's', 'l', 'v', 'e', 'r', 'S', 'ж', '中', '0', '½', ' ', '\n', '\t', '\u{A0}',
+        '\u{3000}', '\'', '"', '.', '\u{301}', '\u{1C}', '。', '😀',
+    ];
+
+    /// Every window of four characters `c0 c1 | c2 c3`, cut between `c1` and `c2`: where the
+    /// rule says safe, the halves give the pre-tokens of the whole, also with text before and
+    /// after the window.
+    #[test]
+    fn safe_cuts_are_exact_on_every_window() {
+        let n = CUT_ALPHABET.len();
+        let mut safe = 0;
+        for i in 0..n.pow(4) {
+            let w: Vec<char> = (0..4).map(|k| CUT_ALPHABET[(i / n.pow(k)) % n]).collect();
+            let text: String = w.iter().collect();
+            let p = w[0].len_utf8() + w[1].len_utf8();
+            let c2_end = p + w[2].len_utf8();
+            let cut = is_safe_cut(text.as_bytes(), p);
+            // The rule reads only c1 and c2.
+            assert_eq!(cut, is_safe_cut(&text.as_bytes()[..c2_end], p), "{text:?}");
+            assert_eq!(
+                cut,
+                is_safe_cut(&text.as_bytes()[w[0].len_utf8()..], w[1].len_utf8())
+            );
+            if !cut {
+                continue;
+            }
+            safe += 1;
+            assert_eq!(
+                split_pretokens(&text, p),
+                pretokens(&text),
+                "{text:?} at {p}"
+            );
+            for (pre, post) in [("x", "'s"), (" ", "  "), ("'", "ll"), ("1", "\n")] {
+                let long = format!("{pre}{text}{post}");
+                let q = pre.len() + p;
+                assert!(is_safe_cut(long.as_bytes(), q));
+                assert_eq!(
+                    split_pretokens(&long, q),
+                    pretokens(&long),
+                    "{long:?} at {q}"
+                );
+            }
+        }
+        // Most windows have a class change or a space after a non-space.
+        assert!(safe > n.pow(4) / 3, "{safe}");
+    }
+
+    /// Random text mixing every class: every cut the rule allows, on the text or on any
+    /// prefix that holds `c2`, gives the pre-tokens of the whole, by our matcher and by
+    /// fancy-regex running the pattern itself.
+    #[test]
+    fn safe_cuts_are_exact_on_random_text() {
+        let re = Regex::new(GPT2_PATTERN).unwrap();
+        let mut rng = Rng(0xC0FFEE);
+        let mut cuts = 0;
+        for round in 0..3_000 {
+            let len = 1 + rng.below(30);
+            let text: String = (0..len)
+                .map(|_| match rng.below(4) {
+                    0 => char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('x'),
+                    _ => ALPHABET[rng.below(ALPHABET.len())],
+                })
+                .collect();
+            let whole = pretokens(&text);
+            let b = text.as_bytes();
+            for p in 1..b.len() {
+                if !is_safe_cut(b, p) {
+                    continue;
+                }
+                cuts += 1;
+                assert!(text.is_char_boundary(p));
+                assert_eq!(split_pretokens(&text, p), whole, "{text:?} at {p}");
+                let c2_end = (p + 1..=b.len())
+                    .find(|&q| text.is_char_boundary(q))
+                    .unwrap();
+                assert!(is_safe_cut(&b[..c2_end], p));
+                if round % 10 == 0 {
+                    let mut split = regex_pretokens(&re, &text[..p]);
+                    split.extend(regex_pretokens(&re, &text[p..]));
+                    assert_eq!(split, regex_pretokens(&re, &text), "{text:?} at {p}");
+                }
+            }
+        }
+        assert!(cuts > 10_000, "{cuts}");
+    }
+
+    #[test]
+    fn safe_cuts_in_every_script() {
+        let cuts = |t: &str| {
+            (1..t.len())
+                .filter(|&p| is_safe_cut(t.as_bytes(), p))
+                .count()
+        };
+        assert_eq!(cuts("привет мир"), 1); // before the space
+        assert_eq!(cuts("中文，中文。中文"), 4); // where letters and punctuation meet
+        assert_eq!(cuts("abc123!?x"), 3);
+        assert_eq!(cuts("x's"), 1); // before the apostrophe, never after it
+        assert_eq!(cuts("a   b"), 1);
+        assert_eq!(cuts("aaaaaaaa"), 0);
+        assert_eq!(cuts("\n\n\n"), 0);
+        // Not at the ends, inside a character, or next to invalid UTF-8.
+        assert!(!is_safe_cut(b"a ", 0) && !is_safe_cut(b"a ", 2));
+        assert!(!is_safe_cut("ж ".as_bytes(), 1));
+        assert!(!is_safe_cut(b"a\xff ", 2) && !is_safe_cut(b"\xff ", 1));
+        assert!(!is_safe_cut(b"a\xe4\xb8", 1)); // c2 cut short
+        assert!(is_safe_cut("1中".as_bytes(), 1) && !is_safe_cut("a中".as_bytes(), 1));
     }
 
     #[test]

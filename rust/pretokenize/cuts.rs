@@ -1,0 +1,157 @@
+//! Where a stream of text may be cut: positions where pre-tokenizing (so counting and encoding)
+//! the two halves separately gives exactly what the whole gives. Training cuts its input into
+//! chunks there; encoding cuts files, large texts and `encode_iterable`'s buffer there.
+//!
+//! A cut at byte `p` is safe when
+//! 1. the pattern's rule allows it (a `SafeCutRule`, written and proven beside each pattern's
+//!    matcher, e.g. `gpt2::is_safe_cut`), and
+//! 2. no occurrence of a special token covers both byte `p - 1` and byte `p`
+//!    (`SpecialTokens::straddles`; one that might continue past the end of the bytes counts).
+//!
+//! Why the two suffice: special tokens are split out first, by a left-to-right scan that takes
+//! the longest special token starting at each position. With no occurrence across `p`, no match
+//! crosses it: the scan of the whole reaches `p` with nothing pending, the scan of the left half
+//! makes the same matches before `p` (each ends by `p`, so it fits in the half, and no longer
+//! one is lost), and from `p` on the scan reads only the text from `p`. So the halves have the
+//! special tokens of the whole, and `p` is either the edge of an ordinary segment (safe as it
+//! is) or lies inside one, where the characters around `p` are that segment's and the rule,
+//! which reads only them, applies to the segment as to any text.
+//!
+//! ```ignore
+//! let cuts = Cuts::new(gpt2::is_safe_cut, &specials);
+//! if let Some(p) = cuts.last(&buf) { /* process buf[..p], keep buf[p..] */ }
+//! ```
+
+use super::SpecialTokens;
+
+/// A pattern's safe-cut rule: `rule(bytes, p)` may be true only if, for every text that starts
+/// with `bytes`, pre-tokenizing `text[..p]` and `text[p..]` separately gives the pre-tokens of
+/// the whole. It ignores special tokens (see the module docs), and is called on windows of a
+/// longer text whose characters near `p` may belong to special tokens, so it must decide from
+/// the characters at `p - 1` and `p` (as GPT-2's does) or prove that nothing else it reads can
+/// mislead it. False is always allowed: it costs only a later cut.
+pub type SafeCutRule = fn(&[u8], usize) -> bool;
+
+/// The safe cuts of a pattern with a set of special tokens.
+#[derive(Clone, Copy)]
+pub struct Cuts<'a> {
+    rule: SafeCutRule,
+    specials: &'a SpecialTokens,
+}
+
+impl<'a> Cuts<'a> {
+    pub fn new(rule: SafeCutRule, specials: &'a SpecialTokens) -> Self {
+        Cuts { rule, specials }
+    }
+
+    /// Whether cutting `bytes` (the start of a text, or of a stretch that follows a safe cut)
+    /// at `p` is safe (see the module docs).
+    #[inline]
+    pub fn is_safe(&self, bytes: &[u8], p: usize) -> bool {
+        (self.rule)(bytes, p) && !self.specials.straddles(bytes, p)
+    }
+
+    /// The last safe cut of `bytes`, searching backward from the end.
+    pub fn last(&self, bytes: &[u8]) -> Option<usize> {
+        (1..bytes.len()).rev().find(|&p| self.is_safe(bytes, p))
+    }
+
+    /// The first safe cut at or after `from`.
+    pub fn first_from(&self, bytes: &[u8], from: usize) -> Option<usize> {
+        (from.max(1)..bytes.len()).find(|&p| self.is_safe(bytes, p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{for_each_pretoken, gpt2, Segment};
+    use super::*;
+
+    /// Special tokens split out, ordinary text pre-tokenized: what counting and encoding see.
+    fn pieces(text: &str, sp: &SpecialTokens) -> Vec<String> {
+        let mut out = Vec::new();
+        sp.for_each_segment(text, |seg| match seg {
+            Segment::Text(t) => for_each_pretoken(t, |p| out.push(p.to_string())),
+            Segment::Special(i) => out.push(format!("<special {i}>")),
+        });
+        out
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// Specials that overlap each other, nest, contain spaces and class changes, and share
+    /// prefixes: every safe cut splits the text into halves with the pieces of the whole.
+    #[test]
+    fn safe_cuts_keep_specials_and_pretokens() {
+        let names: Vec<String> = ["<|e|>", "<|e|><|e|>", "ab", "bc", "b c", "x'", "中。", " "]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        const PARTS: &[&str] = &[
+            "a", "b", "c", " ", "  ", "\n", "'", "s", "x", "1", "中", "。", "ж", "<|", "e", "|>",
+            "<|e|>", "!", "\u{3000}",
+        ];
+        let mut rng = Rng(7);
+        let mut cuts_seen = 0;
+        for n_specials in [0, 1, 3, names.len()] {
+            let sp = SpecialTokens::new(&names[..n_specials]).unwrap();
+            let cuts = Cuts::new(gpt2::is_safe_cut, &sp);
+            for _ in 0..1500 {
+                let text: String = (0..1 + rng.below(25))
+                    .map(|_| PARTS[rng.below(PARTS.len())])
+                    .collect();
+                let whole = pieces(&text, &sp);
+                let b = text.as_bytes();
+                for p in 1..b.len() {
+                    if !cuts.is_safe(b, p) {
+                        continue;
+                    }
+                    cuts_seen += 1;
+                    let mut split = pieces(&text[..p], &sp);
+                    split.extend(pieces(&text[p..], &sp));
+                    assert_eq!(
+                        split, whole,
+                        "{text:?} cut at {p} with {n_specials} specials"
+                    );
+                    // Safe on any prefix that holds the character after the cut as well.
+                    let end = (p + 1..=b.len())
+                        .find(|&q| text.is_char_boundary(q))
+                        .unwrap();
+                    for q in (end..=b.len()).filter(|&q| text.is_char_boundary(q)) {
+                        if cuts.is_safe(&b[..q], p) {
+                            let t = &text[..q];
+                            let mut split = pieces(&t[..p], &sp);
+                            split.extend(pieces(&t[p..], &sp));
+                            assert_eq!(split, pieces(t, &sp), "{t:?} cut at {p}");
+                        }
+                    }
+                }
+                if let Some(p) = cuts.last(b) {
+                    assert!(cuts.is_safe(b, p) && !(p + 1..b.len()).any(|q| cuts.is_safe(b, q)));
+                }
+            }
+        }
+        assert!(cuts_seen > 5_000, "{cuts_seen}");
+    }
+
+    #[test]
+    fn a_special_that_may_continue_past_the_end_blocks_the_cut() {
+        let sp = SpecialTokens::new(&["a b".to_string()]).unwrap();
+        let cuts = Cuts::new(gpt2::is_safe_cut, &sp);
+        assert!(!cuts.is_safe(b"xa b", 2));
+        assert!(!cuts.is_safe(b"xa ", 2)); // "a b" may follow
+        assert!(cuts.is_safe(b"xa c", 2));
+        assert!(cuts.is_safe(b"xc ", 2)); // no token can start at "c"
+        assert_eq!(cuts.last(b"x ya bz"), Some(1));
+        assert_eq!(cuts.first_from(b"x ya bz", 2), None);
+    }
+}
