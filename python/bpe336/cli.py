@@ -49,11 +49,12 @@ def _megabytes(text: str) -> float:
     return value
 
 
-def _input_file(path: str) -> Path:
-    """A readable regular file (not a directory or a FIFO, which could block forever)."""
+def _input_file(path: str, *, stream: bool = False) -> Path:
+    """A readable regular file; with `stream` a FIFO or pipe too (the core reads those in chunks,
+    and Ctrl-C stops it even while no writer has come)."""
     from .formats import check_input_file
 
-    p = check_input_file(path)
+    p = check_input_file(path, stream=stream)
     if not os.access(p, os.R_OK):
         raise PermissionError(13, f"{p}: permission denied")
     return p
@@ -123,7 +124,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     # 1. Check the inputs and the output directory before the work.
     # (train_bpe checks the vocabulary size and special tokens before it reads anything.)
-    inputs = [_input_file(p) for p in args.inputs]
+    inputs = [_input_file(p, stream=True) for p in args.inputs]
     out = Path(args.out)
     check_output_directory(out, TOKENIZER_FILES)
     for p in inputs:
@@ -230,7 +231,7 @@ def add_encode_parser(sub) -> None:
 def run_encode(args: argparse.Namespace) -> int:
     from .atomic import check_not_same_file, check_output_file
 
-    src = _input_file(args.input)
+    src = _input_file(args.input, stream=True)
     out = Path(args.out) if args.out else src.with_suffix(".npy")
     check_output_file(out)
     check_not_same_file(src, out)

@@ -168,9 +168,11 @@ def _show(token: bytes) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_input_file(path: str | os.PathLike) -> Path:
-    """The path, if it names a readable regular file; FileNotFoundError, IsADirectoryError or
-    ValueError (a FIFO, a device: reading one could block forever) otherwise."""
+def check_input_file(path: str | os.PathLike, *, stream: bool = False) -> Path:
+    """The path, if it names a regular file, or with `stream` also a FIFO or pipe (`<(zcat x.gz)`,
+    /dev/stdin), which the Rust core reads interruptibly; FileNotFoundError, IsADirectoryError or
+    ValueError (anything else: a device, a socket) otherwise. Files read whole (tokenizer files,
+    benchmark inputs) must be regular files."""
     path = Path(path)
     try:
         mode = os.stat(path).st_mode
@@ -178,10 +180,11 @@ def check_input_file(path: str | os.PathLike) -> Path:
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path)) from None
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, "Is a directory, expected a file", str(path))
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
-        raise ValueError(f"{path}: is {kind}; expected a regular file")
-    return path
+    if stat.S_ISREG(mode) or (stream and stat.S_ISFIFO(mode)):
+        return path
+    kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+    expected = "a regular file or a pipe" if stream else "a regular file"
+    raise ValueError(f"{path}: is {kind}; expected {expected}")
 
 
 def _read_text(path: Path, what: str) -> str:
