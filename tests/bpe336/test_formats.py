@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from testdata import EOT, FIXTURES, needs_shared
 
-from bpe336 import GPT2_PATTERN, Tokenizer, train_bpe, train_bpe_from_iterator
+from bpe336 import CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN, Tokenizer, train_bpe, train_bpe_from_iterator
 from bpe336.formats import (
+    HF_CL100K_REGEX,
     TokenizerFileError,
     check_rank_consistent,
     encode_token,
@@ -34,7 +35,9 @@ from bpe336.formats import (
     tiktoken_sidecar_path,
 )
 
-CL100K_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
+# cl100k as rustbpe and nanochat spell it: a custom regex to bpe336 (it differs from tiktoken's
+# on whitespace that ends a text after a line break).
+GPT4_SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
 NBSP = "\u00a0"
 ODD_SPECIALS = ["<|endoftext|>", "ĠĠ", '"', "é", " the", NBSP, "a", "Ġ", "Ċ", "\n", "  ", "<s>", "<|é|>", "💩", "the", ".", "ab", "Ã©"]
 ALPHABET = "aab the ,.!?'\"\n\t  éñüßÃ©ĠĊ\u00a0\u3000αβγ中文字😀💩\u03010123456789<|>sdmtllvere-_"
@@ -401,34 +404,41 @@ def test_refuses_other_tokenizer_kinds_by_name(tmp_path):
 
 def test_pattern_function_pair(tmp_path):
     assert hf_pre_tokenizer(GPT2_PATTERN) == {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
-    for pattern in [GPT2_PATTERN, CL100K_PATTERN, r"\w+|\s+"]:
+    for pattern in [GPT2_PATTERN, CL100K_PATTERN, O200K_PATTERN, GPT4_SPLIT_PATTERN, r"\w+|\s+"]:
         obj = hf_pre_tokenizer(pattern)
         assert pattern_from_hf(json.loads(json.dumps(obj))) == pattern
+    # The named patterns are Isolated splits, as HF writes GPT-4-style tokenizers (cl100k's
+    # possessive digit groups spelled greedily, which Oniguruma reads as meant).
     split = hf_pre_tokenizer(CL100K_PATTERN)
     assert split["type"] == "Sequence" and split["pretokenizers"][0] == {
         "type": "Split",
-        "pattern": {"Regex": CL100K_PATTERN},
+        "pattern": {"Regex": HF_CL100K_REGEX},
         "behavior": "Isolated",
         "invert": False,
     }
-    # HF reads the Split form, and splits text as the regex does.
-    base = json.loads(hf_tokenizer_for(tmp_path, CL100K_PATTERN).read_text(encoding="utf-8"))
-    hf = tokenizers.Tokenizer.from_str(json.dumps(base))
+    assert HF_CL100K_REGEX != CL100K_PATTERN and r"\p{N}{1,3}|" in HF_CL100K_REGEX
+    # Any other regex keeps exactly its matches (Removed, inverted), as tiktoken does.
+    assert hf_pre_tokenizer(GPT4_SPLIT_PATTERN)["pretokenizers"][0] == {
+        "type": "Split",
+        "pattern": {"Regex": GPT4_SPLIT_PATTERN},
+        "behavior": "Removed",
+        "invert": True,
+    }
+    # HF reads both forms and splits text as the regex does.
     import regex
 
     text = "Hello, world!!  123456 don't\n\n  x"
-    assert [w for w, _ in hf.pre_tokenizer.pre_tokenize_str(text)] == [
-        encode_token(p.encode()) for p in regex.findall(CL100K_PATTERN, text)
-    ]
+    for pattern in [CL100K_PATTERN, GPT4_SPLIT_PATTERN]:
+        base = json.loads(hf_tokenizer_for(tmp_path, pattern).read_text(encoding="utf-8"))
+        hf = tokenizers.Tokenizer.from_str(json.dumps(base))
+        assert [w for w, _ in hf.pre_tokenizer.pre_tokenize_str(text)] == [encode_token(p.encode()) for p in regex.findall(pattern, text)]
+        assert Tokenizer.load(tmp_path / "tokenizer.json").pattern == pattern
     # HF's own spelling of the GPT-2 regex is the GPT-2 pattern.
     hf_split = {
         "type": "Sequence",
         "pretokenizers": [split["pretokenizers"][0] | {"pattern": {"Regex": GPT2_PATTERN}}, split["pretokenizers"][1]],
     }
     assert pattern_from_hf(hf_split) == GPT2_PATTERN
-    # Until Tokenizer takes another pattern, loading one says so (with the file).
-    with pytest.raises(ValueError, match=r"tokenizer.json: pre-tokenization pattern .* is not supported"):
-        Tokenizer.load(hf_tokenizer_for(tmp_path, CL100K_PATTERN))
 
 
 def hf_tokenizer_for(tmp_path: Path, pattern: str) -> Path:
