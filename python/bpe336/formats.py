@@ -1191,7 +1191,7 @@ def read_tiktoken(
     if pattern is None:
         raise TokenizerFileError(
             path,
-            f"a .tiktoken file does not record its pre-tokenization pattern: pass pattern= (e.g. bpe336.GPT2_PATTERN) or write {side.name} beside it",
+            f"a .tiktoken file does not record its pre-tokenization pattern: pass pattern= ('gpt2', 'cl100k', 'o200k' or the regex) or write {side.name} beside it",
         )
     _special_ids(specials, vocab, side if side.exists() else path)
     return TokenizerData(vocab, merges, specials, pattern, path)
