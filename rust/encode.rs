@@ -1,9 +1,11 @@
 //! Encoding: rank-ordered merging of one pre-token, cached, plus batch and file encoding.
 //!
-//! An `Encoder` is built once from the vocabulary, the merges (in rank order) and the special
-//! tokens. Encoding splits text at special tokens (longest first), pre-tokenizes each ordinary
-//! segment with the GPT-2 pattern and merges each pre-token by repeatedly merging its
-//! lowest-rank adjacent pair, leftmost first, which reproduces GPT-2 (and tiktoken) exactly.
+//! An `Encoder` is built once from the vocabulary, the merges (in rank order), the special
+//! tokens and the pre-tokenization pattern (`pretokenize::Pattern`: GPT-2 by default, cl100k,
+//! o200k or a custom regex). Encoding splits text at special tokens (longest first),
+//! pre-tokenizes each ordinary segment with the pattern and merges each pre-token by repeatedly
+//! merging its lowest-rank adjacent pair, leftmost first, which reproduces GPT-2 (and tiktoken
+//! with the same pattern and ranks) exactly.
 //!
 //! Speed comes from three layers, tried in order for each pre-token:
 //! 1. `whole`: vocabulary tokens whose own BPE is themselves (checked once at construction), so
@@ -15,11 +17,16 @@
 //!
 //! Parallel work (large texts, files) and streaming cut text only at *safe cuts*: positions where
 //! the encoding of the two halves concatenates to the encoding of the whole
-//! (`pretokenize::Cuts`: the pattern's rule and the special-token straddle check).
+//! (`pretokenize::Cuts`: the pattern's rule and the special-token checks). A custom regex has
+//! no safe cut inside text, so its text is cut only where special tokens start: a stretch
+//! without one is encoded whole, by one thread.
+//!
+//! Encoding fails only for a custom regex that reaches fancy-regex's backtracking limit; with a
+//! named pattern every `Result` here is `Ok` for valid input.
 //!
 //! ```ignore
-//! let enc = Encoder::new(vocab, merges, specials)?;
-//! let ids = enc.encode("Hello, world!");
+//! let enc = Encoder::new(vocab, merges, specials, Pattern::new("cl100k")?)?;
+//! let ids = enc.encode("Hello, world!")?;
 //! ```
 
 use std::cell::RefCell;
@@ -36,7 +43,7 @@ use rustc_hash::FxHashMap;
 use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 use crate::input::{self, Input};
-use crate::pretokenize::{for_each_pretoken_range, gpt2, Cuts, SpecialTokens};
+use crate::pretokenize::{Cuts, Pattern, SpecialTokens};
 
 /// Ids may leave gaps (tiktoken's specials sit above the ranks), but only this many beyond twice
 /// the number of tokens: the id table is sized by the largest id, so an id must never be able
@@ -283,19 +290,23 @@ pub struct Encoder {
     /// The special tokens (their names, in the order given), matched longest first.
     specials: SpecialTokens,
     special_ids: Vec<u32>,
+    /// The pre-tokenization pattern of ordinary text.
+    pattern: Pattern,
 }
 
 impl Encoder {
     /// Builds an encoder.
     ///
     /// Args: `vocab` as (id, bytes) pairs; `merges` in rank order as (left bytes, right bytes);
-    /// `specials` as (text, id) pairs, each id already in `vocab` with the text's UTF-8 bytes.
+    /// `specials` as (text, id) pairs, each id already in `vocab` with the text's UTF-8 bytes;
+    /// `pattern` the pre-tokenization pattern.
     /// Every single byte must have a token; each merge's parts and result must be tokens. Ids
     /// must be below `id_limit(vocab.len())` (checked before anything is allocated by id).
     pub fn new(
         vocab: Vec<(u64, Vec<u8>)>,
         merges: Vec<(Vec<u8>, Vec<u8>)>,
         specials: Vec<(String, u64)>,
+        pattern: Pattern,
     ) -> Result<Self> {
         let arg = |msg: String| BpeError::InvalidArgument(msg);
         // 1. id -> bytes, rejecting ids out of range (before the table is sized by them) and
@@ -380,6 +391,7 @@ impl Encoder {
             uid: NEXT_ENCODER_UID.fetch_add(1, Ordering::Relaxed),
             specials: SpecialTokens::new(&names)?,
             special_ids,
+            pattern,
         };
         // 4. the whole-token fast path: only tokens that BPE actually produces from their bytes.
         let mut whole = PieceMap::new();
@@ -407,6 +419,11 @@ impl Encoder {
 
     pub fn special_tokens(&self) -> &[String] {
         self.specials.tokens()
+    }
+
+    /// The pre-tokenization pattern.
+    pub fn pattern(&self) -> &Pattern {
+        &self.pattern
     }
 
     // --------------------------------------------------------------------------------------
@@ -555,14 +572,20 @@ impl Encoder {
     // --------------------------------------------------------------------------------------
 
     /// Encodes text with no special tokens recognised (they are ordinary text).
-    pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) {
+    pub fn encode_ordinary_into(
+        &self,
+        text: &str,
+        out: &mut Vec<u32>,
+        cache: &mut Cache,
+    ) -> Result<()> {
         // Pre-tokens are collected in batches and looked up in a separate tight loop: the
         // lookups are independent, so the CPU overlaps their cache misses instead of waiting
-        // for each one inside the branchy pre-tokenizer loop.
+        // for each one inside the branchy pre-tokenizer loop. The pattern is matched once
+        // here; its matcher's loop runs with this closure inlined.
         let b = text.as_bytes();
         let mut batch = [(0usize, 0usize); BATCH];
         let mut n = 0;
-        for_each_pretoken_range(b, |i, j| {
+        let result = self.pattern.for_each_pretoken_range(text, |i, j| {
             batch[n] = (i, j);
             n += 1;
             if n == BATCH {
@@ -571,6 +594,7 @@ impl Encoder {
             }
         });
         self.encode_batch_of_pieces(b, &batch[..n], out, cache);
+        result
     }
 
     /// Encodes the pre-tokens `b[i..j]` for each `(i, j)` of `pieces`.
@@ -608,15 +632,15 @@ impl Encoder {
     }
 
     /// Encodes text, turning each special token (longest first) into its id.
-    pub fn encode_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) {
+    pub fn encode_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) -> Result<()> {
         let mut start = 0;
         for (s, e, idx) in self.specials.find_iter(text.as_bytes()) {
             // A special token is valid UTF-8, so `s` and `e` are char boundaries.
-            self.encode_ordinary_into(&text[start..s], out, cache);
+            self.encode_ordinary_into(&text[start..s], out, cache)?;
             out.push(self.special_ids[idx]);
             start = e;
         }
-        self.encode_ordinary_into(&text[start..], out, cache);
+        self.encode_ordinary_into(&text[start..], out, cache)
     }
 
     /// Runs `f` with this thread's worker cache, emptied first if it holds another encoder's ids.
@@ -636,25 +660,25 @@ impl Encoder {
     /// Large texts use this thread's long-lived cache (bounded; see `CACHE_MAX_ENTRIES`), so
     /// rare pre-tokens are merged once per thread rather than once per call; small ones use a
     /// cache that lives only for the call, which keeps streaming memory flat.
-    pub fn encode(&self, text: &str) -> Vec<u32> {
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
         if text.len() >= THREAD_CACHE_MIN_BYTES {
-            self.with_worker_cache(|cache| self.encode_into(text, &mut out, cache));
+            self.with_worker_cache(|cache| self.encode_into(text, &mut out, cache))?;
         } else {
-            self.encode_into(text, &mut out, &mut Cache::new());
+            self.encode_into(text, &mut out, &mut Cache::new())?;
         }
-        out
+        Ok(out)
     }
 
     /// Encodes text on the calling thread with special tokens treated as ordinary text.
-    pub fn encode_ordinary(&self, text: &str) -> Vec<u32> {
+    pub fn encode_ordinary(&self, text: &str) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
         if text.len() >= THREAD_CACHE_MIN_BYTES {
-            self.with_worker_cache(|cache| self.encode_ordinary_into(text, &mut out, cache));
+            self.with_worker_cache(|cache| self.encode_ordinary_into(text, &mut out, cache))?;
         } else {
-            self.encode_ordinary_into(text, &mut out, &mut Cache::new());
+            self.encode_ordinary_into(text, &mut out, &mut Cache::new())?;
         }
-        out
+        Ok(out)
     }
 
     /// Encodes many texts in parallel (current rayon pool), one id list per text. Each text
@@ -670,7 +694,7 @@ impl Encoder {
                 cancel.check()?;
                 let t = t.as_ref();
                 let mut out = Vec::with_capacity(t.len() / 3 + 1);
-                self.with_worker_cache(|cache| self.encode_into(t, &mut out, cache));
+                self.with_worker_cache(|cache| self.encode_into(t, &mut out, cache))?;
                 Ok(out)
             })
             .collect()
@@ -680,7 +704,7 @@ impl Encoder {
     /// `encode`. Returns one id vector per chunk, in order. Each chunk checks `cancel` first.
     pub fn encode_chunks(&self, text: &str, cancel: &CancelFlag) -> Result<Vec<Vec<u32>>> {
         if text.len() < PARALLEL_MIN_BYTES {
-            return Ok(vec![self.encode(text)]);
+            return Ok(vec![self.encode(text)?]);
         }
         let chunk = (text.len() / (4 * rayon::current_num_threads())).clamp(1 << 16, CHUNK_BYTES);
         let bounds = self.chunk_bounds(text.as_bytes(), chunk, true);
@@ -690,7 +714,7 @@ impl Encoder {
                 cancel.check()?;
                 let piece = &text[w[0]..w[1]];
                 let mut out = Vec::with_capacity(piece.len() / 3 + 1);
-                self.with_worker_cache(|cache| self.encode_into(piece, &mut out, cache));
+                self.with_worker_cache(|cache| self.encode_into(piece, &mut out, cache))?;
                 Ok(out)
             })
             .collect()
@@ -716,16 +740,16 @@ impl Encoder {
     /// Encodes the longest prefix of `text` that ends at a safe cut and returns the ids and the
     /// prefix length in bytes (0 and no ids when there is no safe cut). Streaming encoders call
     /// this on a buffer and keep the unencoded tail for the next call.
-    pub fn encode_prefix(&self, text: &str) -> (Vec<u32>, usize) {
+    pub fn encode_prefix(&self, text: &str) -> Result<(Vec<u32>, usize)> {
         let bytes = text.as_bytes();
         match self.cuts().last(bytes) {
             Some(p) => {
                 // A per-call cache, never the thread's: streaming must not grow memory.
                 let mut out = Vec::with_capacity(p / 3 + 1);
-                self.encode_into(&text[..p], &mut out, &mut Cache::new());
-                (out, p)
+                self.encode_into(&text[..p], &mut out, &mut Cache::new())?;
+                Ok((out, p))
             }
-            None => (Vec::new(), 0),
+            None => Ok((Vec::new(), 0)),
         }
     }
 
@@ -744,10 +768,10 @@ impl Encoder {
     // Safe cuts
     // --------------------------------------------------------------------------------------
 
-    /// Where this encoder may cut text: GPT-2's rule plus the special-token straddle check
+    /// Where this encoder may cut text: the pattern's rule plus the special-token checks
     /// (`pretokenize::Cuts`, which proves that both halves then encode to the whole's ids).
     fn cuts(&self) -> Cuts<'_> {
-        Cuts::new(gpt2::is_safe_cut, &self.specials)
+        self.pattern.cuts(&self.specials)
     }
 
     /// Whether cutting `bytes` at `p` leaves the encoding unchanged: for every text that
@@ -786,7 +810,8 @@ impl Encoder {
     /// starting at byte `header_len` of `output` (the bytes before it are zeros, for the caller
     /// to fill with a header). The file is read in blocks, cut at safe cuts into chunks encoded
     /// in parallel on the current rayon pool and written in order; memory is bounded by the
-    /// block size (plus the longest stretch of text without a safe cut). `progress` counts the
+    /// block size (plus twice the longest stretch of text without a safe cut: with a custom
+    /// regex, the longest stretch between two special tokens). `progress` counts the
     /// input bytes done. Invalid UTF-8 is reported with its absolute byte offset.
     pub fn encode_file(
         &self,
@@ -827,8 +852,10 @@ impl Encoder {
         let mut eof = false;
         let mut bytes_out = Vec::new();
         while !eof {
-            // 1. Fill the buffer to at least one block beyond the carried tail (or to EOF).
-            let want = buf.len() + block;
+            // 1. Fill the buffer to at least one block beyond the carried tail (or to EOF). A
+            // tail longer than a block (no safe cut in it) doubles instead, so text without
+            // cuts is searched for one a logarithmic number of times, not once per block.
+            let want = buf.len() + block.max(buf.len());
             while buf.len() < want {
                 let old = buf.len();
                 buf.resize(want, 0);
@@ -849,7 +876,7 @@ impl Encoder {
                     let piece = &buf[w[0]..w[1]];
                     let text = input::utf8(reader.name(), base + w[0] as u64, piece)?;
                     let mut out = Vec::with_capacity(piece.len() / 3 + 1);
-                    self.with_worker_cache(|cache| self.encode_into(text, &mut out, cache));
+                    self.with_worker_cache(|cache| self.encode_into(text, &mut out, cache))?;
                     progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
                     Ok(out)
                 })
@@ -946,7 +973,7 @@ mod tests {
                 (s.to_string(), next - 1)
             })
             .collect();
-        Encoder::new(vocab, merges, specials).unwrap()
+        Encoder::new(vocab, merges, specials, Pattern::Gpt2).unwrap()
     }
 
     /// Random merges over a small alphabet, so pieces merge deeply and in varied orders.
@@ -969,7 +996,7 @@ mod tests {
         for (i, (a, b)) in merges.iter().enumerate() {
             vocab.push((256 + i as u64, [&a[..], &b[..]].concat()));
         }
-        Encoder::new(vocab, merges, vec![]).unwrap()
+        Encoder::new(vocab, merges, vec![], Pattern::Gpt2).unwrap()
     }
 
     /// The textbook algorithm: merge the lowest-rank pair, all occurrences left to right.
@@ -1002,30 +1029,30 @@ mod tests {
     fn merges_by_rank() {
         // "ab" first, then "abc"; "bc" ranks after "ab", so "abc" never becomes a + bc.
         let enc = encoder(&[("a", "b"), ("b", "c"), ("ab", "c")], &[]);
-        assert_eq!(enc.encode("abc"), vec![258]);
-        assert_eq!(enc.encode("bc"), vec![257]);
-        assert_eq!(enc.encode("abab"), vec![256, 256]);
+        assert_eq!(enc.encode("abc").unwrap(), vec![258]);
+        assert_eq!(enc.encode("bc").unwrap(), vec![257]);
+        assert_eq!(enc.encode("abab").unwrap(), vec![256, 256]);
         assert_eq!(
-            enc.encode("xbc ab"),
+            enc.encode("xbc ab").unwrap(),
             vec![b'x' as u32, 257, b' ' as u32, 256]
         );
-        assert_eq!(enc.encode(""), Vec::<u32>::new());
+        assert_eq!(enc.encode("").unwrap(), Vec::<u32>::new());
     }
 
     #[test]
     fn overlapping_pairs_merge_left_to_right() {
         let enc = encoder(&[("a", "a")], &[]);
-        assert_eq!(enc.encode("aaa"), vec![256, b'a' as u32]);
-        assert_eq!(enc.encode("aaaa"), vec![256, 256]);
+        assert_eq!(enc.encode("aaa").unwrap(), vec![256, b'a' as u32]);
+        assert_eq!(enc.encode("aaaa").unwrap(), vec![256, 256]);
         let enc = encoder(&[("a", "a"), ("aa", "aa")], &[]);
-        assert_eq!(enc.encode("aaaaa"), vec![257, b'a' as u32]);
+        assert_eq!(enc.encode("aaaaa").unwrap(), vec![257, b'a' as u32]);
     }
 
     #[test]
     fn token_not_reachable_by_its_own_merges_is_not_a_shortcut() {
         // "abc" = a + bc, but "ab" merges first, so BPE of "abc" is [ab, c], never the token.
         let enc = encoder(&[("a", "b"), ("b", "c"), ("a", "bc")], &[]);
-        assert_eq!(enc.encode("abc"), vec![256, b'c' as u32]);
+        assert_eq!(enc.encode("abc").unwrap(), vec![256, b'c' as u32]);
         assert_eq!(enc.decode_bytes(&[258]).unwrap(), b"abc");
     }
 
@@ -1058,7 +1085,7 @@ mod tests {
     fn one_huge_pretoken_is_fast_and_exact() {
         let enc = random_encoder(3, 300);
         let piece = "ab".repeat(200_000) + "a";
-        let ids = enc.encode(&piece);
+        let ids = enc.encode(&piece).unwrap();
         assert_eq!(enc.decode_bytes(&ids).unwrap(), piece.as_bytes());
         assert_eq!(ids, naive_bpe(&enc, piece.as_bytes()));
     }
@@ -1068,15 +1095,18 @@ mod tests {
         let enc = encoder(&[("<", "|")], &["<|e|>", "<|e|><|e|>"]);
         let e1 = enc.special_ids[0];
         let e2 = enc.special_ids[1];
-        assert_eq!(enc.encode("<|e|><|e|><|e|>"), vec![e2, e1]);
-        assert_eq!(enc.encode("x<|e|>y"), vec![b'x' as u32, e1, b'y' as u32]);
+        assert_eq!(enc.encode("<|e|><|e|><|e|>").unwrap(), vec![e2, e1]);
+        assert_eq!(
+            enc.encode("x<|e|>y").unwrap(),
+            vec![b'x' as u32, e1, b'y' as u32]
+        );
         // Undeclared look-alike and specials in encode_ordinary are plain text.
         assert_eq!(
-            enc.encode("<|f|>"),
+            enc.encode("<|f|>").unwrap(),
             vec![256, b'f' as u32, b'|' as u32, b'>' as u32]
         );
         assert_eq!(
-            enc.encode_ordinary("<|e|>"),
+            enc.encode_ordinary("<|e|>").unwrap(),
             vec![256, b'e' as u32, b'|' as u32, b'>' as u32]
         );
     }
@@ -1089,7 +1119,7 @@ mod tests {
         let text: String = (0..2000)
             .map(|i| format!("{} x", names[(i * 7) % 500]))
             .collect();
-        let ids = enc.encode(&text);
+        let ids = enc.encode(&text).unwrap();
         assert_eq!(ids.iter().filter(|&&id| id >= 256).count(), 2000);
         assert_eq!(enc.decode_bytes(&ids).unwrap(), text.as_bytes());
     }
@@ -1103,66 +1133,162 @@ mod tests {
         (0..n).map(|_| PARTS[rng.below(PARTS.len())]).collect()
     }
 
-    #[test]
-    fn safe_cuts_do_not_change_the_encoding() {
-        let mut enc = random_encoder(5, 200);
-        // Specials: one plain, one containing a cut pattern ("e\n" is printable + whitespace).
+    /// `enc`'s vocabulary and merges with `specials` added (after the last id) and `pattern`.
+    fn rebuild(enc: &Encoder, specials: &[&str], pattern: &str) -> Encoder {
         let base = enc.vocab_size() as u64;
         let mut vocab: Vec<(u64, Vec<u8>)> = (0..base)
             .map(|i| (i, enc.token_bytes(i as u32).unwrap().to_vec()))
             .collect();
-        vocab.push((base, b"<|e|>".to_vec()));
-        vocab.push((base + 1, b"x\ny".to_vec()));
-        let merges: Vec<(Vec<u8>, Vec<u8>)> = {
-            let mut m: Vec<_> = enc
-                .ranks
-                .iter()
-                .map(|(&k, &(r, _))| (r, (k >> 32) as u32, k as u32))
-                .collect();
-            m.sort();
-            m.into_iter()
-                .map(|(_, a, b)| {
-                    (
-                        enc.token_bytes(a).unwrap().to_vec(),
-                        enc.token_bytes(b).unwrap().to_vec(),
-                    )
-                })
-                .collect()
-        };
-        enc = Encoder::new(
-            vocab,
-            merges,
-            vec![("<|e|>".into(), base), ("x\ny".into(), base + 1)],
-        )
-        .unwrap();
-        let mut rng = Rng(42);
-        let mut cuts = 0;
-        for round in 0..400 {
-            let n = 1 + rng.below(40);
-            let mut text = random_text(&mut rng, n);
-            if round % 3 == 0 {
-                text = text.replace('c', "x\ny");
-            }
-            let whole = enc.encode(&text);
-            let b = text.as_bytes();
-            for p in 1..b.len() {
-                if enc.is_safe_cut(b, p) {
-                    cuts += 1;
-                    let mut split = enc.encode(&text[..p]);
-                    split.extend(enc.encode(&text[p..]));
-                    assert_eq!(split, whole, "cut at {p} of {text:?}");
+        let mut m: Vec<_> = enc
+            .ranks
+            .iter()
+            .map(|(&k, &(r, _))| (r, (k >> 32) as u32, k as u32))
+            .collect();
+        m.sort();
+        let merges = m
+            .into_iter()
+            .map(|(_, a, b)| {
+                (
+                    enc.token_bytes(a).unwrap().to_vec(),
+                    enc.token_bytes(b).unwrap().to_vec(),
+                )
+            })
+            .collect();
+        let specials = specials
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                vocab.push((base + i as u64, s.as_bytes().to_vec()));
+                (s.to_string(), base + i as u64)
+            })
+            .collect();
+        Encoder::new(vocab, merges, specials, Pattern::new(pattern).unwrap()).unwrap()
+    }
+
+    /// Custom regexes for the tests: one that covers all text, one that drops some.
+    const CUSTOM_ALL: &str = r"\p{L}+(?=\s)|\p{L}+|\p{N}{1,2}|\s+|.";
+    const CUSTOM_SOME: &str = r"[a-c ]+|\p{N}";
+
+    #[test]
+    fn safe_cuts_do_not_change_the_encoding() {
+        // Specials: one plain, one containing a cut pattern ("e\n" is printable + whitespace).
+        let specials = ["<|e|>", "x\ny"];
+        // (pattern, fewest safe cuts the texts must reach)
+        let patterns = [
+            ("gpt2", 500),
+            ("cl100k", 500),
+            ("o200k", 500),
+            (CUSTOM_ALL, 100),
+            (CUSTOM_SOME, 100),
+        ];
+        for (pattern, min_cuts) in patterns {
+            let enc = rebuild(&random_encoder(5, 200), &specials, pattern);
+            let mut rng = Rng(42);
+            let mut cuts = 0;
+            for round in 0..400 {
+                let n = 1 + rng.below(40);
+                let mut text = random_text(&mut rng, n);
+                if round % 3 == 0 {
+                    text = text.replace('c', "x\ny");
                 }
+                let whole = enc.encode(&text).unwrap();
+                let b = text.as_bytes();
+                for p in 1..b.len() {
+                    if enc.is_safe_cut(b, p) {
+                        cuts += 1;
+                        let mut split = enc.encode(&text[..p]).unwrap();
+                        split.extend(enc.encode(&text[p..]).unwrap());
+                        assert_eq!(split, whole, "{pattern}: cut at {p} of {text:?}");
+                    }
+                }
+                // The streaming prefix and the parallel chunks agree with the whole.
+                let (mut ids, used) = enc.encode_prefix(&text).unwrap();
+                ids.extend(enc.encode(&text[used..]).unwrap());
+                assert_eq!(ids, whole, "{pattern}: {text:?}");
             }
-            // The streaming prefix and the parallel chunks agree with the whole.
-            let (mut ids, used) = enc.encode_prefix(&text);
-            ids.extend(enc.encode(&text[used..]));
-            assert_eq!(ids, whole);
+            assert!(
+                cuts > min_cuts,
+                "{pattern}: too few safe cuts exercised: {cuts}"
+            );
+            // A cut inside "x\ny" is never safe.
+            assert!(!enc.is_safe_cut(b"ax\nyb", 2));
+            // Nor one whose special might continue past the end of the buffer.
+            assert!(!enc.is_safe_cut(b"ax\n", 2));
         }
-        assert!(cuts > 500, "too few safe cuts exercised: {cuts}");
-        // A cut inside "x\ny" is never safe.
-        assert!(!enc.is_safe_cut(b"ax\nyb", 2));
-        // Nor one whose special might continue past the end of the buffer.
-        assert!(!enc.is_safe_cut(b"ax\n", 2));
+    }
+
+    /// Every parallel and streaming path with each pattern gives `encode`'s ids; a custom regex
+    /// (no safe cut inside text) still splits at special tokens.
+    #[test]
+    fn every_path_equals_encode_with_each_pattern() {
+        let base = encoder(&[("a", "b"), (" ", "ab"), ("c", "c"), ("2", "2")], &[]);
+        let mut rng = Rng(77);
+        let text = random_text(&mut rng, 300_000);
+        let none = CancelFlag::default();
+        let input = temp_path("patterns-in.txt");
+        std::fs::write(&input, &text).unwrap();
+        for pattern in ["gpt2", "cl100k", "o200k", CUSTOM_ALL, CUSTOM_SOME] {
+            let enc = rebuild(&base, &["<|e|>"], pattern);
+            assert_eq!(enc.pattern().name(), Pattern::new(pattern).unwrap().name());
+            let whole = enc.encode(&text).unwrap();
+            let chunks = with_threads(Some(2), || enc.encode_chunks(&text, &none))
+                .unwrap()
+                .unwrap();
+            assert!(chunks.len() > 1, "{pattern}: one chunk");
+            assert_eq!(chunks.concat(), whole, "{pattern}");
+            let batch = enc.encode_batch(&[&text[..1000], &text], &none).unwrap();
+            assert_eq!(batch[1], whole, "{pattern}");
+            let output = temp_path("patterns-out.bin");
+            let done = AtomicU64::new(0);
+            with_threads(Some(2), || {
+                enc.encode_file(&input, &output, 0, Width::U32, &done, &none)
+            })
+            .unwrap()
+            .unwrap();
+            let ids: Vec<u32> = std::fs::read(&output)
+                .unwrap()
+                .chunks(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            assert_eq!(ids, whole, "{pattern}");
+        }
+        // Without special tokens a custom regex has no cut: one chunk, the same ids.
+        let enc = rebuild(&base, &[], CUSTOM_ALL);
+        let chunks = with_threads(Some(2), || enc.encode_chunks(&text, &none))
+            .unwrap()
+            .unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0], enc.encode(&text).unwrap());
+        assert_eq!(enc.encode_prefix(&text).unwrap(), (vec![], 0));
+    }
+
+    /// A custom regex that hits fancy-regex's backtracking limit fails every path with an
+    /// error naming the pattern, never a panic.
+    #[test]
+    fn custom_pattern_failures_are_errors() {
+        let enc = rebuild(&encoder(&[], &[]), &["<|e|>"], r"(?:a(?!c)|aa)+b|.");
+        let text = format!("x<|e|>{}", "a".repeat(60)).repeat(5000);
+        let none = CancelFlag::default();
+        let is_pattern_error = |r: Result<_>| matches!(r, Err(BpeError::InvalidArgument(m)) if m.contains("failed on a text"));
+        assert!(is_pattern_error(enc.encode(&text).map(|_| ())));
+        assert!(is_pattern_error(enc.encode_ordinary(&text).map(|_| ())));
+        assert!(is_pattern_error(enc.encode_prefix(&text).map(|_| ())));
+        assert!(is_pattern_error(
+            with_threads(Some(2), || enc.encode_chunks(&text, &none))
+                .unwrap()
+                .map(|_| ())
+        ));
+        assert!(is_pattern_error(
+            enc.encode_batch(&[&text], &none).map(|_| ())
+        ));
+        let input = temp_path("backtrack-in.txt");
+        std::fs::write(&input, &text).unwrap();
+        let output = temp_path("backtrack-out.bin");
+        let done = AtomicU64::new(0);
+        assert!(is_pattern_error(
+            enc.encode_file(&input, &output, 0, Width::U16, &done, &none)
+                .map(|_| ())
+        ));
     }
 
     #[test]
@@ -1170,7 +1296,7 @@ mod tests {
         let enc = encoder(&[("a", "b"), (" ", "ab"), ("c", "c")], &["<|e|>"]);
         let mut rng = Rng(9);
         let text = random_text(&mut rng, 200_000);
-        let whole = enc.encode(&text);
+        let whole = enc.encode(&text).unwrap();
         let none = CancelFlag::default();
         let chunked: Vec<u32> = with_threads(Some(2), || enc.encode_chunks(&text, &none))
             .unwrap()
@@ -1187,7 +1313,10 @@ mod tests {
         let batch = enc.encode_batch(&texts, &none).unwrap();
         assert_eq!(
             batch,
-            texts.iter().map(|t| enc.encode(t)).collect::<Vec<_>>()
+            texts
+                .iter()
+                .map(|t| enc.encode(t).unwrap())
+                .collect::<Vec<_>>()
         );
     }
 
@@ -1224,7 +1353,7 @@ mod tests {
             .chunks(4)
             .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        assert_eq!(ids, enc.encode(&text));
+        assert_eq!(ids, enc.encode(&text).unwrap());
         assert_eq!(stats.bytes, text.len() as u64);
         assert_eq!(stats.tokens, ids.len() as u64);
         assert!(stats.chunks > 1);
@@ -1290,16 +1419,19 @@ mod tests {
             Ok(_) => panic!("expected an error"),
         };
         let missing_byte: Vec<(u64, Vec<u8>)> = (1..256u64).map(|b| (b, vec![b as u8])).collect();
-        assert!(err(Encoder::new(missing_byte, vec![], vec![])).contains("byte 0x00"));
+        assert!(
+            err(Encoder::new(missing_byte, vec![], vec![], Pattern::Gpt2)).contains("byte 0x00")
+        );
         let msg = err(Encoder::new(
             byte_vocab(),
             vec![(b"a".to_vec(), b"b".to_vec())],
             vec![],
+            Pattern::Gpt2,
         ));
         assert!(msg.contains("merge 0") && msg.contains("\"ab\""), "{msg}");
         let mut dup = byte_vocab();
         dup.push((5, b"zz".to_vec()));
-        assert!(err(Encoder::new(dup, vec![], vec![])).contains("twice"));
+        assert!(err(Encoder::new(dup, vec![], vec![], Pattern::Gpt2)).contains("twice"));
         let enc = encoder(&[("a", "b")], &[]);
         assert!(matches!(
             enc.decode_bytes(&[257]),
@@ -1316,24 +1448,27 @@ mod tests {
         ] {
             let mut v = byte_vocab();
             v.push((huge, b"zz".to_vec()));
-            let msg = err(Encoder::new(v, vec![], vec![]));
+            let msg = err(Encoder::new(v, vec![], vec![], Pattern::Gpt2));
             assert!(msg.contains("out of range"), "{msg}");
         }
         let mut v = byte_vocab();
         v.push((id_limit(257) - 1, b"zz".to_vec()));
         assert_eq!(
-            Encoder::new(v, vec![], vec![]).unwrap().vocab_size() as u64,
+            Encoder::new(v, vec![], vec![], Pattern::Gpt2)
+                .unwrap()
+                .vocab_size() as u64,
             id_limit(257)
         );
         let msg = err(Encoder::new(
             byte_vocab(),
             vec![],
             vec![("a".into(), 1 << 40)],
+            Pattern::Gpt2,
         ));
         assert!(msg.contains("does not have id"), "{msg}");
         let mut big = byte_vocab();
         big.push((70_000, b"zz".to_vec()));
-        let big = Encoder::new(big, vec![], vec![]).unwrap();
+        let big = Encoder::new(big, vec![], vec![], Pattern::Gpt2).unwrap();
         assert!(big
             .encode_to_le_bytes("a", Width::U16, &CancelFlag::default())
             .is_err());

@@ -1,14 +1,22 @@
 //! bpe336 core: byte-level BPE training and encoding.
 //!
 //! Design decisions (the "why" behind the modules):
-//! - Pre-tokenization follows the GPT-2 pattern exactly (`pretokenize::GPT2_PATTERN`); special
-//!   tokens are hard boundaries, split out first by one aho-corasick matcher (leftmost-longest)
-//!   for training and encoding (`pretokenize::SpecialTokens`).
+//! - Pre-tokenization follows a `pretokenize::Pattern` exactly: GPT-2's (the default), cl100k's or
+//!   o200k's, each by a hand-written matcher proven identical to its regex (no backtracking, a
+//!   class table per code point), or any other regex through fancy-regex with tiktoken's
+//!   semantics. The pattern is resolved once and matched once per segment of text, so each
+//!   matcher's loop runs with its caller's closure inlined. Special tokens are hard boundaries,
+//!   split out first by one aho-corasick matcher (leftmost-longest) for training and encoding
+//!   (`pretokenize::SpecialTokens`).
 //! - Streams (training input, files, large texts, `encode_iterable`) are cut only where cutting
 //!   provably changes nothing (`pretokenize::Cuts`: the pattern's rule, proven beside its
-//!   matcher, plus the special-token straddle check), so memory stays flat in any script.
-//! - Training counts distinct pre-tokens in parallel (rayon) over chunks cut at special-token
-//!   boundaries, so memory is bounded by the number of distinct pre-tokens, not the input size.
+//!   matcher, or the start of a special token, plus the special-token straddle check), so memory
+//!   stays flat in any script. A custom regex has no rule, so its streams are cut only where
+//!   special tokens start.
+//! - Training counts distinct pre-tokens in parallel (rayon) over chunks cut at safe cuts, so
+//!   memory is bounded by the number of distinct pre-tokens, not the input size. Counting is one
+//!   reusable step (`train::count_files`, `count_stream`, `count_texts`, configured by one
+//!   `train::CountOptions`: special tokens, pattern, threads, chunk size) before the merge loop.
 //! - The merge loop keeps a pair index (pair -> words containing it) and a priority queue with
 //!   lazy refresh; ties go to the lexicographically greatest pair of *bytes*, not of ids.
 //! - Hashing uses rustc-hash (FxHash): keys are small and not attacker-chosen in this setting.

@@ -268,9 +268,66 @@ fn size_arg(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<usize> {
     Ok(usize::try_from(v).unwrap_or(usize::MAX))
 }
 
+// -- patterns ---------------------------------------------------------------------------------
+// `resolve_pattern`, `pretokenize` and the pattern constants. Every `pattern` argument is a str:
+// a name ("gpt2", "cl100k", "o200k") or a regex, resolved by `pretokenize::Pattern::new` (a bad
+// one is a ValueError).
+
+use crate::pretokenize::Pattern;
+
+/// The `pattern` argument as a `Pattern`, resolved with the GIL released (a custom regex
+/// compiles there).
+fn pattern_arg(py: Python<'_>, pattern: &str) -> PyResult<Pattern> {
+    Ok(py.detach(|| Pattern::new(pattern))?)
+}
+
+/// (name, regex) of a pattern argument: name is "gpt2", "cl100k", "o200k" or "custom"; regex is
+/// the named pattern's regex, or the argument itself. ValueError for an invalid regex.
+#[pyfunction]
+fn resolve_pattern(py: Python<'_>, pattern: &str) -> PyResult<(&'static str, String)> {
+    let p = pattern_arg(py, pattern)?;
+    // A name stands for its regex; a regex (even another spelling of a named one) is kept.
+    let regex = if pattern == p.name() {
+        p.regex()
+    } else {
+        pattern
+    };
+    Ok((p.name(), regex.to_string()))
+}
+
+/// The pre-tokens of `text` with `pattern` (for tests against the `regex` module).
+#[pyfunction]
+#[pyo3(signature = (text, pattern="gpt2"))]
+fn pretokenize(py: Python<'_>, text: &str, pattern: &str) -> PyResult<Vec<String>> {
+    let p = pattern_arg(py, pattern)?;
+    let mut out = Vec::new();
+    py.detach(|| p.for_each_pretoken(text, |t| out.push(t.to_string())))?;
+    Ok(out)
+}
+
+fn register_patterns(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("GPT2_PATTERN", crate::pretokenize::GPT2_PATTERN)?;
+    m.add("CL100K_PATTERN", crate::pretokenize::CL100K_PATTERN)?;
+    m.add("O200K_PATTERN", crate::pretokenize::O200K_PATTERN)?;
+    m.add(
+        "TIKTOKEN_GPT2_PATTERN",
+        crate::pretokenize::TIKTOKEN_GPT2_PATTERN,
+    )?;
+    m.add(
+        "PATTERN_NAMES",
+        crate::pretokenize::NAMED_PATTERNS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>(),
+    )?;
+    m.add_function(wrap_pyfunction!(resolve_pattern, m)?)?;
+    m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
+    Ok(())
+}
+
 // -- training ---------------------------------------------------------------------------------
-// `train_bpe_files`, `train_bpe_iter`, and two helpers for the tests (`pretokenize`,
-// `char_classes`). Python's `bpe336.train` validates types and wraps these.
+// `train_bpe_files`, `train_bpe_iter`, and a helper for the tests (`char_classes`). Python's
+// `bpe336.train` validates types and wraps these.
 
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList};
 
@@ -302,16 +359,19 @@ fn training_handler(
 }
 
 fn train_options(
+    py: Python<'_>,
     vocab_size: &Bound<'_, PyAny>,
     special_tokens: Vec<String>,
     num_threads: Option<&Bound<'_, PyAny>>,
     chunk_size: Option<&Bound<'_, PyAny>>,
+    pattern: &str,
 ) -> PyResult<TrainOptions> {
     let mut opts = TrainOptions::new(size_arg("vocab_size", vocab_size)?, special_tokens);
-    opts.num_threads = threads_arg(num_threads)?;
+    opts.count.num_threads = threads_arg(num_threads)?;
     if let Some(c) = chunk_size {
-        opts.chunk_size = size_arg("chunk_size", c)?;
+        opts.count.chunk_size = size_arg("chunk_size", c)?;
     }
+    opts.count.pattern = pattern_arg(py, pattern)?;
     Ok(opts)
 }
 
@@ -333,7 +393,8 @@ fn result_to_py<'py>(py: Python<'py>, r: TrainResult) -> PyResult<Bound<'py, PyA
 
 /// Trains on files (each an independent text). Returns (vocab list, merges list, stats).
 #[pyfunction]
-#[pyo3(signature = (paths, vocab_size, special_tokens, num_threads=None, chunk_size=None, progress=None))]
+#[pyo3(signature = (paths, vocab_size, special_tokens, num_threads=None, chunk_size=None, progress=None, pattern="gpt2"))]
+#[allow(clippy::too_many_arguments)]
 fn train_bpe_files<'py>(
     py: Python<'py>,
     paths: Vec<std::path::PathBuf>,
@@ -342,8 +403,16 @@ fn train_bpe_files<'py>(
     num_threads: Option<&Bound<'py, PyAny>>,
     chunk_size: Option<&Bound<'py, PyAny>>,
     progress: Option<Py<PyAny>>,
+    pattern: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size)?;
+    let opts = train_options(
+        py,
+        vocab_size,
+        special_tokens,
+        num_threads,
+        chunk_size,
+        pattern,
+    )?;
     let mut handler = training_handler(progress, None);
     let r = Call::new(CancelFlag::default()).run(py, &mut handler, |asker, cancel| {
         train::train_files(&paths, &opts, &mut |p| asker.progress(p), cancel)
@@ -355,7 +424,8 @@ fn train_bpe_files<'py>(
 /// one file). The core's streaming loop (`train::train_stream`) runs with the GIL released and
 /// takes it only to pull the next batch of strings.
 #[pyfunction]
-#[pyo3(signature = (iterable, vocab_size, special_tokens, num_threads=None, chunk_size=None, progress=None))]
+#[pyo3(signature = (iterable, vocab_size, special_tokens, num_threads=None, chunk_size=None, progress=None, pattern="gpt2"))]
+#[allow(clippy::too_many_arguments)]
 fn train_bpe_iter<'py>(
     py: Python<'py>,
     iterable: &Bound<'py, PyAny>,
@@ -364,8 +434,16 @@ fn train_bpe_iter<'py>(
     num_threads: Option<&Bound<'py, PyAny>>,
     chunk_size: Option<&Bound<'py, PyAny>>,
     progress: Option<Py<PyAny>>,
+    pattern: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let opts = train_options(vocab_size, special_tokens, num_threads, chunk_size)?;
+    let opts = train_options(
+        py,
+        vocab_size,
+        special_tokens,
+        num_threads,
+        chunk_size,
+        pattern,
+    )?;
     let iter: Py<PyIterator> = iterable.try_iter()?.unbind();
     let mut handler = training_handler(progress, Some(iter));
     let r = Call::new(CancelFlag::default()).run(py, &mut handler, |asker, cancel| {
@@ -421,14 +499,6 @@ fn pull_batch(
     Ok(true)
 }
 
-/// The GPT-2 pre-tokens of `text` (for tests against the `regex` module).
-#[pyfunction]
-fn pretokenize(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    crate::pretokenize::for_each_pretoken(text, |p| out.push(p.to_string()));
-    out
-}
-
 /// One byte per code point 0..=0x10FFFF: 0 letter, 1 number, 2 whitespace, 3 other
 /// (surrogates, which never occur in text, read as other).
 #[pyfunction]
@@ -454,7 +524,6 @@ fn max_threads() -> usize {
 fn register_training(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train_bpe_files, m)?)?;
     m.add_function(wrap_pyfunction!(train_bpe_iter, m)?)?;
-    m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
     m.add_function(wrap_pyfunction!(char_classes, m)?)?;
     m.add("DEFAULT_CHUNK_SIZE", train::DEFAULT_CHUNK_SIZE)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
@@ -529,15 +598,18 @@ impl PyEncoder {
 
 #[pymethods]
 impl PyEncoder {
-    /// vocab: [(id, bytes)], merges: [(bytes, bytes)] in rank order, special_tokens: [(str, id)].
+    /// vocab: [(id, bytes)], merges: [(bytes, bytes)] in rank order, special_tokens: [(str, id)],
+    /// pattern: a name ("gpt2", "cl100k", "o200k") or a regex.
     #[new]
-    #[pyo3(signature = (vocab, merges, special_tokens=Vec::new()))]
+    #[pyo3(signature = (vocab, merges, special_tokens=Vec::new(), pattern="gpt2"))]
     fn py_new(
         py: Python<'_>,
         vocab: Vec<(Bound<'_, PyAny>, Vec<u8>)>,
         merges: Vec<(Vec<u8>, Vec<u8>)>,
         special_tokens: Vec<(String, Bound<'_, PyAny>)>,
+        pattern: &str,
     ) -> PyResult<Self> {
+        let pattern = pattern_arg(py, pattern)?;
         let vocab = vocab
             .into_iter()
             .map(|(id, bytes)| Ok((token_id(&id)?, bytes)))
@@ -546,7 +618,7 @@ impl PyEncoder {
             .into_iter()
             .map(|(text, id)| Ok((text, token_id(&id)?)))
             .collect::<PyResult<Vec<_>>>()?;
-        let inner = py.detach(|| Encoder::new(vocab, merges, special_tokens))?;
+        let inner = py.detach(|| Encoder::new(vocab, merges, special_tokens, pattern))?;
         // Gaps in the ids (bounded by `encode::id_limit`) get None: ids never name them.
         let ints = (0..inner.vocab_size() as u32)
             .map(|id| match inner.token_bytes(id) {
@@ -568,17 +640,29 @@ impl PyEncoder {
         self.inner.special_tokens().to_vec()
     }
 
+    /// The pre-tokenization regex (a named pattern's constant).
+    #[getter]
+    fn pattern(&self) -> &str {
+        self.inner.pattern().regex()
+    }
+
+    /// "gpt2", "cl100k", "o200k" or "custom".
+    #[getter]
+    fn pattern_name(&self) -> &'static str {
+        self.inner.pattern().name()
+    }
+
     /// Ids of `text`, special tokens recognised, on the calling thread.
     #[pyo3(name = "encode")]
     fn py_encode<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
-        let ids = py.detach(|| self.inner.encode(text));
+        let ids = py.detach(|| self.inner.encode(text))?;
         self.id_list(py, &ids)
     }
 
     /// Ids of `text` with special tokens treated as ordinary text.
     #[pyo3(name = "encode_ordinary")]
     fn py_encode_ordinary<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
-        let ids = py.detach(|| self.inner.encode_ordinary(text));
+        let ids = py.detach(|| self.inner.encode_ordinary(text))?;
         self.id_list(py, &ids)
     }
 
@@ -590,7 +674,7 @@ impl PyEncoder {
         py: Python<'py>,
         text: &str,
     ) -> PyResult<(Bound<'py, PyList>, usize)> {
-        let (ids, cut) = py.detach(|| self.inner.encode_prefix(text));
+        let (ids, cut) = py.detach(|| self.inner.encode_prefix(text))?;
         // Characters = bytes that are not UTF-8 continuation bytes.
         let chars = text.as_bytes()[..cut]
             .iter()
@@ -698,7 +782,7 @@ impl PyEncoder {
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("GPT2_PATTERN", crate::pretokenize::GPT2_PATTERN)?;
+    register_patterns(m)?;
     // -- training (rust/train.rs) registers here --
     register_training(m)?;
     // -- encoding (rust/encode.rs) registers here --

@@ -1,13 +1,17 @@
 //! BPE training: streaming pre-token counting, then the merge loop.
 //!
-//! 1. Counting (`StreamCounter`): input streams (files, or text pushed from an iterator) are cut
-//!    into chunks at positions where cutting provably changes nothing (`pretokenize::Cuts`), each
+//! 1. Counting (`StreamCounter`, driven by `count_files`, `count_stream` and `count_texts`, each
+//!    configured by one `CountOptions`: special tokens, pattern, threads, chunk size): input
+//!    streams (files, or text pushed from an iterator) are cut into chunks at positions where
+//!    cutting provably changes nothing (`pretokenize::Cuts`, with the pattern's rule), each
 //!    chunk is validated as UTF-8 (errors carry the absolute byte offset) and counted by a rayon
 //!    task (`PretokenCounts`): pre-tokens under 16 bytes are packed into an integer key (no
 //!    allocation, no memcmp), longer ones are looked up by borrowed slice and allocated only
 //!    on first sight; a small per-chunk map that stays in cache is folded into the worker's
 //!    total once per chunk. At most two chunks per thread are in flight, so memory is bounded
-//!    by the distinct pre-tokens, not the input.
+//!    by the distinct pre-tokens, not the input. NOTE: a custom regex has no safe cut inside
+//!    text, so its streams are cut only where special tokens start: the longest stretch between
+//!    two special tokens is then held (and counted by one thread) at once.
 //! 2. Merging (`merge_counts`): each distinct pre-token becomes a word (symbol ids, in one
 //!    arena) with its count. One hash map holds each pair's count and the words it occurs in,
 //!    and a binary heap gives the best pair. Heap entries are refreshed lazily: a pair that
@@ -32,7 +36,7 @@ use std::collections::hash_map::Entry as MapEntry;
 use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 use crate::input::{self, Input};
-use crate::pretokenize::{for_each_pretoken_range, gpt2, Cuts, Segment, SpecialTokens};
+use crate::pretokenize::{Pattern, Segment, SpecialTokens};
 use crate::threads::{self, Workers};
 
 /// Distinct pre-tokens (their bytes) and how often each occurs.
@@ -57,24 +61,26 @@ pub enum Progress {
 /// A progress sink. Returning `false` cancels training (it then returns `BpeError::Cancelled`).
 pub type ProgressFn<'a> = dyn FnMut(Progress) -> bool + 'a;
 
-/// Training arguments shared by all entry points.
+/// Counting arguments, shared by every entry point that counts pre-tokens (training, and any
+/// caller that keeps counts): the counts depend on the special tokens and the pattern only.
 #[derive(Debug, Clone)]
-pub struct TrainOptions {
-    /// Final vocabulary size: specials + 256 bytes + merges.
-    pub vocab_size: usize,
-    /// Special tokens, in id order; hard boundaries that never enter the counts.
+pub struct CountOptions {
+    /// Special tokens: hard boundaries that never enter the counts.
     pub special_tokens: Vec<String>,
+    /// The pre-tokenization pattern.
+    pub pattern: Pattern,
     /// Worker threads (None: rayon's default, which honours RAYON_NUM_THREADS).
     pub num_threads: Option<usize>,
     /// Streaming chunk size in bytes; results never depend on it.
     pub chunk_size: usize,
 }
 
-impl TrainOptions {
-    pub fn new(vocab_size: usize, special_tokens: Vec<String>) -> Self {
-        TrainOptions {
-            vocab_size,
+impl CountOptions {
+    /// GPT-2 pattern, default threads and chunk size.
+    pub fn new(special_tokens: Vec<String>) -> Self {
+        CountOptions {
             special_tokens,
+            pattern: Pattern::default(),
             num_threads: None,
             chunk_size: DEFAULT_CHUNK_SIZE,
         }
@@ -82,20 +88,6 @@ impl TrainOptions {
 
     /// Rejects inconsistent arguments with a readable message.
     pub fn validate(&self) -> Result<()> {
-        let min = 256 + self.special_tokens.len();
-        if self.vocab_size < min {
-            return Err(BpeError::InvalidArgument(format!(
-                "vocab_size {} is too small: it must be at least 256 + {} special tokens = {min}",
-                self.vocab_size,
-                self.special_tokens.len()
-            )));
-        }
-        if self.vocab_size > u32::MAX as usize {
-            return Err(BpeError::InvalidArgument(format!(
-                "vocab_size {} is too large",
-                self.vocab_size
-            )));
-        }
         let mut seen = rustc_hash::FxHashSet::default();
         for (i, tok) in self.special_tokens.iter().enumerate() {
             if tok.is_empty() {
@@ -121,9 +113,52 @@ impl TrainOptions {
         Ok(())
     }
 
-    /// The worker threads the training runs on (`threads::Workers`).
+    /// The worker threads the counting runs on (`threads::Workers`).
     pub fn workers(&self) -> Result<Workers> {
         Workers::new(self.num_threads)
+    }
+}
+
+/// Training arguments shared by all entry points: the vocabulary size and how to count.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Final vocabulary size: specials + 256 bytes + merges.
+    pub vocab_size: usize,
+    /// Special tokens (in id order), pattern, threads, chunk size.
+    pub count: CountOptions,
+}
+
+impl TrainOptions {
+    /// GPT-2 pattern, default threads and chunk size.
+    pub fn new(vocab_size: usize, special_tokens: Vec<String>) -> Self {
+        TrainOptions {
+            vocab_size,
+            count: CountOptions::new(special_tokens),
+        }
+    }
+
+    /// Special tokens, in id order.
+    pub fn special_tokens(&self) -> &[String] {
+        &self.count.special_tokens
+    }
+
+    /// Rejects inconsistent arguments with a readable message.
+    pub fn validate(&self) -> Result<()> {
+        let n_specials = self.count.special_tokens.len();
+        let min = 256 + n_specials;
+        if self.vocab_size < min {
+            return Err(BpeError::InvalidArgument(format!(
+                "vocab_size {} is too small: it must be at least 256 + {n_specials} special tokens = {min}",
+                self.vocab_size,
+            )));
+        }
+        if self.vocab_size > u32::MAX as usize {
+            return Err(BpeError::InvalidArgument(format!(
+                "vocab_size {} is too large",
+                self.vocab_size
+            )));
+        }
+        self.count.validate()
     }
 }
 
@@ -146,13 +181,20 @@ pub struct TrainResult {
 // 1. Counting
 // ---------------------------------------------------------------------------------------------
 
-/// Adds each pre-token of the ordinary text in `text` (special tokens removed) to `counts`.
+/// Adds each pre-token of the ordinary text in `text` (special tokens removed) to `counts`, on
+/// the calling thread.
 ///
-/// `count_text("a a", ..)` -> `{b"a": 1, b" a": 1}`.
-pub fn count_text(text: &str, specials: &SpecialTokens, counts: &mut CountMap) {
+/// `count_text("a a", .., &Pattern::Gpt2, ..)` -> `{b"a": 1, b" a": 1}`.
+pub fn count_text(
+    text: &str,
+    specials: &SpecialTokens,
+    pattern: &Pattern,
+    counts: &mut CountMap,
+) -> Result<()> {
     let mut packed = PretokenCounts::default();
-    packed.count_text(text, specials);
+    packed.count_text(text, specials, pattern)?;
     packed.drain_into(counts);
+    Ok(())
 }
 
 /// Hasher for integer keys (packed pre-tokens, packed pairs): one folded 64x64->128-bit
@@ -258,19 +300,32 @@ pub struct PretokenCounts {
 }
 
 impl PretokenCounts {
-    /// Counts the pre-tokens of the ordinary text of `text`.
-    pub fn count_text(&mut self, text: &str, specials: &SpecialTokens) {
+    /// Counts the pre-tokens of the ordinary text of `text`. Only a custom regex can fail (see
+    /// `Pattern::for_each_pretoken_range`).
+    pub fn count_text(
+        &mut self,
+        text: &str,
+        specials: &SpecialTokens,
+        pattern: &Pattern,
+    ) -> Result<()> {
+        let mut result = Ok(());
         specials.for_each_segment(text, |seg| {
             if let Segment::Text(t) = seg {
-                self.count_segment(t.as_bytes());
+                if result.is_ok() {
+                    result = self.count_segment(t, pattern);
+                }
             }
         });
+        result
     }
 
+    /// Counts one ordinary segment: the pattern is matched once here, and its matcher's loop
+    /// runs with this closure inlined.
     #[inline]
-    fn count_segment(&mut self, b: &[u8]) {
+    fn count_segment(&mut self, text: &str, pattern: &Pattern) -> Result<()> {
+        let b = text.as_bytes();
         let (short, long) = (&mut self.short, &mut self.long);
-        for_each_pretoken_range(b, |i, j| {
+        pattern.for_each_pretoken_range(text, |i, j| {
             let len = j - i;
             if len < 16 {
                 let key = if i + 16 <= b.len() {
@@ -288,7 +343,7 @@ impl PretokenCounts {
             } else {
                 long.insert(b[i..j].into(), 1);
             }
-        });
+        })
     }
 
     /// Number of distinct pre-tokens.
@@ -377,6 +432,9 @@ impl Drop for InFlight<'_> {
 /// State shared between the reader and the counting tasks.
 struct Shared {
     specials: SpecialTokens,
+    pattern: Pattern,
+    /// The first error of a counting task (a custom regex's backtracking limit).
+    error: Mutex<Option<BpeError>>,
     /// One map per pool thread (uncontended locks), merged at the end.
     maps: Vec<Mutex<WorkerCounts>>,
     /// Chunks handed to the pool and not yet counted.
@@ -409,10 +467,15 @@ pub struct StreamCounter {
 }
 
 impl StreamCounter {
-    pub fn new(special_tokens: &[String], chunk_size: usize, workers: Workers) -> Result<Self> {
+    /// A counter for `opts` (its special tokens, pattern, chunk size and threads).
+    pub fn new(opts: &CountOptions) -> Result<Self> {
+        let workers = opts.workers()?;
+        let chunk_size = opts.chunk_size;
         let threads = workers.num_threads();
         let shared = Shared {
-            specials: SpecialTokens::new(special_tokens)?,
+            specials: SpecialTokens::new(&opts.special_tokens)?,
+            pattern: opts.pattern.clone(),
+            error: Mutex::new(None),
             maps: (0..threads)
                 .map(|_| Mutex::new(WorkerCounts::default()))
                 .collect(),
@@ -447,14 +510,20 @@ impl StreamCounter {
         self.input_bytes += data.len() as u64;
         self.buf.extend_from_slice(data);
         while self.buf.len() >= self.next_try {
-            match Cuts::new(gpt2::is_safe_cut, &self.shared.specials).last(&self.buf) {
+            match self
+                .shared
+                .pattern
+                .cuts(&self.shared.specials)
+                .last(&self.buf)
+            {
                 Some(p) => {
                     let rest = self.buf[p..].to_vec();
                     let chunk = std::mem::replace(&mut self.buf, rest);
                     self.dispatch(chunk, p)?;
                     self.next_try = self.chunk_size.max(self.buf.len() + 1);
                 }
-                // Pathological input (megabytes without a safe cut): wait for more bytes.
+                // No safe cut (megabytes of pathological text, or a custom regex between two
+                // special tokens): wait for twice the bytes, so the searches stay linear.
                 None => self.next_try = self.buf.len() * 2,
             }
         }
@@ -474,6 +543,9 @@ impl StreamCounter {
         let offset = self.offset;
         self.offset += len as u64;
         let text = input::utf8_string(&self.name, offset, chunk)?;
+        if let Some(e) = lock(&self.shared.error).take() {
+            return Err(e); // stop reading once a chunk failed
+        }
         if text.is_empty() {
             return Ok(());
         }
@@ -497,11 +569,16 @@ impl StreamCounter {
                 let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
                 let mut guard = lock(&shared.maps[idx]);
                 let WorkerCounts { chunk, total } = &mut *guard;
-                chunk.count_text(&text, &shared.specials);
+                let result = chunk.count_text(&text, &shared.specials, &shared.pattern);
                 chunk.drain_merge_into(total);
+                result
             }));
-            if counted.is_err() {
-                shared.failed.store(true, AtomicOrdering::SeqCst);
+            match counted {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    lock(&shared.error).get_or_insert(e);
+                }
+                Err(_) => shared.failed.store(true, AtomicOrdering::SeqCst),
             }
         });
         Ok(())
@@ -536,6 +613,9 @@ impl StreamCounter {
         if self.shared.failed.load(AtomicOrdering::SeqCst) {
             return Err(BpeError::Internal("a counting task panicked".to_string()));
         }
+        if let Some(e) = lock(&self.shared.error).take() {
+            return Err(e);
+        }
         Ok((total, self.input_bytes))
     }
 
@@ -545,24 +625,24 @@ impl StreamCounter {
     }
 }
 
-/// Counts the pre-tokens of several files (each an independent stream). Files may be FIFOs or
-/// pipes; every wait for input checks `cancel`.
+/// Counts the pre-tokens of several files (each an independent stream) with `opts`, and returns
+/// the counts and the input size in bytes. Files may be FIFOs or pipes; every wait for input
+/// checks `cancel`.
 pub fn count_files<P: AsRef<Path>>(
     paths: &[P],
-    special_tokens: &[String],
-    chunk_size: usize,
-    workers: Workers,
+    opts: &CountOptions,
     progress: &mut ProgressFn,
     cancel: &CancelFlag,
 ) -> Result<(PretokenCounts, u64)> {
+    opts.validate()?;
     // Open everything first, so a missing file fails before any work.
     let mut inputs = Vec::with_capacity(paths.len());
     for p in paths {
         inputs.push(Input::open(p.as_ref(), cancel)?);
     }
     let total: u64 = inputs.iter().map(Input::size).sum();
-    let mut counter = StreamCounter::new(special_tokens, chunk_size, workers)?;
-    let read_size = chunk_size.clamp(1, 1 << 20);
+    let mut counter = StreamCounter::new(opts)?;
+    let read_size = opts.chunk_size.clamp(1, 1 << 20);
     let mut block = vec![0u8; read_size];
     let step = (total / 100).max(1);
     let mut next_report = 0u64;
@@ -601,15 +681,14 @@ pub fn count_files<P: AsRef<Path>>(
 pub fn count_stream(
     name: &str,
     next: &mut dyn FnMut(&mut Vec<u8>) -> Result<bool>,
-    special_tokens: &[String],
-    chunk_size: usize,
-    workers: Workers,
+    opts: &CountOptions,
     progress: &mut ProgressFn,
     cancel: &CancelFlag,
 ) -> Result<(PretokenCounts, u64)> {
     /// Report progress about every this many bytes (the total is unknown).
     const REPORT_BYTES: u64 = 8 << 20;
-    let mut counter = StreamCounter::new(special_tokens, chunk_size, workers)?;
+    opts.validate()?;
+    let mut counter = StreamCounter::new(opts)?;
     counter.begin_stream(name);
     let mut piece = Vec::new();
     let mut next_report = 0u64;
@@ -632,6 +711,18 @@ pub fn count_stream(
         }
     }
     counter.end_stream()?;
+    counter.finish()
+}
+
+/// Counts in-memory texts (each an independent stream).
+pub fn count_texts(texts: &[&str], opts: &CountOptions) -> Result<(PretokenCounts, u64)> {
+    opts.validate()?;
+    let mut counter = StreamCounter::new(opts)?;
+    for t in texts {
+        counter.begin_stream("<text>");
+        counter.push(t.as_bytes())?;
+        counter.end_stream()?;
+    }
     counter.finish()
 }
 
@@ -1017,10 +1108,10 @@ pub fn train_from_counts(
     opts.validate()?;
     let distinct_pretokens = counts.len();
     let total_pretokens = counts.total();
-    let num_merges = opts.vocab_size - 256 - opts.special_tokens.len();
+    let num_merges = opts.vocab_size - 256 - opts.special_tokens().len();
     let (tokens, merge_ids) = merge_counts(counts.iter(), num_merges, progress, cancel)?;
     let mut vocab: Vec<Vec<u8>> = opts
-        .special_tokens
+        .special_tokens()
         .iter()
         .map(|s| s.as_bytes().to_vec())
         .collect();
@@ -1061,14 +1152,7 @@ pub fn train_files<P: AsRef<Path>>(
             "no input files given".to_string(),
         ));
     }
-    let (counts, input_bytes) = count_files(
-        paths,
-        &opts.special_tokens,
-        opts.chunk_size,
-        opts.workers()?,
-        progress,
-        cancel,
-    )?;
+    let (counts, input_bytes) = count_files(paths, &opts.count, progress, cancel)?;
     let what = if paths.len() == 1 {
         paths[0].as_ref().display().to_string()
     } else {
@@ -1088,15 +1172,7 @@ pub fn train_stream(
     cancel: &CancelFlag,
 ) -> Result<TrainResult> {
     opts.validate()?;
-    let (counts, input_bytes) = count_stream(
-        name,
-        next,
-        &opts.special_tokens,
-        opts.chunk_size,
-        opts.workers()?,
-        progress,
-        cancel,
-    )?;
+    let (counts, input_bytes) = count_stream(name, next, &opts.count, progress, cancel)?;
     check_not_empty(&counts, name)?;
     train_from_counts(counts, input_bytes, opts, progress, cancel)
 }
@@ -1108,13 +1184,7 @@ pub fn train_texts(
     progress: &mut ProgressFn,
 ) -> Result<TrainResult> {
     opts.validate()?;
-    let mut counter = StreamCounter::new(&opts.special_tokens, opts.chunk_size, opts.workers()?)?;
-    for t in texts {
-        counter.begin_stream("<text>");
-        counter.push(t.as_bytes())?;
-        counter.end_stream()?;
-    }
-    let (counts, input_bytes) = counter.finish()?;
+    let (counts, input_bytes) = count_texts(texts, &opts.count)?;
     check_not_empty(&counts, "the input")?;
     train_from_counts(counts, input_bytes, opts, progress, &CancelFlag::default())
 }
@@ -1266,10 +1336,12 @@ mod tests {
         let specials = vec!["<|e|>".to_string()];
         let sp = SpecialTokens::new(&specials).unwrap();
         let mut whole = CountMap::default();
-        count_text(text, &sp, &mut whole);
+        count_text(text, &sp, &Pattern::Gpt2, &mut whole).unwrap();
         for chunk_size in 1..40 {
-            let workers = Workers::new(Some(2)).unwrap();
-            let mut c = StreamCounter::new(&specials, chunk_size, workers).unwrap();
+            let mut opts = CountOptions::new(specials.clone());
+            opts.num_threads = Some(2);
+            opts.chunk_size = chunk_size;
+            let mut c = StreamCounter::new(&opts).unwrap();
             c.begin_stream("t");
             for piece in text.as_bytes().chunks(3) {
                 c.push(piece).unwrap();
@@ -1281,14 +1353,98 @@ mod tests {
         }
     }
 
+    /// With each pattern, chunking (down to one byte), threads and pieces never change the
+    /// counts; a custom regex is cut only where special tokens start, or not at all.
+    #[test]
+    fn cuts_never_change_counts_with_any_pattern() {
+        let text = "Hello  world,\n\n it's <|e|>  a TEST\u{3000}\u{3000}x ok.<|e|>\n中文。12345\n\t\tend  \n\
+                    HTMLParser's DON'T 3.14159 жили-были <|e|><|e|>\r\n\r\n  /path/to\n";
+        for pattern in [
+            "gpt2",
+            "cl100k",
+            "o200k",
+            r"\p{L}+|\p{N}{1,2}|\s+|.",
+            r"[a-z]+",
+        ] {
+            for specials in [vec![], vec!["<|e|>".to_string()]] {
+                let mut opts = CountOptions::new(specials.clone());
+                opts.pattern = Pattern::new(pattern).unwrap();
+                let sp = SpecialTokens::new(&specials).unwrap();
+                let mut whole = CountMap::default();
+                count_text(text, &sp, &opts.pattern, &mut whole).unwrap();
+                assert!(!whole.is_empty());
+                for chunk_size in [1, 2, 3, 5, 8, 13, 40, 1 << 20] {
+                    for threads in [1, 2] {
+                        opts.num_threads = Some(threads);
+                        opts.chunk_size = chunk_size;
+                        let mut c = StreamCounter::new(&opts).unwrap();
+                        c.begin_stream("t");
+                        for piece in text.as_bytes().chunks(3) {
+                            c.push(piece).unwrap();
+                        }
+                        c.end_stream().unwrap();
+                        let mut got = CountMap::default();
+                        c.finish().unwrap().0.drain_into(&mut got);
+                        assert_eq!(got, whole, "{pattern} chunk size {chunk_size}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn training_with_a_pattern_uses_it() {
+        let text = "1234567 1234567 1234567 abc";
+        let mut opts = TrainOptions::new(256 + 3, vec![]);
+        let gpt2 = train_texts(&[text], &opts, &mut no_progress()).unwrap();
+        opts.count.pattern = Pattern::new("cl100k").unwrap();
+        let cl100k = train_texts(&[text], &opts, &mut no_progress()).unwrap();
+        // GPT-2 keeps digit runs whole; cl100k groups them by three ("123", "456", "7").
+        let m = |a: &str, b: &str| (a.as_bytes().to_vec(), b.as_bytes().to_vec());
+        assert_eq!(gpt2.merges, [m("6", "7"), m("5", "67"), m("4", "567")]);
+        assert_eq!(cl100k.merges, [m("5", "6"), m("4", "56"), m("2", "3")]);
+        assert_eq!(gpt2.total_pretokens, 4);
+        assert_eq!(cl100k.total_pretokens, 12);
+        // A custom regex drops what it does not match.
+        opts.count.pattern = Pattern::new("[a-z]+").unwrap();
+        let custom = train_texts(&[text], &opts, &mut no_progress()).unwrap();
+        assert_eq!(custom.total_pretokens, 1);
+        assert_eq!(custom.merges[0], (b"b".to_vec(), b"c".to_vec()));
+        // ... and a text it matches nowhere is an empty corpus.
+        opts.count.pattern = Pattern::new("[x-z]+").unwrap();
+        assert!(matches!(
+            train_texts(&[text], &opts, &mut no_progress()),
+            Err(BpeError::InvalidArgument(m)) if m.contains("no text to train on")
+        ));
+    }
+
+    /// A custom regex that hits fancy-regex's backtracking limit in a counting task is an
+    /// error, whichever thread counts it, and the reader stops.
+    #[test]
+    fn custom_pattern_failure_is_an_error() {
+        let text = format!("x<|e|>{}", "a".repeat(60)).repeat(2000);
+        let mut opts = TrainOptions::new(300, vec!["<|e|>".into()]);
+        opts.count.pattern = Pattern::new(r"(?:a(?!c)|aa)+b|.").unwrap();
+        for (threads, chunk_size) in [(1, 1 << 20), (2, 100)] {
+            opts.count.num_threads = Some(threads);
+            opts.count.chunk_size = chunk_size;
+            assert!(matches!(
+                train_texts(&[&text], &opts, &mut no_progress()),
+                Err(BpeError::InvalidArgument(m)) if m.contains("failed on a text")
+            ));
+        }
+    }
+
     #[test]
     fn invalid_utf8_offset_is_absolute() {
         let mut data = b"abc def ghi jkl mno pqr ".repeat(10);
         data.push(0xFF);
         data.extend_from_slice(b" more text");
         for chunk_size in [1, 7, 64, 1 << 20] {
-            let workers = Workers::new(Some(1)).unwrap();
-            let mut c = StreamCounter::new(&[], chunk_size, workers).unwrap();
+            let mut opts = CountOptions::new(vec![]);
+            opts.num_threads = Some(1);
+            opts.chunk_size = chunk_size;
+            let mut c = StreamCounter::new(&opts).unwrap();
             c.begin_stream("f");
             let r = c.push(&data).and_then(|_| c.end_stream());
             match r {
@@ -1318,7 +1474,7 @@ mod tests {
                 })
             };
             let mut small = opts.clone();
-            small.chunk_size = 97;
+            small.count.chunk_size = 97;
             let r = train_stream(
                 "pieces",
                 &mut next,
@@ -1398,8 +1554,8 @@ mod tests {
             + &"dogs and cats 123 ".repeat(30);
         let mut base = TrainOptions::new(256 + 1 + 40, vec!["<|e|>".into()]);
         let r1 = train_texts(&[&text], &base, &mut no_progress()).unwrap();
-        base.num_threads = Some(2);
-        base.chunk_size = 17;
+        base.count.num_threads = Some(2);
+        base.count.chunk_size = 17;
         let r2 = train_texts(&[&text], &base, &mut no_progress()).unwrap();
         assert_eq!(r1.merges, r2.merges);
         assert_eq!(r1.vocab, r2.vocab);

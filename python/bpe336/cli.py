@@ -60,6 +60,20 @@ def _input_file(path: str, *, stream: bool = False) -> Path:
     return p
 
 
+def _add_pattern(p: argparse.ArgumentParser, default: str | None) -> None:
+    if default is None:
+        what = "for a tokenizer that records none (a bare vocab.json/merges.txt, a .tiktoken without its sidecar; default gpt2); it must agree with a recorded one"
+    else:
+        what = f"(default: {default})"
+    p.add_argument(
+        "--pattern",
+        default=default,
+        metavar="{gpt2,cl100k,o200k,REGEX}",
+        help="pre-tokenization pattern: gpt2 (GPT-2), cl100k (GPT-4), o200k (GPT-4o), or a regex, whose unmatched text is "
+        f"dropped as tiktoken does (with a regex, text is cut for streaming only where a special token starts) {what}",
+    )
+
+
 def _add_threads(p: argparse.ArgumentParser, nargs: str | None = None, default=None) -> None:
     p.add_argument(
         "--threads",
@@ -82,7 +96,7 @@ def add_train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a BPE tokenizer on text files",
-        description="Train a byte-level BPE tokenizer (GPT-2 pre-tokenization) on UTF-8 text files and write the "
+        description="Train a byte-level BPE tokenizer on UTF-8 text files and write the "
         "directory DIR as one unit: tokenizer.json (Hugging Face; with tokenizer_config.json and "
         "special_tokens_map.json for transformers' AutoTokenizer), vocab.json + merges.txt (GPT-2) and "
         "special_tokens.json (the special tokens with their ids, and the pattern). Each file is an independent text.",
@@ -101,6 +115,7 @@ def add_train_parser(sub) -> None:
         metavar="TOK",
         help="a special token (repeatable), e.g. '<|endoftext|>'; it splits the text and gets the next id from 0 (default: none)",
     )
+    _add_pattern(p, "gpt2")
     p.add_argument(
         "--out",
         default="tokenizer",
@@ -119,11 +134,13 @@ def run_train(args: argparse.Namespace) -> int:
 
     from .atomic import check_not_inside, check_output_directory
     from .formats import TOKENIZER_FILES
+    from .pattern import pattern_name
     from .tokenizer import Tokenizer
     from .train import train_bpe_with_stats
 
-    # 1. Check the inputs and the output directory before the work.
+    # 1. Check the pattern, the inputs and the output directory before the work.
     # (train_bpe checks the vocabulary size and special tokens before it reads anything.)
+    name = pattern_name(args.pattern)
     inputs = [_input_file(p, stream=True) for p in args.inputs]
     out = Path(args.out)
     check_output_directory(out, TOKENIZER_FILES)
@@ -133,10 +150,10 @@ def run_train(args: argparse.Namespace) -> int:
     # 2. Train, then write the directory as one unit.
     start = time.perf_counter()
     vocab, merges, stats = train_bpe_with_stats(
-        inputs, args.vocab_size, args.special_token, num_threads=args.threads, progress=not args.no_progress
+        inputs, args.vocab_size, args.special_token, num_threads=args.threads, progress=not args.no_progress, pattern=args.pattern
     )
     wall = time.perf_counter() - start
-    tok = Tokenizer(vocab, merges, args.special_token)
+    tok = Tokenizer(vocab, merges, args.special_token, pattern=args.pattern)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tok.save(out)
@@ -148,6 +165,7 @@ def run_train(args: argparse.Namespace) -> int:
     mb = stats["input_bytes"] / 1e6
     print(
         f"trained {len(vocab):,} tokens ({len(merges):,} merges) on {mb:,.1f} MB in {wall:.2f} s ({mb / max(wall, 1e-9):,.1f} MB/s)\n"
+        f"pattern: {name if name != 'custom' else repr(tok.pattern)}\n"
         f"peak memory: {peak_mib:,.0f} MiB\n"
         f"distinct pre-tokens: {stats['distinct_pretokens']:,} ({stats['total_pretokens']:,} in total)\n"
         f"longest token: {longest.decode('utf-8', errors='replace')!r} ({len(longest)} bytes)\n"
@@ -167,7 +185,8 @@ PILE_BYTES = 825e9  # the Pile, for the "time to tokenize" estimate
 
 
 def _load_tokenizer(args: argparse.Namespace):
-    """--tokenizer (a directory, tokenizer.json or .tiktoken) or --vocab/--merges, plus --special-token."""
+    """--tokenizer (a directory, tokenizer.json or .tiktoken) or --vocab/--merges, plus --special-token;
+    the pattern is the one the tokenizer records (--pattern only where it records none)."""
     from .tokenizer import Tokenizer
 
     specials = args.special_token or []
@@ -176,10 +195,10 @@ def _load_tokenizer(args: argparse.Namespace):
             raise CliError("--vocab and --merges go together")
         if args.tokenizer:
             raise CliError("give either --tokenizer or --vocab/--merges, not both")
-        return Tokenizer.from_files(_input_file(args.vocab), _input_file(args.merges), specials)
+        return Tokenizer.from_files(_input_file(args.vocab), _input_file(args.merges), specials, pattern=args.pattern or "gpt2")
     if not args.tokenizer:
         raise CliError("give --tokenizer PATH (or --vocab vocab.json --merges merges.txt)")
-    return Tokenizer.load(args.tokenizer, special_tokens=specials or None)
+    return Tokenizer.load(args.tokenizer, special_tokens=specials or None, pattern=args.pattern)
 
 
 def _add_tokenizer_args(p: argparse.ArgumentParser) -> None:
@@ -194,6 +213,7 @@ def _add_tokenizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--special-token", action="append", metavar="TOK", help="a special token, matched whole (repeatable; e.g. '<|endoftext|>')"
     )
+    _add_pattern(p, None)
 
 
 def _peak_memory_mb() -> float:

@@ -44,8 +44,8 @@ import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from ._core import GPT2_PATTERN
 from .atomic import atomic_write
+from .pattern import CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN, same_pattern
 
 Vocab = dict[int, bytes]
 Merges = list[tuple[bytes, bytes]]
@@ -68,6 +68,16 @@ EOT = "<|endoftext|>"
 # Hugging Face spells the GPT-2 regex with one alternative per contraction; it matches exactly
 # what GPT2_PATTERN matches.
 HF_GPT2_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# Hugging Face runs regexes with Oniguruma, which reads a counted repetition followed by `+`
+# (`\p{N}{1,3}+`, possessive in tiktoken's engine) as a repetition of the repetition, so
+# `1234567` would be one pre-token. tokenizer.json therefore spells cl100k's digit groups
+# greedily: the same splits, as nothing follows `\p{N}{1,3}` in its alternative that could make
+# it give a digit back.
+HF_CL100K_REGEX = CL100K_PATTERN.replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")
+# tokenizer.json spellings of the named patterns that differ from ours.
+_FROM_HF_SPELLING = {HF_GPT2_REGEX: GPT2_PATTERN, HF_CL100K_REGEX: CL100K_PATTERN}
+# A counted repetition made possessive (`x{2}+`, `x{1,3}+`), which Oniguruma misreads (see above).
+_POSSESSIVE_COUNT = re.compile(r"(?<!\\)\{\d+(?:,\d*)?\}\+")
 
 
 @dataclasses.dataclass
@@ -652,24 +662,47 @@ def save_gpt2_files(
 
 def hf_pre_tokenizer(pattern: str) -> dict:
     """The `pre_tokenizer` of tokenizer.json for a pre-tokenization regex: Hugging Face's own
-    `ByteLevel(use_regex=true)` for the GPT-2 pattern, else (as HF writes GPT-4-style
-    tokenizers) a `Split` on the regex with behavior Isolated followed by `ByteLevel` without
-    its regex. `pattern_from_hf` is the inverse."""
+    `ByteLevel(use_regex=true)` for the GPT-2 pattern; for cl100k and o200k (as HF writes
+    GPT-4-style tokenizers) a `Split` on the regex with behavior Isolated followed by `ByteLevel`
+    without its regex; for any other regex a `Split` with behavior Removed and invert=true,
+    which keeps exactly the matches and drops the text between them, as tiktoken and bpe336 do
+    (Isolated would keep that text as pieces of its own, and HF's ids would differ whenever the
+    regex does not match every character). `pattern_from_hf` is the inverse.
+
+    Raises ValueError for a regex with a possessive counted repetition (`x{1,3}+`), which
+    HF's regex engine (Oniguruma) reads otherwise; write it with an atomic group instead
+    (`(?>x{1,3})`). NOTE: HF runs the regex with Oniguruma, not fancy-regex: a custom regex
+    must mean the same in both (the named patterns do; the tests check them on random text)."""
     if pattern in (GPT2_PATTERN, HF_GPT2_REGEX):
         return {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    named = pattern in (CL100K_PATTERN, O200K_PATTERN)
+    if pattern == CL100K_PATTERN:
+        pattern = HF_CL100K_REGEX
+    elif _POSSESSIVE_COUNT.search(pattern):
+        raise ValueError(
+            f"the pre-tokenization pattern {pattern!r} has a possessive counted repetition (like {{1,3}}+), which Hugging Face "
+            "reads as a repetition of the repetition, so tokenizer.json would split text differently; write it as an atomic "
+            "group, e.g. (?>\\p{N}{1,3})"
+        )
+    split = {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False}
+    if not named:
+        split |= {"behavior": "Removed", "invert": True}
     return {
         "type": "Sequence",
-        "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False},
-            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
-        ],
+        "pretokenizers": [split, {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}],
     }
 
 
 def pattern_from_hf(pre_tokenizer: object) -> str:
-    """The pre-tokenization regex of a tokenizer.json `pre_tokenizer` (see `hf_pre_tokenizer`).
-    Raises ValueError naming what cannot be honoured (another pre-tokenizer type, a prefix
-    space, a split that is not an isolated regex, no byte-level step)."""
+    """The pre-tokenization regex of a tokenizer.json `pre_tokenizer` (see `hf_pre_tokenizer`;
+    HF's spellings of the named patterns give their regexes). Raises ValueError naming what
+    cannot be honoured (another pre-tokenizer type, a prefix space, a split that is neither
+    Isolated nor Removed-inverted, no byte-level step).
+
+    NOTE: an Isolated split keeps text its regex does not match, as pieces of their own; bpe336
+    (like tiktoken) drops it. The two agree when the regex matches every character, as the
+    named patterns and HF's GPT-4-style files do; for a file from elsewhere whose regex leaves
+    text unmatched, the ids would differ there."""
 
     def kind(obj: object) -> str:
         return obj.get("type", "?") if isinstance(obj, dict) else type(obj).__name__
@@ -695,14 +728,16 @@ def pattern_from_hf(pre_tokenizer: object) -> str:
         regex = split.get("pattern", {}).get("Regex") if isinstance(split.get("pattern"), dict) else None
         if not isinstance(regex, str) or not regex:
             raise ValueError(f"pre_tokenizer Split on {split.get('pattern')!r} is not supported (only a Regex)")
-        if split.get("behavior") != "Isolated" or split.get("invert", False) is not False:
+        how = (split.get("behavior"), split.get("invert", False))
+        if how not in (("Isolated", False), ("Removed", True)):
             raise ValueError(
-                f"pre_tokenizer Split with behavior {split.get('behavior')!r} (invert={split.get('invert')}) is not supported (only Isolated)"
+                f"pre_tokenizer Split with behavior {split.get('behavior')!r} (invert={split.get('invert')}) is not supported "
+                "(only Isolated, or Removed with invert=true)"
             )
         byte_level(steps[1], want_regex=False)
-        return GPT2_PATTERN if regex == HF_GPT2_REGEX else regex
+        return _FROM_HF_SPELLING.get(regex, regex)
     names = " + ".join(kind(s) for s in steps)
-    raise ValueError(f"pre_tokenizer {names} is not supported (only ByteLevel, or Split(Regex, Isolated) + ByteLevel)")
+    raise ValueError(f"pre_tokenizer {names} is not supported (only ByteLevel, or Split(Regex) + ByteLevel)")
 
 
 _HF_ADDED = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
@@ -1026,13 +1061,22 @@ def check_rank_consistent(
             try:
                 if encode(t.decode("utf-8")) == [ids[t]]:
                     continue
-            except UnicodeDecodeError:
+            except ValueError:  # not UTF-8, or a custom regex that failed on it: simulate
                 pass
         if _bpe_parts(t, pair_rank, j, by_pair=True) != [a, b]:
             refuse(
                 j,
                 f"the earlier merges already split {_show(t)} otherwise, so tiktoken (which merges by the result's rank) could reach it another way",
             )
+
+
+def _same_pattern(given: str, recorded: str) -> bool:
+    """`pattern.same_pattern`, where a recorded regex that does not compile is compared as a
+    string (the tokenizer built from it then reports it, naming the file)."""
+    try:
+        return same_pattern(given, recorded)
+    except ValueError:
+        return given == recorded
 
 
 def tiktoken_sidecar_path(path: str | os.PathLike) -> Path:
@@ -1130,7 +1174,7 @@ def read_tiktoken(
         if any(v is None for v in info["special_tokens"].values()):
             raise TokenizerFileError(side, "special tokens need ids")
         specials = dict(info["special_tokens"])
-        if pattern is not None and info["pattern"] is not None and pattern != info["pattern"]:
+        if pattern is not None and info["pattern"] is not None and not _same_pattern(pattern, info["pattern"]):
             raise TokenizerFileError(side, f"records the pattern {info['pattern']!r}, not the pattern {pattern!r} given")
         pattern = pattern or info["pattern"]
     if not ours:
@@ -1147,7 +1191,7 @@ def read_tiktoken(
     if pattern is None:
         raise TokenizerFileError(
             path,
-            f"a .tiktoken file does not record its pre-tokenization pattern: pass pattern= (e.g. bpe336.GPT2_PATTERN) or write {side.name} beside it",
+            f"a .tiktoken file does not record its pre-tokenization pattern: pass pattern= ('gpt2', 'cl100k', 'o200k' or the regex) or write {side.name} beside it",
         )
     _special_ids(specials, vocab, side if side.exists() else path)
     return TokenizerData(vocab, merges, specials, pattern, path)

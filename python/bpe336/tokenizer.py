@@ -1,4 +1,4 @@
-"""`Tokenizer`: GPT-2-compatible byte-level BPE encoding and decoding (Rust core).
+"""`Tokenizer`: byte-level BPE encoding and decoding (Rust core), GPT-2 and tiktoken compatible.
 
 The Rust `Encoder` does the work (pre-tokenization, merging by rank, parallel batches and files,
 all with the GIL released); this class validates input, owns the special-token policy, picks
@@ -7,7 +7,10 @@ unit), and shapes results for Python (lists, numpy arrays, `.npy` files, stats d
 
 Special tokens given to the constructor are added to the vocabulary when missing (with the next
 free ids) and are matched in text greedily, longest first; text that merely looks like a special
-token but was not declared is ordinary text.
+token but was not declared is ordinary text. Ordinary text is pre-tokenized with the tokenizer's
+pattern (GPT-2 by default, `pattern="cl100k"`, `"o200k"` or a regex; see `bpe336.pattern`),
+which every format saves and `load` restores; with the same pattern and ranks the ids equal
+`tiktoken.Encoding(pat_str=..., mergeable_ranks=...)`.
 
     tok = Tokenizer.from_files("vocab.json", "merges.txt", special_tokens=["<|endoftext|>"])
     ids = tok.encode("Hello world<|endoftext|>")
@@ -41,6 +44,7 @@ from .formats import (
     write_tiktoken,
     write_tokenizer_files,
 )
+from .pattern import GPT2_PATTERN, resolve_pattern, same_pattern
 from .progress import progress_bar
 
 # encode_iterable encodes its buffer once it holds this many characters; small enough that the
@@ -71,7 +75,7 @@ def _is_high_surrogate(ch: str) -> bool:
 
 
 class Tokenizer:
-    """A byte-level BPE tokenizer: GPT-2 pre-tokenization, merges applied by rank.
+    """A byte-level BPE tokenizer: pre-tokenization by a pattern, merges applied by rank.
 
     Args:
         vocab: {id: token bytes}; every single byte must be a token.
@@ -81,6 +85,9 @@ class Tokenizer:
             a list (each takes the lowest id whose token is its UTF-8 text, or the next free id,
             added to the vocabulary), or a mapping {text: id} for fixed ids (an id missing from
             the vocabulary is added with the text; None means "as for a list").
+        pattern: the pre-tokenization pattern: "gpt2" (default), "cl100k", "o200k" or a regex
+            (tiktoken's semantics: text it does not match is dropped). Use the one the
+            tokenizer was trained with.
     """
 
     def __init__(
@@ -88,7 +95,9 @@ class Tokenizer:
         vocab: Mapping[int, bytes],
         merges: Sequence[tuple[bytes, bytes]],
         special_tokens: Iterable[str] | Mapping[str, int | None] | None = None,
+        pattern: str = "gpt2",
     ):
+        regex = resolve_pattern(pattern)
         if not isinstance(vocab, Mapping):
             raise TypeError(f"vocab must be a mapping {{id: bytes}}, not {type(vocab).__name__}")
         clean: dict[int, bytes] = {}
@@ -141,8 +150,8 @@ class Tokenizer:
         self._special_ids = special_ids
         self._special_tokens = list(special_ids)
         self._token_to_id = token_to_id
-        self._pattern = _core.GPT2_PATTERN
-        self._core = _core.Encoder(list(clean.items()), pairs, list(special_ids.items()))
+        self._pattern = regex
+        self._core = _core.Encoder(list(clean.items()), pairs, list(special_ids.items()), regex)
 
     # -----------------------------------------------------------------------------------------
     # Construction and files
@@ -150,16 +159,23 @@ class Tokenizer:
 
     @classmethod
     def from_files(
-        cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: Iterable[str] | None = None
+        cls,
+        vocab_path: str | os.PathLike,
+        merges_path: str | os.PathLike,
+        special_tokens: Iterable[str] | None = None,
+        *,
+        pattern: str = "gpt2",
     ) -> Tokenizer:
-        """Load a GPT-2 `vocab.json` + `merges.txt` pair. `special_tokens` are matched whole; keys
-        of vocab.json that are not byte-level strings are special tokens stored as text (see
-        `formats.read_gpt2_pair`)."""
+        """Load a GPT-2 `vocab.json` + `merges.txt` pair (which records no pattern: `pattern`
+        gives it). `special_tokens` are matched whole; keys of vocab.json that are not
+        byte-level strings are special tokens stored as text (see `formats.read_gpt2_pair`)."""
         listed = list(special_tokens or ())
+        regex = resolve_pattern(pattern)
         data = read_gpt2_pair(vocab_path, merges_path, listed)
         specials: dict[str, int | None] = {s: data.special_tokens.get(s) for s in listed}
         specials.update(data.special_tokens)
         data.special_tokens = specials  # type: ignore[assignment]
+        data.pattern = regex
         return cls._from_data(data, vocab_path)
 
     @classmethod
@@ -175,8 +191,13 @@ class Tokenizer:
           or from `special_tokens` ({text: id}) and `pattern`;
         - any other file: Hugging Face's tokenizer.json (or bpe336 0.1's single-file format).
 
-        `special_tokens` adds more special tokens (a list or {text: id}). Malformed files raise
-        `formats.TokenizerFileError` (a ValueError) naming the path and line."""
+        `special_tokens` adds more special tokens (a list or {text: id}). The pre-tokenization
+        pattern is the one the files record; `pattern` (a name or a regex) is for files that
+        record none (a bare GPT-2 pair, a .tiktoken without its sidecar; GPT-2 when neither
+        says), and a `pattern` that contradicts the recorded one raises ValueError. Malformed
+        files raise `formats.TokenizerFileError` (a ValueError) naming the path and line."""
+        if pattern is not None:
+            pattern = resolve_pattern(pattern)
         path = Path(path)
         if path.is_dir():
             data = read_tokenizer_directory(path, list(special_tokens or ()))
@@ -187,7 +208,7 @@ class Tokenizer:
             special_tokens = None
         else:
             data = read_json_tokenizer(path)
-        if pattern is not None and data.pattern is not None and pattern != data.pattern:
+        if pattern is not None and data.pattern is not None and not _same_recorded_pattern(pattern, data.pattern):
             raise ValueError(f"{path}: records the pattern {data.pattern!r}, not the pattern {pattern!r} given")
         data.pattern = data.pattern or pattern
         if special_tokens is not None:
@@ -200,11 +221,10 @@ class Tokenizer:
 
     @classmethod
     def _from_data(cls, data: TokenizerData, where: str | os.PathLike) -> Tokenizer:
-        """Build from what a reader returned; errors name the file they came from."""
-        if data.pattern is not None and data.pattern != _core.GPT2_PATTERN:
-            raise ValueError(f"{where}: pre-tokenization pattern {data.pattern!r} is not supported (only the GPT-2 pattern)")
+        """Build from what a reader returned (no pattern recorded: GPT-2's); errors name the
+        file they came from."""
         try:
-            return cls(data.vocab, data.merges, data.special_tokens)
+            return cls(data.vocab, data.merges, data.special_tokens, pattern=data.pattern or GPT2_PATTERN)
         except (ValueError, TypeError) as e:
             raise TokenizerFileError(data.source or where, str(e)) from None
 
@@ -283,7 +303,7 @@ class Tokenizer:
 
     @property
     def pattern(self) -> str:
-        """The pre-tokenization regex."""
+        """The pre-tokenization regex (for a named pattern, its regex: `GPT2_PATTERN`, ...)."""
         return self._pattern
 
     def token_to_id(self, token: bytes | str) -> int:
@@ -308,7 +328,10 @@ class Tokenizer:
         return len(self._vocab)
 
     def __repr__(self) -> str:
-        return f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={self._special_tokens!r})"
+        return (
+            f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, special_tokens={self._special_tokens!r}, "
+            f"pattern={self._core.pattern_name!r})"
+        )
 
     # -----------------------------------------------------------------------------------------
     # Encoding
@@ -336,7 +359,9 @@ class Tokenizer:
 
         The buffer is encoded up to its last safe cut (a point where splitting cannot change the
         ids, see `Encoder::is_safe_cut`); the unfinished tail, which may hold half a pre-token or
-        half a special token, is carried into the next step. Runs on the calling thread."""
+        half a special token, is carried into the next step. Runs on the calling thread.
+        NOTE: with a custom regex the only safe cuts are where special tokens start, so the text
+        between two special tokens is held whole."""
         if isinstance(iterable, str):
             iterable = (iterable,)
         core = self._core
@@ -506,6 +531,15 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         """The text of `ids`; malformed UTF-8 (e.g. half a character) becomes U+FFFD."""
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+
+def _same_recorded_pattern(given: str, recorded: str) -> bool:
+    """Whether a pattern argument agrees with the one a file records (a recorded regex that does
+    not compile is left to the constructor, which names the file)."""
+    try:
+        return same_pattern(given, recorded)
+    except ValueError:
+        return given == recorded
 
 
 def _npy_header(dtype: np.dtype, count: int) -> bytes:

@@ -1,13 +1,16 @@
 """`train_bpe`: train a byte-level BPE tokenizer (the Rust core does the work).
 
 Semantics (SPEC §1): special tokens get ids 0.., then the 256 single bytes in byte order, then
-one id per merge; `vocab_size` counts all three. Text is pre-tokenized with the GPT-2 pattern,
-special tokens are hard boundaries that never enter the counts, each round merges the most
+one id per merge; `vocab_size` counts all three. Text is pre-tokenized with the pattern (GPT-2
+by default; `pattern="cl100k"`, `"o200k"` or any regex, see `bpe336.pattern`), special
+tokens are hard boundaries that never enter the counts, each round merges the most
 frequent adjacent pair and ties go to the lexicographically greatest `(bytes_a, bytes_b)`.
 Training stops early when no pair is left.
 
 Input is streamed in chunks and counted in parallel, so memory is bounded by the number of
-distinct pre-tokens, not the input size. Several files are independent texts (no pre-token
+distinct pre-tokens, not the input size. NOTE: a custom regex gives no safe place to cut text
+except where a special token starts, so with one the longest stretch of text between two
+special tokens is held in memory (and counted by one thread). Several files are independent texts (no pre-token
 spans two files); the strings of an iterator are one text, as if concatenated into one file.
 An input with no text outside special tokens (an empty corpus) raises ValueError.
 
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _core
+from .pattern import resolve_pattern
 
 Vocab = dict[int, bytes]
 Merges = list[tuple[bytes, bytes]]
@@ -118,6 +122,7 @@ def train_bpe_with_stats(
     num_threads: int | None = None,
     progress: ProgressArg = False,
     chunk_size: int | None = None,
+    pattern: str = "gpt2",
 ) -> tuple[Vocab, Merges, TrainStats]:
     """`train_bpe`, also returning statistics: `distinct_pretokens`, `total_pretokens`,
     `input_bytes`."""
@@ -127,9 +132,10 @@ def train_bpe_with_stats(
     paths = [str(_check_path(p)) for p in paths_in]
     specials = _check_specials(special_tokens)
     vocab_size = _check_vocab_size(vocab_size, len(specials))
+    regex = resolve_pattern(pattern)
     callback, bar = _progress_callback(progress)
     try:
-        raw = _core.train_bpe_files(paths, vocab_size, specials, num_threads, chunk_size, callback)
+        raw = _core.train_bpe_files(paths, vocab_size, specials, num_threads, chunk_size, callback, pattern=regex)
     finally:
         if bar is not None:
             bar.close()
@@ -144,6 +150,7 @@ def train_bpe(
     num_threads: int | None = None,
     progress: ProgressArg = False,
     chunk_size: int | None = None,
+    pattern: str = "gpt2",
 ) -> tuple[Vocab, Merges]:
     """Train a byte-level BPE tokenizer on one or more UTF-8 text files.
 
@@ -157,6 +164,9 @@ def train_bpe(
             "count" (bytes) or "merge" (merges); an exception it raises stops training and is
             raised as itself.
         chunk_size: streaming chunk size in bytes (results never depend on it; for tests).
+        pattern: the pre-tokenization pattern: "gpt2" (default), "cl100k", "o200k", or a regex
+            (run with tiktoken's semantics: text it does not match is ignored). Build the
+            `Tokenizer` with the same pattern.
 
     Returns:
         `(vocab, merges)`: `vocab` maps id -> token bytes, `merges` lists `(bytes, bytes)` pairs
@@ -166,14 +176,15 @@ def train_bpe(
         FileNotFoundError, IsADirectoryError, PermissionError: for unusable input paths.
         UnicodeDecodeError: input that is not UTF-8 (the message gives path and byte offset).
         ValueError: vocab_size below 256 + specials, empty or repeated special tokens,
-            num_threads out of range, or an input with no text to train on.
+            num_threads out of range, an unknown pattern name, an invalid regex or one that
+            can match the empty string, or an input with no text to train on.
         KeyboardInterrupt: on Ctrl-C, within a fraction of a second (also while waiting for a
             FIFO's writer).
         RuntimeError: worker threads that cannot start, or an internal error.
         TypeError: arguments of the wrong type.
     """
     vocab, merges, _ = train_bpe_with_stats(
-        input_path, vocab_size, special_tokens, num_threads=num_threads, progress=progress, chunk_size=chunk_size
+        input_path, vocab_size, special_tokens, num_threads=num_threads, progress=progress, chunk_size=chunk_size, pattern=pattern
     )
     return vocab, merges
 
@@ -186,6 +197,7 @@ def train_bpe_from_iterator(
     num_threads: int | None = None,
     progress: ProgressArg = False,
     chunk_size: int | None = None,
+    pattern: str = "gpt2",
 ) -> tuple[Vocab, Merges]:
     """Train on the strings of an iterable, treated as one text (their concatenation), so
     `train_bpe_from_iterator(open(path))` equals `train_bpe(path)`. Strings are pulled in
@@ -195,9 +207,10 @@ def train_bpe_from_iterator(
         raise TypeError("train_bpe_from_iterator takes an iterable of str, not a single string (wrap it in a list)")
     specials = _check_specials(special_tokens)
     vocab_size = _check_vocab_size(vocab_size, len(specials))
+    regex = resolve_pattern(pattern)
     callback, bar = _progress_callback(progress)
     try:
-        raw = _core.train_bpe_iter(iter(iterable), vocab_size, specials, num_threads, chunk_size, callback)
+        raw = _core.train_bpe_iter(iter(iterable), vocab_size, specials, num_threads, chunk_size, callback, pattern=regex)
     finally:
         if bar is not None:
             bar.close()

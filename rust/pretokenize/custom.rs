@@ -15,8 +15,9 @@
 //! Safe cuts: none. For an arbitrary regex no cut is provable from the bytes around it (a
 //! lookahead or a greedy run can span any distance, a lookbehind can look back any distance),
 //! so `is_safe_cut` is always false. The memory consequence: streaming work with a custom
-//! pattern can only split text at special tokens and at the ends of documents, so the longest
-//! stretch of text between two of them is held in memory at once (and encoded by one thread).
+//! pattern can only split text where a special token starts (`cuts::Cuts`) and at the ends of
+//! streams, so the longest stretch of text between two special tokens is held in memory at
+//! once (and counted or encoded by one thread).
 //!
 //! ```
 //! # use _core::pretokenize::CustomPattern;
@@ -84,10 +85,9 @@ impl CustomPattern {
         self.for_each_pretoken_range(text, |i, j| f(&text[i..j]))
     }
 
-    /// Whether `p` is a safe cut: never, as nothing is provable for an arbitrary regex (see the
-    /// module documentation for what that costs).
-    pub fn is_safe_cut(&self, _bytes: &[u8], _p: usize) -> bool {
-        false
+    /// Whether `p` is a safe cut: never (see `is_safe_cut`).
+    pub fn is_safe_cut(&self, bytes: &[u8], p: usize) -> bool {
+        is_safe_cut(bytes, p)
     }
 
     fn runtime_error(&self, text: &str, e: fancy_regex::Error) -> BpeError {
@@ -98,6 +98,12 @@ impl CustomPattern {
             text.len()
         ))
     }
+}
+
+/// The safe-cut rule of every custom pattern (a `cuts::SafeCutRule`): never, as nothing is
+/// provable for an arbitrary regex (see the module documentation for what that costs).
+pub fn is_safe_cut(_bytes: &[u8], _p: usize) -> bool {
+    false
 }
 
 /// fancy-regex's message, or for a part it hands to the regex crate (a class, say) the regex

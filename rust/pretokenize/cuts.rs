@@ -4,21 +4,27 @@
 //!
 //! A cut at byte `p` is safe when
 //! 1. the pattern's rule allows it (a `SafeCutRule`, written and proven beside each pattern's
-//!    matcher, e.g. `gpt2::is_safe_cut`), and
+//!    matcher, e.g. `gpt2::is_safe_cut`), or an occurrence of a special token starts at `p` and
+//!    ends within the bytes (`SpecialTokens::starts_at`), and
 //! 2. no occurrence of a special token covers both byte `p - 1` and byte `p`
 //!    (`SpecialTokens::straddles`; one that might continue past the end of the bytes counts).
 //!
-//! Why the two suffice: special tokens are split out first, by a left-to-right scan that takes
-//! the longest special token starting at each position. With no occurrence across `p`, no match
-//! crosses it: the scan of the whole reaches `p` with nothing pending, the scan of the left half
-//! makes the same matches before `p` (each ends by `p`, so it fits in the half, and no longer
-//! one is lost), and from `p` on the scan reads only the text from `p`. So the halves have the
-//! special tokens of the whole, and `p` is either the edge of an ordinary segment (safe as it
-//! is) or lies inside one, where the characters around `p` are that segment's and the rule,
-//! which reads only them, applies to the segment as to any text.
+//! Why these suffice: special tokens are split out first, by a left-to-right scan that takes
+//! the longest special token starting at each position. With no occurrence across `p` (2.), no
+//! match crosses it: the scan of the whole reaches `p` with nothing pending, the scan of the left
+//! half makes the same matches before `p` (each ends by `p`, so it fits in the half, and no
+//! longer one is lost), and from `p` on the scan reads only the text from `p`. So the halves
+//! have the special tokens of the whole. Then, by 1., either
+//! - a special token starts at `p`: the scan, reaching `p` with nothing pending, takes a match
+//!   there, so `p` is the edge of an ordinary segment and the segments of the halves are those
+//!   of the whole, whatever the pattern (this is the only cut a custom regex gets, whose rule
+//!   never allows one); or
+//! - the rule allows `p`: `p` is the edge of an ordinary segment (safe as it is) or lies inside
+//!   one, where the characters around `p` are that segment's and the rule, which reads only
+//!   them, applies to the segment as to any text.
 //!
 //! ```ignore
-//! let cuts = Cuts::new(gpt2::is_safe_cut, &specials);
+//! let cuts = Cuts::new(gpt2::is_safe_cut, &specials);  // or pattern.cuts(&specials)
 //! if let Some(p) = cuts.last(&buf) { /* process buf[..p], keep buf[p..] */ }
 //! ```
 
@@ -48,7 +54,8 @@ impl<'a> Cuts<'a> {
     /// at `p` is safe (see the module docs).
     #[inline]
     pub fn is_safe(&self, bytes: &[u8], p: usize) -> bool {
-        (self.rule)(bytes, p) && !self.specials.straddles(bytes, p)
+        ((self.rule)(bytes, p) || self.specials.starts_at(bytes, p))
+            && !self.specials.straddles(bytes, p)
     }
 
     /// The last safe cut of `bytes`, searching backward from the end.
@@ -64,14 +71,16 @@ impl<'a> Cuts<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{for_each_pretoken, gpt2, Segment};
+    use super::super::{gpt2, Pattern, Segment};
     use super::*;
 
     /// Special tokens split out, ordinary text pre-tokenized: what counting and encoding see.
-    fn pieces(text: &str, sp: &SpecialTokens) -> Vec<String> {
+    fn pieces(text: &str, sp: &SpecialTokens, pattern: &Pattern) -> Vec<String> {
         let mut out = Vec::new();
         sp.for_each_segment(text, |seg| match seg {
-            Segment::Text(t) => for_each_pretoken(t, |p| out.push(p.to_string())),
+            Segment::Text(t) => pattern
+                .for_each_pretoken(t, |p| out.push(p.to_string()))
+                .unwrap(),
             Segment::Special(i) => out.push(format!("<special {i}>")),
         });
         out
@@ -89,7 +98,8 @@ mod tests {
     }
 
     /// Specials that overlap each other, nest, contain spaces and class changes, and share
-    /// prefixes: every safe cut splits the text into halves with the pieces of the whole.
+    /// prefixes: every safe cut splits the text into halves with the pieces of the whole, for
+    /// each named pattern and for custom regexes (cut only where a special token starts).
     #[test]
     fn safe_cuts_keep_specials_and_pretokens() {
         let names: Vec<String> = ["<|e|>", "<|e|><|e|>", "ab", "bc", "b c", "x'", "中。", " "]
@@ -98,49 +108,66 @@ mod tests {
             .collect();
         const PARTS: &[&str] = &[
             "a", "b", "c", " ", "  ", "\n", "'", "s", "x", "1", "中", "。", "ж", "<|", "e", "|>",
-            "<|e|>", "!", "\u{3000}",
+            "<|e|>", "!", "\u{3000}", "A", "/", "\r\n", "123",
         ];
-        let mut rng = Rng(7);
-        let mut cuts_seen = 0;
-        for n_specials in [0, 1, 3, names.len()] {
-            let sp = SpecialTokens::new(&names[..n_specials]).unwrap();
-            let cuts = Cuts::new(gpt2::is_safe_cut, &sp);
-            for _ in 0..1500 {
-                let text: String = (0..1 + rng.below(25))
-                    .map(|_| PARTS[rng.below(PARTS.len())])
-                    .collect();
-                let whole = pieces(&text, &sp);
-                let b = text.as_bytes();
-                for p in 1..b.len() {
-                    if !cuts.is_safe(b, p) {
-                        continue;
-                    }
-                    cuts_seen += 1;
-                    let mut split = pieces(&text[..p], &sp);
-                    split.extend(pieces(&text[p..], &sp));
-                    assert_eq!(
-                        split, whole,
-                        "{text:?} cut at {p} with {n_specials} specials"
-                    );
-                    // Safe on any prefix that holds the character after the cut as well.
-                    let end = (p + 1..=b.len())
-                        .find(|&q| text.is_char_boundary(q))
-                        .unwrap();
-                    for q in (end..=b.len()).filter(|&q| text.is_char_boundary(q)) {
-                        if cuts.is_safe(&b[..q], p) {
-                            let t = &text[..q];
-                            let mut split = pieces(&t[..p], &sp);
-                            split.extend(pieces(&t[p..], &sp));
-                            assert_eq!(split, pieces(t, &sp), "{t:?} cut at {p}");
+        // (pattern, fewest safe cuts the random texts must reach)
+        let patterns = [
+            ("gpt2", 5_000),
+            ("cl100k", 5_000),
+            ("o200k", 5_000),
+            (r"[a-z]+|\s", 500),
+            (r"\p{L}+(?=\s)|\p{N}{1,2}|.", 500),
+        ];
+        for (spec, min_cuts) in patterns {
+            let pattern = Pattern::new(spec).unwrap();
+            let mut rng = Rng(7);
+            let mut cuts_seen = 0;
+            for n_specials in [0, 1, 3, names.len()] {
+                let sp = SpecialTokens::new(&names[..n_specials]).unwrap();
+                let cuts = pattern.cuts(&sp);
+                for _ in 0..1500 {
+                    let text: String = (0..1 + rng.below(25))
+                        .map(|_| PARTS[rng.below(PARTS.len())])
+                        .collect();
+                    let whole = pieces(&text, &sp, &pattern);
+                    let b = text.as_bytes();
+                    for p in 1..b.len() {
+                        if !cuts.is_safe(b, p) {
+                            continue;
+                        }
+                        cuts_seen += 1;
+                        let mut split = pieces(&text[..p], &sp, &pattern);
+                        split.extend(pieces(&text[p..], &sp, &pattern));
+                        assert_eq!(
+                            split, whole,
+                            "{spec}: {text:?} cut at {p} with {n_specials} specials"
+                        );
+                        // Safe on any prefix that holds the character after the cut as well.
+                        let end = (p + 1..=b.len())
+                            .find(|&q| text.is_char_boundary(q))
+                            .unwrap();
+                        for q in (end..=b.len()).filter(|&q| text.is_char_boundary(q)) {
+                            if cuts.is_safe(&b[..q], p) {
+                                let t = &text[..q];
+                                let mut split = pieces(&t[..p], &sp, &pattern);
+                                split.extend(pieces(&t[p..], &sp, &pattern));
+                                assert_eq!(
+                                    split,
+                                    pieces(t, &sp, &pattern),
+                                    "{spec}: {t:?} cut at {p}"
+                                );
+                            }
                         }
                     }
-                }
-                if let Some(p) = cuts.last(b) {
-                    assert!(cuts.is_safe(b, p) && !(p + 1..b.len()).any(|q| cuts.is_safe(b, q)));
+                    if let Some(p) = cuts.last(b) {
+                        assert!(
+                            cuts.is_safe(b, p) && !(p + 1..b.len()).any(|q| cuts.is_safe(b, q))
+                        );
+                    }
                 }
             }
+            assert!(cuts_seen > min_cuts, "{spec}: {cuts_seen}");
         }
-        assert!(cuts_seen > 5_000, "{cuts_seen}");
     }
 
     #[test]
@@ -151,7 +178,11 @@ mod tests {
         assert!(!cuts.is_safe(b"xa ", 2)); // "a b" may follow
         assert!(cuts.is_safe(b"xa c", 2));
         assert!(cuts.is_safe(b"xc ", 2)); // no token can start at "c"
-        assert_eq!(cuts.last(b"x ya bz"), Some(1));
-        assert_eq!(cuts.first_from(b"x ya bz", 2), None);
+                                          // Where a special token starts, a cut is safe whatever the rule says (`y|a` is not).
+        assert_eq!(cuts.last(b"x ya bz"), Some(3));
+        assert_eq!(cuts.first_from(b"x ya bz", 4), None);
+        let never = Cuts::new(|_, _| false, &sp);
+        assert_eq!(never.last(b"x ya bz"), Some(3));
+        assert_eq!(never.last(b"x ya "), None); // "a b" may follow, or not
     }
 }

@@ -1,22 +1,27 @@
-//! Pre-tokenization: the matchers of the supported patterns (one file each), special-token
-//! splitting, and where text may be cut (`cuts`).
+//! Pre-tokenization: the pattern a tokenizer splits ordinary text with (`Pattern`: GPT-2,
+//! cl100k, o200k, each with a hand-written matcher in its own file, or any other regex run by
+//! fancy-regex), special-token splitting, and where text may be cut (`cuts`).
 //!
 //! Interface used by training and encoding (keep it stable):
-//! - `GPT2_PATTERN`: the regex the GPT-2 pre-tokenizer (`gpt2.rs`) reproduces exactly.
-//! - `for_each_pretoken(text, f)`: calls `f` on each pre-token of ordinary text, in order.
-//! - `pretoken_end(bytes, pos)`: the end of the pre-token that starts at `pos` (byte ranges).
+//! - `Pattern`: resolved from a name (`"gpt2"`, `"cl100k"`, `"o200k"`) or a regex; gives the
+//!   pre-tokens of ordinary text (`for_each_pretoken_range`, matched once per segment) and the
+//!   pattern's safe-cut rule (`safe_cut_rule`, `cuts`).
+//! - `GPT2_PATTERN`, `CL100K_PATTERN`, `O200K_PATTERN`: the regexes the matchers (`gpt2.rs`,
+//!   `cl100k.rs`, `o200k.rs`) reproduce exactly; each file also has `for_each_pretoken`,
+//!   `pretoken_end` and its `is_safe_cut` rule (a `cuts::SafeCutRule`) with its proof.
+//! - `CustomPattern` (`custom.rs`): any other regex, with tiktoken's semantics (text no match
+//!   covers is dropped) and no safe cut.
 //! - `SpecialTokens`: splits text into ordinary segments and special tokens, longest first (the
 //!   one special-token matcher, `special.rs`), and says whether a cut could split a token.
-//! - `gpt2::is_safe_cut(bytes, p)`: the pattern's safe-cut rule (a `cuts::SafeCutRule`); each
-//!   pattern supplies its own beside its matcher, with its proof.
-//! - `Cuts`: a rule plus the special-token straddle check: the one place that decides where
-//!   training and encoding may cut a stream.
+//! - `Cuts`: a rule plus the special-token checks: the one place that decides where training
+//!   and encoding may cut a stream.
 
 pub mod cl100k;
 mod custom;
 pub mod cuts;
 pub mod gpt2;
 pub mod o200k;
+mod pattern;
 pub mod special;
 mod unicode;
 
@@ -25,4 +30,5 @@ pub use custom::CustomPattern;
 pub use cuts::{Cuts, SafeCutRule};
 pub use gpt2::*;
 pub use o200k::O200K_PATTERN;
+pub use pattern::{Pattern, NAMED_PATTERNS, TIKTOKEN_GPT2_PATTERN};
 pub use special::{Segment, SpecialTokens};

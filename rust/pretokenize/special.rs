@@ -149,6 +149,20 @@ impl SpecialTokens {
         }
     }
 
+    /// Whether an occurrence of some special token starts at byte `p` and ends within `bytes`.
+    pub fn starts_at(&self, bytes: &[u8], p: usize) -> bool {
+        let Some(ac) = &self.automaton else {
+            return false;
+        };
+        if p >= bytes.len() || !self.first[bytes[p] as usize] {
+            return false;
+        }
+        let end = bytes.len().min(p + self.max_len);
+        let input = Input::new(bytes).range(p..end).anchored(Anchored::Yes);
+        // An error cannot happen (anchored searches are enabled); false is always safe.
+        ac.try_find(input).is_ok_and(|m| m.is_some())
+    }
+
     /// Whether an occurrence of some special token covers both byte `p - 1` and byte `p` of
     /// `bytes`, so that cutting there could split it. Also true when one might: when a token
     /// could start before `p` and run past the end of `bytes`, whose continuation is unknown.
@@ -308,6 +322,10 @@ mod tests {
                     "{tokens:?} in {text:?}"
                 );
                 let b = text.as_bytes();
+                for p in 0..=b.len() {
+                    let naive = tokens.iter().any(|t| b[p..].starts_with(t.as_bytes()));
+                    assert_eq!(sp.starts_at(b, p), naive, "{tokens:?} in {text:?} at {p}");
+                }
                 for p in 1..b.len() {
                     let naive = naive_straddles(tokens, b, p);
                     let fast = sp.straddles(b, p);
@@ -333,6 +351,8 @@ mod tests {
         assert!(sp.straddles(b"ab<|", 3)); // "<|e|>" may follow
         assert!(!sp.straddles(b"ab  ", 3)); // nothing can start there
         assert!(!specials(&[]).straddles(b"ab", 1));
+        assert!(sp.starts_at(b, 2) && !sp.starts_at(b, 3) && !sp.starts_at(b"ab<|e|", 2));
+        assert!(!specials(&[]).starts_at(b, 2));
     }
 
     #[test]

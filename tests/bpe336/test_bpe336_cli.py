@@ -88,6 +88,20 @@ def test_train_bad_inputs(files, capsys, no_training):
     assert not (f["tmp"] / "out").exists()
 
 
+def test_bad_patterns(files, capsys, no_training):
+    f = files
+    out = ["--out", f["tmp"] / "out", "--no-progress"]
+    fails(capsys, ["train", f["corpus"], "--pattern", "(", *out], "invalid pre-tokenization pattern")
+    fails(capsys, ["train", f["corpus"], "--pattern", "a*|b", *out], "can match the empty string")
+    fails(capsys, ["train", f["corpus"], "--pattern", "gpt4", *out], "unknown pre-tokenization pattern name", "(?:gpt4)")
+    assert not (f["tmp"] / "out").exists()
+    # encode: the tokenizer records GPT-2; another pattern contradicts it, a bad one is refused.
+    enc = ["encode", f["corpus"], "--tokenizer", f["tok"], "--out", f["tmp"] / "o.npy", "--no-progress"]
+    fails(capsys, [*enc, "--pattern", "cl100k"], "records the pattern")
+    fails(capsys, [*enc, "--pattern", "("], "invalid pre-tokenization pattern")
+    assert not (f["tmp"] / "o.npy").exists()
+
+
 def test_train_checks_outputs_before_training(files, capsys, no_training):
     f = files
     as_file = f["tmp"] / "out_file"

@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from testdata import EOT, FIXTURES, needs_shared
 
-from bpe336 import GPT2_PATTERN, Tokenizer, train_bpe, train_bpe_from_iterator
+from bpe336 import CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN, Tokenizer, train_bpe, train_bpe_from_iterator
 from bpe336.formats import (
+    HF_CL100K_REGEX,
     TokenizerFileError,
     check_rank_consistent,
     encode_token,
@@ -33,8 +34,11 @@ from bpe336.formats import (
     pattern_from_hf,
     tiktoken_sidecar_path,
 )
+from bpe336.pattern import PATTERNS
 
-CL100K_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
+# cl100k as rustbpe and nanochat spell it: a custom regex to bpe336 (it differs from tiktoken's
+# on whitespace that ends a text after a line break).
+GPT4_SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
 NBSP = "\u00a0"
 ODD_SPECIALS = ["<|endoftext|>", "ĠĠ", '"', "é", " the", NBSP, "a", "Ġ", "Ċ", "\n", "  ", "<s>", "<|é|>", "💩", "the", ".", "ab", "Ã©"]
 ALPHABET = "aab the ,.!?'\"\n\t  éñüßÃ©ĠĊ\u00a0\u3000αβγ中文字😀💩\u03010123456789<|>sdmtllvere-_"
@@ -69,19 +73,20 @@ def random_text(rng: random.Random, n: int, specials: list[str] = ()) -> str:
     return "".join(parts)
 
 
-def random_tokenizer(rng: random.Random) -> Tokenizer:
+def random_tokenizer(rng: random.Random, pattern: str = "gpt2") -> Tokenizer:
     """A tokenizer as train_bpe makes them: a random small corpus of random Unicode, random odd
-    special tokens (also inside the corpus), a random vocabulary size."""
+    special tokens (also inside the corpus), a random vocabulary size; trained and built with
+    `pattern`."""
     specials = rng.sample(ODD_SPECIALS, rng.randint(0, 4))
     corpus = random_text(rng, rng.randint(20, 400), specials)
     if not any(c for c in corpus.split("\0")):
         corpus += "x"
     vocab_size = 256 + len(specials) + rng.randint(0, 80)
     try:
-        vocab, merges = train_bpe_from_iterator([corpus], vocab_size, specials)
+        vocab, merges = train_bpe_from_iterator([corpus], vocab_size, specials, pattern=pattern)
     except ValueError:  # the corpus was only special tokens
-        vocab, merges = train_bpe_from_iterator([corpus + "xy"], vocab_size, specials)
-    return Tokenizer(vocab, merges, specials)
+        vocab, merges = train_bpe_from_iterator([corpus + "xy"], vocab_size, specials, pattern=pattern)
+    return Tokenizer(vocab, merges, specials, pattern=pattern)
 
 
 def hf_cannot_hold(tok: Tokenizer) -> bool:
@@ -153,11 +158,12 @@ def round_trip_everywhere(tok: Tokenizer, where: Path, texts: list[str]) -> dict
 # ---------------------------------------------------------------------------------------------
 
 
-def many_round_trips(where: Path, count: int, seed: int) -> None:
+def many_round_trips(where: Path, count: int, seed: int, pattern: str = "gpt2") -> None:
     rng = random.Random(seed)
     totals: dict[str, int] = {}
     for i in range(count):
-        tok = random_tokenizer(rng)
+        tok = random_tokenizer(rng, pattern)
+        assert tok.pattern == PATTERNS.get(pattern, pattern)
         texts = [random_text(rng, rng.randint(0, 60), tok.special_tokens) for _ in range(4)]
         d = where / str(i)
         d.mkdir()
@@ -176,6 +182,89 @@ def test_300_random_trained_tokenizers_round_trip_through_every_format(fast_dir)
 @pytest.mark.slow
 def test_3000_random_trained_tokenizers_round_trip_through_every_format(fast_dir):
     many_round_trips(fast_dir, 3000, seed=3360)
+
+
+# Custom regexes that Oniguruma (HF) reads as fancy-regex does: one covering all text, one not.
+CUSTOM_ALL = r"\p{L}+(?=\s)|\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]+|\s+"
+CUSTOM_SOME = r"[a-z]+| ?\p{N}|[<|>]"
+
+
+@pytest.mark.parametrize("pattern", ["cl100k", "o200k", CUSTOM_ALL, CUSTOM_SOME], ids=["cl100k", "o200k", "custom", "custom-partial"])
+def test_tokenizers_with_each_pattern_round_trip_through_every_format(fast_dir, pattern):
+    """The pattern survives every format, and HF and tiktoken give our ids with it (HF: the
+    named patterns as Isolated splits, a custom regex as a Removed, inverted split)."""
+    many_round_trips(fast_dir, 40, seed=len(pattern), pattern=pattern)
+
+
+@pytest.mark.parametrize("pattern", ["cl100k", "o200k", CUSTOM_SOME], ids=["cl100k", "o200k", "custom-partial"])
+def test_each_pattern_loads_in_auto_tokenizer(transformers, tmp_path, pattern):
+    rng = random.Random(17)
+    specials = [EOT, "<|x|>"]
+    corpus = random_text(rng, 6000, specials) + " HTMLParser's 1234567 don't\n\n  x " * 40
+    tok = Tokenizer(*train_bpe_from_iterator([corpus], 700, specials, pattern=pattern), specials, pattern=pattern)
+    tok.save(tmp_path / "tok")
+    texts = [corpus[:3000], "1234567  \n\n x", "a\n  ", "Hello<|endoftext|> world!! 12 3456", ""]
+    ids = [tok.encode(t) for t in texts]
+    assert auto_ids(transformers, tmp_path / "tok", texts) == ids
+    assert Tokenizer.load(tmp_path / "tok").pattern == tok.pattern == PATTERNS.get(pattern, pattern)
+
+
+def test_a_possessive_counted_repetition_is_kept_out_of_tokenizer_json(tmp_path):
+    """Oniguruma reads `x{1,3}+` as a repetition of a repetition: tokenizer.json would split
+    `1234567` whole where we split `123`, `456`, `7`. Such a custom regex is refused there (and
+    left out of a directory, with the reason), never written to give other ids."""
+    pattern = r"\p{N}{1,3}+|\p{L}+|\s+|."
+    tok = Tokenizer(*train_bpe_from_iterator(["1234567 abc " * 20], 270, pattern=pattern), pattern=pattern)
+    assert [tok.decode([i]) for i in tok.encode("1234567")] != ["1234567"]
+    with pytest.raises(ValueError, match="possessive counted repetition"):
+        tok.save(tmp_path / "tokenizer.json")
+    assert not (tmp_path / "tokenizer.json").exists()
+    with pytest.warns(UserWarning, match="possessive counted repetition"):
+        tok.save(tmp_path / "dir")
+    assert not (tmp_path / "dir" / "tokenizer.json").exists()
+    back = Tokenizer.load(tmp_path / "dir")
+    assert back.pattern == pattern and back.encode("1234567 x") == tok.encode("1234567 x")
+    # The same regex written as an atomic group is fine.
+    atomic = r"(?>\p{N}{1,3})|\p{L}+|\s+|."
+    tok = Tokenizer(tok.vocab, tok.merges, pattern=atomic)
+    tok.save(tmp_path / "tokenizer.json")
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert hf.encode("1234567 abc", add_special_tokens=False).ids == tok.encode("1234567 abc")
+
+
+def test_load_restores_the_pattern_and_refuses_a_contradicting_one(tmp_path):
+    vocab, merges = train_bpe_from_iterator(["hello world 1234" + EOT], 270, [EOT], pattern="cl100k")
+    tok = Tokenizer(vocab, merges, [EOT], pattern="cl100k")
+    for name in ["dir", "tokenizer.json", "t.tiktoken"]:
+        tok.save(tmp_path / name)
+        path = tmp_path / name
+        assert Tokenizer.load(path).pattern == CL100K_PATTERN
+        # Agreeing arguments: the name or the regex.
+        assert Tokenizer.load(path, pattern="cl100k").pattern == CL100K_PATTERN
+        assert Tokenizer.load(path, pattern=CL100K_PATTERN).pattern == CL100K_PATTERN
+        for other in ["gpt2", "o200k", r"\w+"]:
+            with pytest.raises(ValueError, match="records the pattern"):
+                Tokenizer.load(path, pattern=other)
+        with pytest.raises(ValueError, match="unknown pre-tokenization pattern name"):
+            Tokenizer.load(path, pattern="cl100k_base")
+    # A GPT-2 pair without its sidecar records none: the argument gives it.
+    tok.save_gpt2(tmp_path / "pair")
+    (tmp_path / "pair" / "special_tokens.json").unlink()
+    back = Tokenizer.from_files(tmp_path / "pair" / "vocab.json", tmp_path / "pair" / "merges.txt", [EOT], pattern="cl100k")
+    assert back.pattern == CL100K_PATTERN and back.encode("1234 x") == tok.encode("1234 x")
+    assert Tokenizer.load(tmp_path / "pair", [EOT]).pattern == GPT2_PATTERN
+    assert Tokenizer.load(tmp_path / "pair", [EOT], pattern="o200k").pattern == O200K_PATTERN
+
+
+def test_a_bad_recorded_pattern_names_the_file(tmp_path):
+    tok = Tokenizer(*train_bpe_from_iterator(["hello world"], 260))
+    tok.save(tmp_path / "tokenizer.json")
+    obj = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    obj["pre_tokenizer"] = hf_pre_tokenizer(r"\w+")
+    obj["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(unclosed"
+    (tmp_path / "tokenizer.json").write_text(json.dumps(obj), encoding="utf-8")
+    with pytest.raises(TokenizerFileError, match=r"tokenizer.json: invalid pre-tokenization pattern"):
+        Tokenizer.load(tmp_path / "tokenizer.json")
 
 
 @pytest.mark.parametrize("special", ODD_SPECIALS)
@@ -401,34 +490,41 @@ def test_refuses_other_tokenizer_kinds_by_name(tmp_path):
 
 def test_pattern_function_pair(tmp_path):
     assert hf_pre_tokenizer(GPT2_PATTERN) == {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
-    for pattern in [GPT2_PATTERN, CL100K_PATTERN, r"\w+|\s+"]:
+    for pattern in [GPT2_PATTERN, CL100K_PATTERN, O200K_PATTERN, GPT4_SPLIT_PATTERN, r"\w+|\s+"]:
         obj = hf_pre_tokenizer(pattern)
         assert pattern_from_hf(json.loads(json.dumps(obj))) == pattern
+    # The named patterns are Isolated splits, as HF writes GPT-4-style tokenizers (cl100k's
+    # possessive digit groups spelled greedily, which Oniguruma reads as meant).
     split = hf_pre_tokenizer(CL100K_PATTERN)
     assert split["type"] == "Sequence" and split["pretokenizers"][0] == {
         "type": "Split",
-        "pattern": {"Regex": CL100K_PATTERN},
+        "pattern": {"Regex": HF_CL100K_REGEX},
         "behavior": "Isolated",
         "invert": False,
     }
-    # HF reads the Split form, and splits text as the regex does.
-    base = json.loads(hf_tokenizer_for(tmp_path, CL100K_PATTERN).read_text(encoding="utf-8"))
-    hf = tokenizers.Tokenizer.from_str(json.dumps(base))
+    assert HF_CL100K_REGEX != CL100K_PATTERN and r"\p{N}{1,3}|" in HF_CL100K_REGEX
+    # Any other regex keeps exactly its matches (Removed, inverted), as tiktoken does.
+    assert hf_pre_tokenizer(GPT4_SPLIT_PATTERN)["pretokenizers"][0] == {
+        "type": "Split",
+        "pattern": {"Regex": GPT4_SPLIT_PATTERN},
+        "behavior": "Removed",
+        "invert": True,
+    }
+    # HF reads both forms and splits text as the regex does.
     import regex
 
     text = "Hello, world!!  123456 don't\n\n  x"
-    assert [w for w, _ in hf.pre_tokenizer.pre_tokenize_str(text)] == [
-        encode_token(p.encode()) for p in regex.findall(CL100K_PATTERN, text)
-    ]
+    for pattern in [CL100K_PATTERN, GPT4_SPLIT_PATTERN]:
+        base = json.loads(hf_tokenizer_for(tmp_path, pattern).read_text(encoding="utf-8"))
+        hf = tokenizers.Tokenizer.from_str(json.dumps(base))
+        assert [w for w, _ in hf.pre_tokenizer.pre_tokenize_str(text)] == [encode_token(p.encode()) for p in regex.findall(pattern, text)]
+        assert Tokenizer.load(tmp_path / "tokenizer.json").pattern == pattern
     # HF's own spelling of the GPT-2 regex is the GPT-2 pattern.
     hf_split = {
         "type": "Sequence",
         "pretokenizers": [split["pretokenizers"][0] | {"pattern": {"Regex": GPT2_PATTERN}}, split["pretokenizers"][1]],
     }
     assert pattern_from_hf(hf_split) == GPT2_PATTERN
-    # Until Tokenizer takes another pattern, loading one says so (with the file).
-    with pytest.raises(ValueError, match=r"tokenizer.json: pre-tokenization pattern .* is not supported"):
-        Tokenizer.load(hf_tokenizer_for(tmp_path, CL100K_PATTERN))
 
 
 def hf_tokenizer_for(tmp_path: Path, pattern: str) -> Path:
