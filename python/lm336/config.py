@@ -37,6 +37,7 @@ from .common import check_device_name
 NORMS = ("pre", "post", "none")
 POSITIONS = ("rope", "nope")
 FFNS = ("swiglu", "silu")
+ATTENTIONS = ("auto", "reference", "flash")
 TOKEN_DTYPES = ("uint16", "uint32", "int32", "int64")
 PARAM_DTYPES = ("float32", "float64", "bfloat16")
 AUTOCAST_DTYPES = ("auto", "none", "bfloat16", "float16")
@@ -73,6 +74,9 @@ class ModelConfig:
     ffn: str = "swiglu"  # "swiglu" | "silu"
     tie_embeddings: bool = False  # share token_embeddings.weight with lm_head.weight
     eps: float = 1e-5  # RMSNorm epsilon
+    # attention kernel: "auto" (the fastest exact one for the device) | "reference" (materialises
+    # the scores; the oracle) | "flash" (block-wise, never materialises them; an error where it cannot run)
+    attention: str = "auto"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +115,7 @@ class ModelConfig:
             )
         _require(self.rope_theta > 0, f"{prefix}rope_theta must be positive, got {self.rope_theta}")
         _require(self.eps > 0, f"{prefix}eps must be positive, got {self.eps}")
+        _choice(f"{prefix}attention", self.attention, ATTENTIONS)
         return self
 
 
@@ -178,6 +183,9 @@ class RunConfig:
     resume: bool = False  # continue from out_dir/ckpt.pt (model, optimizer, step, RNG states)
     overwrite: bool = False  # start afresh in an out_dir that holds a run; false = refuse (choose resume or overwrite)
     time_budget_s: float = 0.0  # wall-clock seconds for the whole run: max_steps is re-planned from the measured step time; 0 = off
+    peak_flops: float = (
+        0.0  # device peak FLOP/s for MFU; 0 = the datasheet bf16 dense peak of a known GPU, or a matmul rate measured on the CPU
+    )
     progress: bool = True  # progress bar on a terminal (plain log lines when output is piped); false = plain log lines
     wandb: bool = False  # log to Weights & Biases (needs the wandb package)
     wandb_project: str = "lm336"  # W&B project name
@@ -198,6 +206,7 @@ class RunConfig:
         _choice("run.autocast", self.autocast, AUTOCAST_DTYPES)
         _require(0 <= self.seed < 2**63, f"run.seed must be an integer in [0, 2**63), got {self.seed}")
         _require(self.time_budget_s >= 0, f"run.time_budget_s must be >= 0 (0 = off), got {self.time_budget_s}")
+        _require(self.peak_flops >= 0, f"run.peak_flops must be >= 0 (0 = from the device), got {self.peak_flops}")
         _require(not (self.resume and self.overwrite), "run.resume and run.overwrite exclude each other: continue the run, or replace it")
         try:
             check_device_name(self.device)

@@ -19,6 +19,7 @@ Notable choices:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,8 @@ from torch.nn import Module, Parameter
 if TYPE_CHECKING:
     from .model import KVCache
 
+from .attention import IMPLEMENTATIONS, attend
+from .attention import choose as choose_attention
 from .config import FFNS, NORMS, POSITIONS, default_d_ff  # noqa: F401  (default_d_ff re-exported)
 
 
@@ -47,23 +50,67 @@ def _trunc_normal_(weight: Tensor, std: float) -> Tensor:
 
 
 class Linear(Module):
-    """y = x W^T without bias. `weight` is (out_features, in_features)."""
+    """y = x W^T without bias. `weight` is (out_features, in_features).
+
+    `decode_weight_t`, set only inside `decode_layout`, is a contiguous copy of W^T used when no
+    gradient is needed (see decode_layout).
+    """
 
     def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         self.weight = Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+        self.decode_weight_t: Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _trunc_normal_(self.weight, math.sqrt(2.0 / (self.in_features + self.out_features)))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.decode_weight_t is not None and not torch.is_grad_enabled():
+            return x @ self.decode_weight_t  # (..., in) -> (..., out)
         return x @ self.weight.t()  # (..., in) -> (..., out)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+@contextlib.contextmanager
+def decode_layout(model: Module):
+    """While inside, the CPU projections of `model` multiply gradient-free inputs by contiguous
+    copies of W^T instead of the transposed views of W, fused where one input feeds several: one
+    (d_model, 3 d_model) matrix for each attention's q, k and v, one (d_model, 2 d_ff) for each
+    SwiGLU's w1 and w3.
+
+    Why: one token at a time, a projection is a matrix-vector product that streams the whole weight
+    from memory, and on the CPU the BLAS reads a (in, out) contiguous matrix about twice as fast as
+    the transposed view of an (out, in) one; fusing saves calls (benches/bench_generate.py). Costs
+    one extra copy of the projection weights while inside (built once on entry, dropped on exit);
+    the weights must not change meanwhile.
+
+        with torch.no_grad(), decode_layout(model):
+            logits = model(ids)
+    """
+    fused: list[tuple[Module, str, list[Linear]]] = []
+    for m in model.modules():
+        if isinstance(m, MultiHeadSelfAttention) and m.q_proj.weight.device.type == "cpu":
+            fused.append((m, "decode_qkv_t", [m.q_proj, m.k_proj, m.v_proj]))
+        elif isinstance(m, SwiGLU) and m.w1.weight.device.type == "cpu":
+            fused.append((m, "decode_w13_t", [m.w1, m.w3]))
+    inside = {id(lin) for _, _, lins in fused for lin in lins}
+    linears = [m for m in model.modules() if isinstance(m, Linear) and m.weight.device.type == "cpu" and id(m) not in inside]
+    try:
+        for m, name, lins in fused:
+            setattr(m, name, torch.cat([lin.weight.detach() for lin in lins]).t().contiguous())
+        for m in linears:
+            m.decode_weight_t = m.weight.detach().t().contiguous()
+        yield model
+    finally:
+        for m, name, _ in fused:
+            setattr(m, name, None)
+        for m in linears:
+            m.decode_weight_t = None
 
 
 class Embedding(Module):
@@ -118,6 +165,63 @@ def silu(x: Tensor) -> Tensor:
     return x * torch.sigmoid(x)
 
 
+def swiglu_gate(a: Tensor, b: Tensor) -> Tensor:
+    """silu(a) * b, with the gradient written out so autograd keeps only a and b (not sigmoid(a),
+    silu(a) beside them): d/da = b s (1 + a (1 - s)), d/db = silu(a), where s = sigmoid(a).
+
+    On the CPU both directions run over a few rows at a time (GATE_CHUNK elements), so the several
+    elementwise passes each reads its operands from cache (2x faster than whole-tensor passes,
+    measured at the 17M shape).
+    """
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return _SwiGLUGate.apply(a, b)
+    return _gate_forward(a, b)  # no autograd node (generation, evaluation)
+
+
+GATE_CHUNK = 1 << 17  # elements per row chunk of the CPU gate (about 0.5 MiB per float32 operand)
+
+
+def _row_chunks(x: Tensor):
+    """Slices of the rows of x viewed as (rows, last dim): GATE_CHUNK elements each on the CPU
+    (outside torch.compile), else one slice of everything."""
+    rows = x.numel() // max(1, x.shape[-1])
+    step = max(1, GATE_CHUNK // max(1, x.shape[-1])) if x.device.type == "cpu" and not torch.compiler.is_compiling() else max(1, rows)
+    return [slice(r0, r0 + step) for r0 in range(0, rows, step)]
+
+
+def _gate_forward(a: Tensor, b: Tensor) -> Tensor:
+    if a.numel() <= GATE_CHUNK:
+        return torch.sigmoid(a).mul_(a).mul_(b)  # silu(a) * b
+    a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    out = torch.empty(a2.shape, dtype=torch.promote_types(a.dtype, b.dtype), device=a.device)
+    for rows in _row_chunks(a):
+        torch.sigmoid(a2[rows], out=out[rows]).mul_(a2[rows]).mul_(b2[rows])  # silu(a) * b
+    return out.view(a.shape)
+
+
+class _SwiGLUGate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(a, b)
+        return _gate_forward(a, b)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        a, b = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: plain differentiable operations
+            return grad * b * torch.sigmoid(a) * (1 + a * (1 - torch.sigmoid(a))), grad * silu(a)
+        a2, b2, g2 = (t.reshape(-1, t.shape[-1]) for t in (a, b, grad))
+        grad_a, grad_b = torch.empty_like(a2), torch.empty_like(b2)
+        for rows in _row_chunks(a):
+            ar = a2[rows]
+            s = torch.sigmoid(ar)
+            torch.mul(g2[rows], torch.mul(ar, s), out=grad_b[rows])  # g silu(a)
+            ds = torch.addcmul(s, s, s, value=-1.0)  # s (1 - s)
+            torch.addcmul(s, ar, ds, out=ds)  # s + a s (1 - s) = d silu / da
+            torch.mul(ds, g2[rows], out=grad_a[rows]).mul_(b2[rows])  # g b d silu / da
+        return grad_a.view(a.shape), grad_b.view(b.shape)
+
+
 class SwiGLU(Module):
     """out = w2(silu(w1 x) * w3 x); w1, w3: (d_ff, d_model), w2: (d_model, d_ff)."""
 
@@ -128,9 +232,13 @@ class SwiGLU(Module):
         self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
         self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
         self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.decode_w13_t: Tensor | None = None  # [W1; W3]^T, only inside decode_layout
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.w2(silu(self.w1(x)) * self.w3(x))  # (..., d_model)
+        if self.decode_w13_t is not None and not torch.is_grad_enabled():
+            a, b = (x @ self.decode_w13_t).split(self.d_ff, dim=-1)  # (..., d_ff) each
+            return self.w2(swiglu_gate(a, b))
+        return self.w2(swiglu_gate(self.w1(x), self.w3(x)))  # (..., d_model)
 
 
 class SiLUFeedForward(Module):
@@ -175,27 +283,52 @@ class RotaryPositionalEmbedding(Module):
         angles = pos[:, None] * inv_freq  # (max_seq_len, d_k/2)
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
-    def forward(self, x: Tensor, token_positions: Tensor) -> Tensor:
+    def forward(self, x: Tensor, token_positions: Tensor | None = None, start: int = 0) -> Tensor:
         """Args:
             x: (..., seq, d_k).
             token_positions: (..., seq) integer positions in [0, max_seq_len); broadcast against
                 x's leading dims (e.g. (batch, 1, seq) positions for (batch, heads, seq, d_k) x).
+                None means the consecutive positions start..start+seq-1 (a slice of the tables,
+                no gather).
         Returns:
             x rotated, same shape and dtype.
         """
         if x.shape[-1] != self.d_k:
             raise ValueError(f"RoPE was built for d_k={self.d_k}, got input with last dim {x.shape[-1]}")
-        if token_positions.device.type == "cpu" and token_positions.numel() and not torch.compiler.is_compiling():
-            # A cheap check on CPU; on accelerators an out-of-range index trips a device-side assert.
-            lo, hi = int(token_positions.min()), int(token_positions.max())
-            if lo < 0 or hi >= self.max_seq_len:
-                raise ValueError(f"token positions must lie in [0, {self.max_seq_len}), got range [{lo}, {hi}]")
-        cos = self.cos[token_positions].to(x.dtype)  # (..., seq, d_k/2)
-        sin = self.sin[token_positions].to(x.dtype)  # (..., seq, d_k/2)
+        if token_positions is None:
+            seq = x.shape[-2]
+            if start < 0 or start + seq > self.max_seq_len:
+                raise ValueError(f"token positions must lie in [0, {self.max_seq_len}), got range [{start}, {start + seq - 1}]")
+            rows = slice(start, start + seq)
+        else:
+            if token_positions.device.type == "cpu" and token_positions.numel() and not torch.compiler.is_compiling():
+                # A cheap check on CPU; on accelerators an out-of-range index trips a device-side assert.
+                lo, hi = int(token_positions.min()), int(token_positions.max())
+                if lo < 0 or hi >= self.max_seq_len:
+                    raise ValueError(f"token positions must lie in [0, {self.max_seq_len}), got range [{lo}, {hi}]")
+            rows = token_positions
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.compiler.is_compiling():
+            pairs = x.unflatten(-1, (-1, 2))  # (..., seq, d_k/2, 2)
+            if pairs.storage_offset() % 2 == 0 and pairs.stride(-1) == 1 and all(st % 2 == 0 for st in pairs.stride()[:-1]):
+                # Each pair as one complex number times exp(i angle): a single vectorised multiply on
+                # the CPU (the strided even/odd arithmetic below is about 30x slower there).
+                rotated = torch.view_as_complex(pairs) * self._complex_table(x.dtype)[rows]  # (..., seq, d_k/2)
+                return torch.view_as_real(rotated).flatten(-2)  # (..., seq, d_k)
+        cos = self.cos[rows].to(x.dtype)  # (..., seq, d_k/2)
+        sin = self.sin[rows].to(x.dtype)
         x_even, x_odd = x[..., 0::2], x[..., 1::2]  # (..., seq, d_k/2) each
         out_even = x_even * cos - x_odd * sin
         out_odd = x_even * sin + x_odd * cos
         return torch.stack((out_even, out_odd), dim=-1).flatten(-2)  # (..., seq, d_k)
+
+    def _complex_table(self, dtype: torch.dtype) -> Tensor:
+        """cos + i sin as one (max_seq_len, d_k/2) complex table, built on first use and again
+        whenever the real tables are replaced (a move or cast) or another dtype is asked for."""
+        key = (dtype, self.cos.data_ptr(), self.cos.device)
+        if getattr(self, "_complex_key", None) != key:
+            self._complex = torch.complex(self.cos.to(dtype), self.sin.to(dtype))
+            self._complex_key = key
+        return self._complex
 
     def _apply(self, fn, recurse=True):
         # Casting a model must not degrade the tables: bf16/fp16 lack the mantissa for positions
@@ -283,6 +416,8 @@ class CausalMask(Module):
 class MultiHeadSelfAttention(Module):
     """Causal multi-head self-attention with q_proj, k_proj, v_proj, output_proj (no biases).
 
+    The attention itself is `attention.attend`: block-wise (flash) or materialising (reference).
+
     Args:
         d_model: model width; must be divisible by num_heads (d_k = d_v = d_model / num_heads).
         num_heads: number of heads.
@@ -290,6 +425,7 @@ class MultiHeadSelfAttention(Module):
         theta, max_seq_len: alternatively build a private RoPE from these (theta=None means no RoPE).
         causal_mask: a shared CausalMask; built from max_seq_len when omitted. Without either,
             the causal mask is built per call.
+        attention: "auto" | "reference" | "flash" (see lm336.attention).
     """
 
     def __init__(
@@ -301,10 +437,14 @@ class MultiHeadSelfAttention(Module):
         theta: float | None = None,
         max_seq_len: int | None = None,
         causal_mask: CausalMask | None = None,
+        attention: str = "auto",
         device=None,
         dtype=None,
     ):
         super().__init__()
+        if attention not in IMPLEMENTATIONS:
+            raise ValueError(f"attention must be one of {', '.join(IMPLEMENTATIONS)}; got {attention!r}")
+        self.attention = attention
         if num_heads < 1 or d_model % num_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.d_model, self.num_heads, self.d_k = d_model, num_heads, d_model // num_heads
@@ -323,6 +463,7 @@ class MultiHeadSelfAttention(Module):
         self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.decode_qkv_t: Tensor | None = None  # [W_q; W_k; W_v]^T, only inside decode_layout
 
     def forward(
         self,
@@ -346,32 +487,47 @@ class MultiHeadSelfAttention(Module):
         start = kv_cache.length if kv_cache is not None else 0
         if self.causal_mask is not None and start + seq > self.causal_mask.max_seq_len:
             raise ValueError(f"sequence of {start + seq} positions exceeds max_seq_len {self.causal_mask.max_seq_len}")
-        # 1. Fused projection: one matmul against [W_q; W_k; W_v].
-        w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight), dim=0)  # (3 d_model, d_model)
-        qkv = x @ w_qkv.t()  # (..., seq, 3 d_model)
-        qkv = qkv.view(*lead, seq, 3, self.num_heads, self.d_k).movedim(-3, -4)  # (..., 3, seq, heads, d_k)
-        q, k, v = (t.transpose(-2, -3) for t in qkv.unbind(-4))  # (..., heads, seq, d_k) each
-        # 2. Rotary positions on q and k.
+        # 1. Projections. With autograd: one matmul against [W_q; W_k; W_v]. Without (generation,
+        # evaluation): against decode_layout's prepared copy, else three matmuls against the weights
+        # themselves, so no concatenated copy of them is made per call.
+        grad = torch.is_grad_enabled()
+        if grad or self.decode_qkv_t is not None:
+            if grad:
+                w_qkv_t = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight), dim=0).t()  # (d_model, 3 d_model)
+            else:
+                w_qkv_t = self.decode_qkv_t
+            qkv = x @ w_qkv_t  # (..., seq, 3 d_model)
+            qkv = qkv.view(*lead, seq, 3, self.num_heads, self.d_k).movedim(-3, -4)  # (..., 3, seq, heads, d_k)
+            q, k, v = (t.transpose(-2, -3) for t in qkv.unbind(-4))  # (..., heads, seq, d_k) each
+        else:
+            q, k, v = (p(x).view(*lead, seq, self.num_heads, self.d_k).transpose(-2, -3)
+                       for p in (self.q_proj, self.k_proj, self.v_proj))  # fmt: skip
+        # 2. Rotary positions on q and k (default positions: a slice of the tables).
         if self.rope is not None:
-            if token_positions is None:
-                token_positions = torch.arange(start, start + seq, device=x.device)  # (seq,)
-            q = self.rope(q, token_positions.unsqueeze(-2))  # positions (..., 1, seq)
-            k = self.rope(k, token_positions.unsqueeze(-2))
+            positions = None if token_positions is None else token_positions.unsqueeze(-2)  # (..., 1, seq)
+            q = self.rope(q, positions, start)
+            k = self.rope(k, positions, start)
         # 3. Keys and values so far.
         if kv_cache is not None:
             k, v = kv_cache.update(layer_idx, k, v)  # (batch, heads, start + seq, d_k)
         k_len = k.shape[-2]
         # 4. Causal attention: query at cache index start+i sees keys 0..start+i.
-        if self.causal_mask is not None:
-            mask = self.causal_mask(start, seq, k_len)  # (seq, k_len)
+        kind = choose_attention(self.attention, q, k)
+        if kind != "reference":
+            if k.dtype != q.dtype:  # a float32 cache under bf16 autocast
+                k, v = k.to(q.dtype), v.to(q.dtype)
+            out = attend(q, k, v, kind)  # (..., heads, seq, d_k)
         else:
-            mask = torch.ones(seq, k_len, dtype=torch.bool, device=x.device).tril(diagonal=start)
-        out = scaled_dot_product_attention(q, k, v, mask)  # (..., heads, seq, d_k)
+            if self.causal_mask is not None:
+                mask = self.causal_mask(start, seq, k_len)  # (seq, k_len)
+            else:
+                mask = torch.ones(seq, k_len, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            out = scaled_dot_product_attention(q, k, v, mask)  # (..., heads, seq, d_k)
         out = out.transpose(-2, -3).reshape(*lead, seq, self.d_model)  # (..., seq, d_model)
         return self.output_proj(out)  # (..., seq, d_model)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, num_heads={self.num_heads}"
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, attention={self.attention!r}"
 
 
 class TransformerBlock(Module):
@@ -396,6 +552,7 @@ class TransformerBlock(Module):
         max_seq_len: int | None = None,
         causal_mask: CausalMask | None = None,
         eps: float = 1e-5,
+        attention: str = "auto",
         device=None,
         dtype=None,
     ):
@@ -407,7 +564,7 @@ class TransformerBlock(Module):
         self.norm = norm
         self.attn = MultiHeadSelfAttention(
             d_model, num_heads, rope=rope, theta=theta, max_seq_len=max_seq_len, causal_mask=causal_mask,
-            device=device, dtype=dtype,
+            attention=attention, device=device, dtype=dtype,
         )  # fmt: skip
         ffn_cls = SwiGLU if ffn == "swiglu" else SiLUFeedForward
         self.ffn = ffn_cls(d_model, d_ff, device=device, dtype=dtype)

@@ -12,6 +12,8 @@ layers.{i}.ffn.{w1,w2,w3}.weight, layers.{i}.ln2.weight, ln_final.weight, lm_hea
 
 Incremental decoding: `cache = model.new_kv_cache(batch_size)`, then `model(prompt, kv_cache=cache)`
 and `model(next_token[:, None], kv_cache=cache)`; each call returns logits for the new positions only.
+The cache is allocated once at its full length; each step writes its keys and values in place and
+attends over a view of the filled prefix (nothing is concatenated or reallocated per token).
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class TransformerLM(Module):
             dict); the shared matrix gets the Linear initialisation, since std-1 output weights
             would give logits of std sqrt(d_model).
         eps: RMSNorm epsilon.
+        attention: "auto" | "reference" | "flash": the attention kernel (lm336.attention); the
+            same parameters and, within float tolerance, the same results either way.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class TransformerLM(Module):
         ffn: str = "swiglu",
         tie_embeddings: bool = False,
         eps: float = 1e-5,
+        attention: str = "auto",
         device=None,
         dtype=None,
     ):
@@ -110,7 +115,7 @@ class TransformerLM(Module):
         self._config = ModelConfig(
             vocab_size=vocab_size, context_length=context_length, d_model=d_model, num_layers=num_layers,
             num_heads=num_heads, d_ff=d_ff, rope_theta=rope_theta, norm=norm, position=position, ffn=ffn,
-            tie_embeddings=tie_embeddings, eps=eps,
+            tie_embeddings=tie_embeddings, eps=eps, attention=attention,
         ).validate(prefix="")  # fmt: skip
         self._config.rope_theta = float(rope_theta)
         d_k = d_model // num_heads
@@ -129,6 +134,7 @@ class TransformerLM(Module):
                 rope=rope,
                 causal_mask=causal_mask,
                 eps=eps,
+                attention=attention,
                 device=device,
                 dtype=dtype,
             )  # fmt: skip
@@ -145,7 +151,7 @@ class TransformerLM(Module):
         return cls(
             cfg.vocab_size, cfg.context_length, cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.d_ff, cfg.rope_theta,
             norm=cfg.norm, position=cfg.position, ffn=cfg.ffn, tie_embeddings=cfg.tie_embeddings, eps=cfg.eps,
-            device=device, dtype=dtype,
+            attention=cfg.attention, device=device, dtype=dtype,
         )  # fmt: skip
 
     @property
@@ -200,7 +206,7 @@ class TransformerLM(Module):
         # They run on CPU only; on CUDA an out-of-range id trips a device-side assert in the embedding
         # lookup (never a silent wrong answer). Validate token arrays once with lm336.data.check_token_range.
         if token_ids.device.type == "cpu" and not torch.compiler.is_compiling():
-            lo, hi = int(token_ids.min()), int(token_ids.max())
+            lo, hi = (int(t) for t in torch.aminmax(token_ids))  # one pass (also per decoded token)
             if lo < 0 or hi >= cfg.vocab_size:
                 raise ValueError(f"token ids must lie in [0, {cfg.vocab_size}), got values in [{lo}, {hi}]")
 

@@ -51,12 +51,24 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return _CrossEntropy.apply(logits, targets.long())
 
 
+_CE_CHUNK = 1 << 18  # elements of logits per chunk of rows (1 MiB in float32)
+
+
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, targets: Tensor) -> Tensor:
         x = logits.to(torch.promote_types(logits.dtype, torch.float32))  # (..., vocab)
-        m = x.amax(dim=-1, keepdim=True)  # (..., 1)
-        lse = m.squeeze(-1) + torch.log((x - m).exp_().sum(dim=-1))  # (...,); one (..., vocab) temporary
+        rows = x.reshape(-1, x.shape[-1])  # (n, vocab)
+        lse = x.new_empty(rows.shape[0])
+        # On the CPU, a few rows at a time: the exponentials of a chunk stay in cache, where one
+        # (n, vocab) temporary would be freshly mapped (page-faulted) memory every step.
+        cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
+        step = max(1, _CE_CHUNK // x.shape[-1]) if cpu else rows.shape[0]
+        for r0 in range(0, rows.shape[0], step):
+            chunk = rows[r0 : r0 + step]
+            m = chunk.amax(dim=-1, keepdim=True)  # (rows, 1)
+            torch.add(m.squeeze(-1), torch.sub(chunk, m).exp_().sum(dim=-1).log_(), out=lse[r0 : r0 + step])
+        lse = lse.view(x.shape[:-1])  # (...,)
         target_logit = x.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (...,)
         ctx.save_for_backward(logits, targets, lse)
         return (lse - target_logit).mean()

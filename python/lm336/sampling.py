@@ -35,7 +35,7 @@ from torch import Tensor
 
 from .checkpoint import TOKENIZER, find_tokenizer, load_model
 from .common import DEVICE_HELP, command, resolve_device
-from .layers import softmax
+from .layers import decode_layout, softmax
 
 EOT = "<|endoftext|>"
 
@@ -91,11 +91,19 @@ def sample_next(
     Otherwise: logits / temperature -> top-k -> softmax -> top-p -> one multinomial draw.
     """
     _check_sampling_args(temperature, top_p, top_k)
+    return _draw(logits, temperature, top_p, top_k, generator)
+
+
+def _draw(logits: Tensor, temperature: float, top_p: float, top_k: int | None, generator: torch.Generator | None) -> int:
+    """sample_next without the argument checks (the decoding loop checks them once)."""
     logits = logits.detach().float().cpu()  # (vocab,)
+    if temperature == 0:
+        next_id = int(torch.argmax(logits))  # a NaN anywhere is the argmax, so checking the winner suffices
+        if math.isnan(float(logits[next_id])):
+            raise ValueError("the model produced NaN logits; cannot sample (is the checkpoint healthy?)")
+        return next_id
     if torch.isnan(logits).any():
         raise ValueError("the model produced NaN logits; cannot sample (is the checkpoint healthy?)")
-    if temperature == 0:
-        return int(torch.argmax(logits))
     logits = logits / temperature
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
@@ -183,26 +191,32 @@ def iter_generate_ids(
     def window() -> Tensor:  # (1, <= context) the ids the model may see
         return torch.tensor([ids[-context:]], dtype=torch.long, device=device)
 
+    # The arguments are checked above, once; per token the loop does only an in-place write of the
+    # new id into a preallocated (1, 1) tensor, one forward of one position (the cache is written
+    # in place) and one draw.
+    token = torch.empty((1, 1), dtype=torch.long, device=device)
     was_training = model.training
     model.eval()
     cache = None
     try:
-        for _ in range(max_new_tokens):
-            if not use_cache:
-                logits = model(window())[0, -1]
-            elif cache is None or cache.length >= cache.max_seq_len:
-                # Prefill, or the cache is full: refill it from the sliding window.
-                if cache is None:
-                    cache = model.new_kv_cache(1)
-                cache.reset()
-                logits = model(window(), kv_cache=cache)[0, -1]
-            else:
-                logits = model(torch.tensor([[ids[-1]]], dtype=torch.long, device=device), kv_cache=cache)[0, -1]
-            next_id = sample_next(logits, temperature, top_p, top_k, generator)
-            if next_id == eos_id:
-                return
-            ids.append(next_id)
-            yield next_id
+        with decode_layout(model):
+            for _ in range(max_new_tokens):
+                if not use_cache:
+                    logits = model(window())[0, -1]
+                elif cache is None or cache.length >= cache.max_seq_len:
+                    # Prefill, or the cache is full: refill it from the sliding window.
+                    if cache is None:
+                        cache = model.new_kv_cache(1)
+                    cache.reset()
+                    logits = model(window(), kv_cache=cache)[0, -1]
+                else:
+                    token.fill_(ids[-1])
+                    logits = model(token, kv_cache=cache)[0, -1]
+                next_id = _draw(logits, temperature, top_p, top_k, generator)
+                if next_id == eos_id:
+                    return
+                ids.append(next_id)
+                yield next_id
     finally:
         model.train(was_training)
 

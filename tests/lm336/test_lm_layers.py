@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from lm_reference import reference_attention, rope_complex
 from torch.testing import assert_close
 
+import lm336.layers as layers
 from lm336 import (
     Embedding,
     Linear,
@@ -26,7 +27,7 @@ from lm336 import (
     silu,
     softmax,
 )
-from lm336.layers import default_d_ff
+from lm336.layers import default_d_ff, swiglu_gate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -125,6 +126,26 @@ def test_swiglu_matches_manual_formula():
     assert_close(ffn(x), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk", [1 << 17, 8])
+def test_swiglu_gate_gradients_match_autograd_of_the_formula(monkeypatch, chunk):
+    """The written-out gradient, whole and in row chunks (8 elements: many ragged chunks)."""
+    monkeypatch.setattr(layers, "GATE_CHUNK", chunk)
+    torch.manual_seed(12)
+    a, b = (torch.randn(5, 7, 9, dtype=F64, requires_grad=True) for _ in range(2))
+    g = torch.randn(5, 7, 9, dtype=F64)
+    out = swiglu_gate(a, b)
+    ours = torch.autograd.grad(out, (a, b), g)
+    ref_out = F.silu(a) * b
+    ref = torch.autograd.grad(ref_out, (a, b), g)
+    assert_close(out, ref_out, rtol=0, atol=1e-14)
+    with torch.no_grad():  # the path without an autograd node
+        assert_close(swiglu_gate(a, b), ref_out, rtol=0, atol=1e-14)
+    for x, y in zip(ours, ref):
+        assert_close(x, y, rtol=0, atol=1e-13)
+    small = tuple(torch.randn(3, 4, dtype=F64, requires_grad=True) for _ in range(2))
+    assert torch.autograd.gradcheck(swiglu_gate, small) and torch.autograd.gradgradcheck(swiglu_gate, small)
+
+
 def test_silu_feed_forward_matches_manual_formula():
     ffn = SiLUFeedForward(12, dtype=F64)
     assert ffn.d_ff == 48 and not hasattr(ffn, "w3")
@@ -164,6 +185,35 @@ def test_rope_float32_and_hand_value():
     assert rope.state_dict() == {}  # non-persistent tables
     x = torch.randn(5, 9, 4)
     assert_close(rope(x, torch.arange(9)), rope_complex(x, torch.arange(9), 100.0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_rope_gradient_matches_autograd_of_the_complex_formulation(dtype):
+    """Both code paths: the complex multiply (contiguous pairs) and the even/odd arithmetic (a view
+    whose pairs cannot be reinterpreted as complex numbers)."""
+    torch.manual_seed(13)
+    rope = RotaryPositionalEmbedding(1000.0, 8, 32, dtype=dtype)
+    positions = torch.randint(0, 32, (2, 1, 6))
+    g = torch.randn(2, 3, 6, 8, dtype=dtype)
+    for x in (torch.randn(2, 3, 6, 8, dtype=dtype), torch.randn(2, 3, 6, 9, dtype=dtype)[..., 1:]):
+        x = x.requires_grad_()
+        ours = torch.autograd.grad(rope(x, positions), x, g)[0]
+        ref = torch.autograd.grad(rope_complex(x, positions, 1000.0), x, g)[0]
+        assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+        ours = torch.autograd.grad(rope(x, start=20), x, g)[0]
+        ref = torch.autograd.grad(rope_complex(x, torch.arange(20, 26), 1000.0), x, g)[0]
+        assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_rope_complex_table_follows_a_cast_of_the_module():
+    """The cached complex table is rebuilt when the real tables are replaced (here: float32 tables
+    upcast on use, then exact float64 tables after .double())."""
+    rope = RotaryPositionalEmbedding(1000.0, 8, 32)
+    x = torch.randn(2, 6, 8, dtype=F64)
+    positions = torch.arange(6)
+    assert (rope(x) - rope_complex(x, positions, 1000.0)).abs().max() > 1e-10  # float32 tables
+    rope.double()
+    assert_close(rope(x), rope_complex(x, positions, 1000.0), rtol=0, atol=1e-13)
 
 
 def test_rope_tables_survive_bf16_cast():
