@@ -31,6 +31,8 @@ _EXPORTS = {
     "scaled_dot_product_attention": "layers",
     "MultiHeadSelfAttention": "layers",
     "TransformerBlock": "layers",
+    # attention.py: block-wise (flash) attention
+    "flash_attention": "attention",
     # model.py
     "TransformerLM": "model",
     "KVCache": "model",
@@ -67,6 +69,9 @@ _EXPORTS = {
     # accounting.py
     "count_parameters": "accounting",
     "flops_per_token": "accounting",
+    # throughput.py
+    "mfu": "throughput",
+    "peak_flops": "throughput",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -238,29 +238,6 @@ def flops_per_token(config: ModelConfig, training: bool = True, context_length: 
     return 3 * forward if training else forward
 
 
-def measure_matmul_flops(size: int = 512, seconds: float = 0.2, device: str = "cpu") -> float:
-    """FLOP/s that float32 (size x size) @ (size x size) matmuls achieve here and now (with
-    PyTorch's current thread count): the rate a well-shaped training step cannot beat, so
-    FLOPs / this rate is a lower bound on its time. Takes about `seconds`.
-    """
-    import time
-
-    import torch
-
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    c = a @ b  # warm-up
-    reps, start = 0, time.perf_counter()
-    while True:
-        c = a @ b
-        reps += 1
-        if reps % 4 == 0:
-            float(c[0, 0])  # waits for the device
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds:
-                return 2 * size**3 * reps / elapsed
-
-
 # ---------------------------------------------------------------------------------------------
 # Memory
 # ---------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .accounting import count_parameters, flops_per_token, measure_matmul_flops
+from .accounting import count_parameters, flops_per_token
 from .checkpoint import CheckpointError, RunFiles, apply_checkpoint, prepare_out_dir, read_checkpoint, save_checkpoint
 from .common import (
     DEVICE_HELP,
@@ -74,6 +74,7 @@ from .data import check_token_range, get_batch
 from .model import TransformerLM
 from .optim import AdamW, clip_gradients, cross_entropy, lr_cosine_schedule
 from .safetensors_io import save_weights
+from .throughput import cpu_matmul_flops, mfu, peak_flops, peak_memory_bytes
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -286,7 +287,9 @@ def _resume(ckpt_path: Path, cfg: TrainConfig, model, optimizer, stream: BatchSt
     saved_model = saved.get("model") if isinstance(saved, dict) else None
     if not isinstance(saved_model, dict):
         raise CheckpointError(f"{ckpt_path}: holds no training config, so it cannot be resumed (was it written by lm336 train?)")
-    wanted = cfg.model.to_dict()
+    # The attention implementation changes no weights: a run may continue on another one.
+    wanted = {k: v for k, v in cfg.model.to_dict().items() if k != "attention"}
+    saved_model = {k: v for k, v in saved_model.items() if k != "attention"}
     if saved_model != wanted:
         keys = [*wanted, *(k for k in saved_model if k not in wanted)]
         diff = ", ".join(f"model.{k}: {saved_model.get(k)!r} in the checkpoint vs {wanted.get(k)!r}" for k in keys
@@ -349,7 +352,7 @@ def _warn_if_too_big_for_cpu(cfg: TrainConfig, device, steps_left: int) -> None:
     total = step_flops * steps_left
     if total / _SLOW_CPU_FLOPS < CPU_WARN_SECONDS:
         return  # small enough even for a slow CPU: no need to measure
-    rate = measure_matmul_flops()
+    rate = cpu_matmul_flops()
     if total / rate < CPU_WARN_SECONDS:
         return
     warnings.warn(
@@ -478,6 +481,11 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         amp = "off" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
         _print_header(cfg, ddp, device, amp, use_compile, train_tokens, val_tokens, start_step, bool(previous) and not run.resume)
         _warn_if_too_big_for_cpu(cfg, device, run.max_steps - start_step)
+    # Model FLOPs utilisation: model FLOPs per token (lm336.accounting) against the device's peak.
+    fpt = flops_per_token(mcfg, training=True)
+    peak, peak_source = _peak_flops(device, run.peak_flops, ddp.master)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     fwd = eval_fwd = torch.compile(model) if use_compile else model
     if ddp.enabled:
         # The buffers (RoPE tables, causal mask) are constants: no need to broadcast them every step
@@ -647,6 +655,8 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
                 "val_perplexity": val_ppl,
                 "val_bpb": val_bpb,
                 "grad_norm": float(grad_norm),
+                "tokens_per_s": tok_s,
+                "mfu": mfu(tok_s, fpt, peak * ddp.world_size) if peak else None,  # tok_s counts every process
             }
             if run.time_budget_s and not last:
                 max_steps = _replan(max_steps, step, start_step, run.time_budget_s, elapsed_before, now - t_start, ddp, device)
@@ -678,6 +688,7 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         "final_val_loss": val_loss,
         "final_val_perplexity": val_ppl,
         "final_val_bpb": val_bpb,
+        **_throughput_summary(step - start_step, tokens_per_step, elapsed - elapsed_before, fpt, peak, peak_source, ddp, device),
     }
     if ddp.master:
         write_json(files.summary, summary)
@@ -721,18 +732,47 @@ class _NullBar:
         pass
 
 
+def _peak_flops(device, override: float, master: bool) -> tuple[float | None, str | None]:
+    """(peak FLOP/s, its source) for MFU (lm336.throughput.peak_flops); (None, None) with a
+    warning for a GPU whose peak is unknown, so training goes on without MFU."""
+    try:
+        return peak_flops(device, override or None)
+    except ValueError as e:
+        if master:
+            warnings.warn(f"MFU is not logged: {e}", stacklevel=3)
+        return None, None
+
+
+def _throughput_summary(steps: int, tokens_per_step: int, seconds: float, fpt: float, peak, peak_source, ddp: Dist, device) -> dict:
+    """The run's mean throughput and MFU (this session's steps, evaluation and checkpoints
+    included), the peak it was measured against, and peak device memory."""
+    tok_s = steps * tokens_per_step / seconds if seconds > 0 and steps > 0 else None
+    return {
+        "tokens_per_s": tok_s,
+        "mfu": mfu(tok_s, fpt, peak * ddp.world_size) if tok_s and peak else None,
+        "flops_per_token": fpt,
+        "peak_flops": peak,
+        "peak_flops_source": peak_source,
+        "peak_memory_bytes": peak_memory_bytes(device),
+    }
+
+
+def _mfu_text(rec: dict) -> str:
+    return f" MFU {100 * rec['mfu']:.1f}%" if rec.get("mfu") is not None else ""
+
+
 def _report(pbar, rec: dict, tok_s: float, eta: float, progress: bool) -> None:
     val = f" val {rec['val_loss']:.4f} (ppl {rec['val_perplexity']:.2f})" if rec["val_loss"] is not None else ""
     if rec.get("val_bpb") is not None:
         val += f" {rec['val_bpb']:.4f} bpb"
     if progress:
-        pbar.set_postfix_str(f"loss {rec['train_loss']:.4f}{val} lr {rec['lr']:.2e} {tok_s:,.0f} tok/s", refresh=False)
+        pbar.set_postfix_str(f"loss {rec['train_loss']:.4f}{val} lr {rec['lr']:.2e} {tok_s:,.0f} tok/s{_mfu_text(rec)}", refresh=False)
         if rec["val_loss"] is not None:
             pbar.write(f"step {rec['step']}: train {rec['train_loss']:.4f}{val}")
     else:
         print(
             f"step {rec['step']} | loss {rec['train_loss']:.4f}{val} | lr {rec['lr']:.2e} | "
-            f"norm {rec['grad_norm']:.3f} | {tok_s:,.0f} tok/s | {_fmt_time(rec['time_s'])} elapsed, "
+            f"norm {rec['grad_norm']:.3f} | {tok_s:,.0f} tok/s{_mfu_text(rec)} | {_fmt_time(rec['time_s'])} elapsed, "
             f"ETA {_fmt_time(eta)}",
             flush=True,
         )

@@ -231,13 +231,13 @@ def test_plain_lines_when_output_is_piped(work):
 
 
 def test_warning_before_a_run_far_too_big_for_a_cpu(work, capsys, monkeypatch):
-    monkeypatch.setattr(training, "measure_matmul_flops", lambda *a, **k: 50e9)  # a laptop's matmul rate
+    monkeypatch.setattr(training, "cpu_matmul_flops", lambda *a, **k: 50e9)  # a laptop's matmul rate
     cfg = training.load_config(CONFIGS / "tinystories-17m.toml", ["run.device=cpu"])
     with pytest.warns(UserWarning, match=r"far too big for a CPU: at least 7\d\.\d s/step, so about 2\d\d hours for 10,000 steps") as w:
         training._warn_if_too_big_for_cpu(cfg, torch.device("cpu"), 10_000)
     assert "configs/cpu-tiny.toml" in str(w[0].message)
     small = training.load_config(CONFIGS / "cpu-tiny.toml")
-    monkeypatch.setattr(training, "measure_matmul_flops", lambda *a, **k: pytest.fail("a small run needs no measurement"))
+    monkeypatch.setattr(training, "cpu_matmul_flops", lambda *a, **k: pytest.fail("a small run needs no measurement"))
     training._warn_if_too_big_for_cpu(small, torch.device("cpu"), small.run.max_steps)
     training._warn_if_too_big_for_cpu(cfg, torch.device("cpu"), 2)  # two steps of the big model: minutes, no warning
 

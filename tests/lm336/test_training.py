@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import lm336
+from lm336.accounting import flops_per_token
 from lm336.config import ConfigError, TrainConfig, apply_overrides
 from lm336.data import read_checkpoint
 from lm336.model import TransformerLM
@@ -193,6 +194,9 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, data):
     torch.testing.assert_close(la, lb, rtol=1e-10, atol=1e-10)
 
 
+TIMINGS = ("time_s", "tokens_per_s", "mfu")  # log fields measured by the clock, not computed
+
+
 def test_run_directory_log_and_summary(tmp_path, data):
     cfg = _cfg(tmp_path, data, "run.log_interval=4", "run.eval_interval=5")
     summary = train(cfg)
@@ -203,8 +207,9 @@ def test_run_directory_log_and_summary(tmp_path, data):
     log = _log(run)
     # log steps 4, 8, 12, 16, 20 and eval steps 5, 10, 15, 20
     assert [r["step"] for r in log] == [4, 5, 8, 10, 12, 15, 16, 20]
-    keys = {"step", "tokens", "time_s", "lr", "train_loss", "val_loss", "val_perplexity", "val_bpb", "grad_norm"}
+    keys = {"step", "tokens", "time_s", "lr", "train_loss", "val_loss", "val_perplexity", "val_bpb", "grad_norm", "tokens_per_s", "mfu"}
     for r in log:
+        assert r["tokens_per_s"] > 0 and 0 < r["mfu"]
         assert set(r) == keys
         assert r["val_bpb"] is None  # no data.tokenizer_path
         assert r["tokens"] == r["step"] * cfg.run.batch_size * cfg.model.context_length
@@ -216,6 +221,20 @@ def test_run_directory_log_and_summary(tmp_path, data):
     assert summary["final_val_loss"] == log[-1]["val_loss"] and summary["final_train_loss"] == log[-1]["train_loss"]
     ckpt = read_checkpoint(run / "ckpt.pt")
     assert ckpt["iteration"] == 20 and ckpt["config"] == cfg.to_dict() and "rng" in ckpt
+    assert summary["flops_per_token"] == flops_per_token(cfg.model, training=True)
+    assert summary["peak_flops"] > 0 and summary["peak_flops_source"].startswith("measured float32 matmul")
+    assert summary["tokens_per_s"] > 0 and summary["peak_memory_bytes"] > 0
+    assert summary["mfu"] == pytest.approx(summary["tokens_per_s"] * summary["flops_per_token"] / summary["peak_flops"])
+
+
+def test_mfu_against_a_stated_peak(tmp_path, data):
+    """run.peak_flops overrides the device's peak: MFU = tokens/s x model FLOPs per token / peak."""
+    summary = train(_cfg(tmp_path, data, "run.log_interval=5", "run.max_steps=10", "run.peak_flops=1e12"))
+    assert summary["peak_flops"] == 1e12 and summary["peak_flops_source"] == "override"
+    for r in _log(summary["run_dir"]):
+        assert r["mfu"] == pytest.approx(r["tokens_per_s"] * summary["flops_per_token"] / 1e12)
+    with pytest.raises(ConfigError, match="run.peak_flops"):
+        train(_cfg(tmp_path, data, "run.peak_flops=-1"))
 
 
 def test_validation_uses_fixed_windows(tmp_path, data):
@@ -277,8 +296,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, data):
         for key in ("exp_avg", "exp_avg_sq"):
             assert torch.equal(state[key], b["optimizer"]["state"][pid][key])
     # The log reads as one run: lines the killed process wrote past its checkpoint were replaced.
-    drop_time = [{k: v for k, v in r.items() if k != "time_s"} for r in _log(killed_dir)]
-    assert drop_time == [{k: v for k, v in r.items() if k != "time_s"} for r in _log(reference["run_dir"])]
+    drop_time = [{k: v for k, v in r.items() if k not in TIMINGS} for r in _log(killed_dir)]
+    assert drop_time == [{k: v for k, v in r.items() if k not in TIMINGS} for r in _log(reference["run_dir"])]
 
 
 def test_resume_rejects_a_different_model(tmp_path, data):
@@ -477,6 +496,6 @@ def test_resume_drops_log_lines_past_the_checkpoint_and_a_torn_line(tmp_path, da
     train(apply_overrides(cfg, ["run.resume=true"]))
 
     def no_time(rows):
-        return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+        return [{k: v for k, v in r.items() if k not in TIMINGS} for r in rows]
 
     assert no_time(_log(tmp_path / "run")) == no_time(full)
