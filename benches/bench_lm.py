@@ -2,18 +2,23 @@
 AdamW + cross_entropy + clip_gradients against a baseline written here with torch.nn layers,
 F.scaled_dot_product_attention, F.cross_entropy and torch.optim.AdamW (fused on CUDA, foreach on
 CPU). Same config, same batches, same device, one process; the two alternate in blocks of steps so
-drifting clocks or neighbours hit both alike.
+drifting clocks or neighbours hit both alike. Prints medians, the spread (min-max over steps) and
+the ratio of tokens/s.
 
-    python benches/bench_lm.py                          # CPU: batch 4, a few steps
-    python benches/bench_lm.py --device cuda            # H100: batch 128, bf16 autocast, torch.compile
-    python benches/bench_lm.py --device cuda --no-compile --batch-size 64
+    python benches/bench_lm.py --threads 1,2                         # CPU: batch 4, 1 and 2 threads
+    python benches/bench_lm.py --config configs/cpu-tiny.toml --threads 1,2
+    python benches/bench_lm.py --device cuda --tokens .carry/webtext10k/tokens.bin   # bf16 autocast + compile
+    python benches/bench_lm.py --memory --batch-size 128               # peak memory, one process each
 
 A step is forward, loss, backward, gradient clipping at 1.0, the optimizer step and zero_grad.
-MFU = (tokens/s x training FLOPs per token) / peak FLOP/s. FLOPs per token come from
+MFU (lm336.throughput) = tokens/s x training FLOPs per token / peak FLOP/s; FLOPs per token from
 lm336.accounting.flops_per_token (matmul FLOPs, 3x forward, full (non-causal) attention scores, as
-PaLM counts them). Peak: --peak-tflops, default 989 (H100 SXM dense bf16) on CUDA; on CPU the
-float32 matmul rate measured here (a 2048^3 matmul), so CPU MFU reads "share of this machine's matmul
-speed".
+PaLM counts them). Peak: --peak-tflops, else the GPU's datasheet dense bf16 rate, else on the CPU
+the float32 matmul rate measured here (so CPU MFU reads "share of this machine's matmul speed").
+
+--memory runs each contender (ours with model.attention = flash, ours with the reference attention,
+the baseline) alone in a fresh process for --memory-steps steps and reports its peak memory: the
+process's peak RSS on the CPU, torch.cuda.max_memory_allocated on CUDA.
 """
 
 from __future__ import annotations
@@ -32,12 +37,16 @@ import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
+try:
+    import lm336  # noqa: F401  (an installed wheel, when there is one)
+except ImportError:
+    sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
 
 from lm336.accounting import flops_per_token  # noqa: E402
 from lm336.config import ModelConfig, load_config  # noqa: E402
 from lm336.model import TransformerLM  # noqa: E402
 from lm336.optim import AdamW, clip_gradients, cross_entropy  # noqa: E402
+from lm336.throughput import mfu, peak_flops, peak_memory_bytes  # noqa: E402
 
 # --- the baseline -------------------------------------------------------------------------------
 
@@ -141,43 +150,120 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def cpu_matmul_flops(n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times)
+def make_batches(cfg: ModelConfig, batch: int, device, tokens_path: str | None, n: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """n (inputs, targets) batches: windows of a token array (uint16 .bin or .npy) when given, else
+    random ids; the same ones for every contender."""
+    gen = torch.Generator().manual_seed(0)
+    if tokens_path:
+        import numpy as np
+
+        path = Path(tokens_path)
+        if not path.is_file():
+            raise SystemExit(f"bench_lm: error: token file {path} not found")
+        arr = np.load(path, mmap_mode="r") if path.suffix == ".npy" else np.memmap(path, dtype=np.uint16, mode="r")
+        if len(arr) <= cfg.context_length + 1 or int(arr[: 1 << 20].max()) >= cfg.vocab_size:
+            raise SystemExit(f"bench_lm: error: {path} is too short or has ids >= vocab_size {cfg.vocab_size}")
+        starts = torch.randint(0, len(arr) - cfg.context_length - 1, (n, batch), generator=gen).numpy()
+        windows = [torch.from_numpy(np.stack([arr[s : s + cfg.context_length + 1] for s in row]).astype(np.int64)) for row in starts]
+    else:
+        windows = [torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1), generator=gen) for _ in range(n)]
+    return [(w[:, :-1].to(device), w[:, 1:].to(device)) for w in windows]
+
+
+def _memory_child(args) -> int:
+    """One contender alone: a few steps, then its peak memory as JSON on stdout."""
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(int(args.threads))
+    cfg = load_config(args.config).model
+    if args.context_length:
+        cfg.context_length = args.context_length
+    cuda = device.type == "cuda"
+    use_amp = cuda and not args.no_autocast
+    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+    compiled = cuda and not args.no_compile
+    name = args.memory_child
+    if name == "torch.nn baseline":
+        step, _ = baseline(cfg, device, amp, compiled)
+    else:
+        cfg.attention = name.split("=")[1]
+        step, _ = ours(cfg, device, amp, compiled)
+    batches = make_batches(cfg, args.batch_size or 128, device, args.tokens, n=1)
+    t = time.perf_counter()
+    for _ in range(args.memory_steps):
+        step(*batches[0])
+    sync(device)
+    print(json.dumps({"name": name, "peak_bytes": peak_memory_bytes(device), "s_per_step": (time.perf_counter() - t) / args.memory_steps}))
+    return 0
+
+
+def memory(args) -> int:
+    import subprocess
+
+    batch = args.batch_size or 128
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} peak training memory, config {Path(args.config).name}, batch {batch}, "
+          f"device {args.device}, threads {args.threads or 'default'}, {args.memory_steps} step(s) per process")  # fmt: skip
+    results = {}
+    for name in ("lm336 attention=flash", "lm336 attention=reference", "torch.nn baseline"):
+        cmd = [sys.executable, __file__, "--memory-child", name, "--config", args.config, "--device", args.device,
+               "--batch-size", str(batch), "--memory-steps", str(args.memory_steps)]  # fmt: skip
+        for flag, value in (("--threads", args.threads), ("--tokens", args.tokens), ("--context-length", args.context_length)):
+            if value:
+                cmd += [flag, str(value)]
+        cmd += ["--no-compile"] if args.no_compile else []
+        cmd += ["--no-autocast"] if args.no_autocast else []
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"bench_lm: error: the {name} process failed:\n{proc.stderr[-3000:]}")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[name] = r
+        print(f"{name:<28} peak {r['peak_bytes'] / 2**30:8.2f} GiB   ({r['s_per_step']:.1f} s/step)")
+    ratio = results["lm336 attention=flash"]["peak_bytes"] / results["lm336 attention=reference"]["peak_bytes"]
+    print(f"ratio flash / reference peak memory: {ratio:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"batch_size": batch, "results": results, "ratio_flash_reference": ratio}, indent=2))
+    return 0
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(ROOT / "configs" / "tinystories-17m.toml"), help="model config (TOML/JSON)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--batch-size", type=int, default=0, help="sequences per step; 0 = 128 on cuda, 4 on cpu")
+    p.add_argument("--batch-size", type=int, default=0, help="sequences per step; 0 = 128 on cuda, 4 on cpu (128 with --memory)")
     p.add_argument("--context-length", type=int, default=0, help="tokens per sequence; 0 = the config's")
+    p.add_argument("--tokens", default=None, help="draw the batches from this token array (uint16 .bin or .npy); default random ids")
     p.add_argument("--steps", type=int, default=0, help="timed steps per block; 0 = 20 on cuda, 2 on cpu")
     p.add_argument("--blocks", type=int, default=0, help="alternating blocks per contender; 0 = 5 on cuda, 3 on cpu")
     p.add_argument("--warmup", type=int, default=0, help="untimed steps first (compilation); 0 = 10 on cuda, 1 on cpu")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (default: compile on cuda)")
     p.add_argument("--no-autocast", action="store_true", help="float32 everywhere (default: bf16 autocast on cuda)")
-    p.add_argument(
-        "--peak-tflops",
-        type=float,
-        default=0.0,
-        help="device peak in TFLOP/s for MFU; 0 = 989 on cuda (H100 bf16), measured matmul rate on cpu",
-    )
-    p.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = torch default")
+    p.add_argument("--peak-tflops", type=float, default=0.0,
+                   help="device peak in TFLOP/s for MFU; 0 = the GPU's datasheet bf16 rate, or the measured matmul rate on cpu")  # fmt: skip
+    p.add_argument("--threads", default="", help="CPU threads, one run per value: e.g. 1,2; empty = torch default")
+    p.add_argument("--memory", action="store_true", help="measure peak memory instead (one process per contender)")
+    p.add_argument("--memory-steps", type=int, default=1, help="training steps per process with --memory")
+    p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.memory_child:
+        return _memory_child(args)
+    if args.memory:
+        return memory(args)
+    runs = []
+    for threads in [int(t) for t in args.threads.split(",") if t] or [0]:
+        runs.append(throughput(args, threads))
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs if len(runs) > 1 else runs[0], indent=2))
+    return 0 if all(math.isfinite(r["ratio"]) for r in runs) else 1
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))  # fmt: skip
+
+def throughput(args, threads: int) -> dict:
+    device = torch.device(args.device)
     cuda = device.type == "cuda"
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
     cfg = load_config(args.config).model
     if args.context_length:
         cfg.context_length = args.context_length
@@ -194,12 +280,10 @@ def main(argv=None) -> int:
     def amp():
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
 
-    peak = args.peak_tflops * 1e12 if args.peak_tflops else (989e12 if cuda else cpu_matmul_flops())
+    peak, peak_source = peak_flops(device, args.peak_tflops * 1e12)
     fpt = flops_per_token(cfg, training=True)
     torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    batches = [torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1), generator=gen) for _ in range(4)]
-    batches = [(b[:, :-1].to(device), b[:, 1:].to(device)) for b in batches]
+    batches = make_batches(cfg, batch, device, args.tokens)
 
     contenders = {"lm336": ours(cfg, device, amp, compiled), "torch.nn baseline": baseline(cfg, device, amp, compiled)}
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, (_, m) in contenders.items()}
@@ -208,40 +292,45 @@ def main(argv=None) -> int:
             step(*batches[i % len(batches)])
         sync(device)
     times = {k: [] for k in contenders}
+    peak_mem = dict.fromkeys(contenders, 0)
     for _ in range(blocks):
         for name, (step, _) in contenders.items():
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
             for i in range(steps):
                 sync(device)
                 t = time.perf_counter()
                 step(*batches[i % len(batches)])
                 sync(device)
                 times[name].append(time.perf_counter() - t)
+            if cuda:
+                peak_mem[name] = max(peak_mem[name], peak_memory_bytes(device))
 
     tokens = batch * cfg.context_length
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} device={device}"
           f"{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''} threads={torch.get_num_threads()} "
-          f"torch={torch.__version__} compile={compiled} autocast={'bf16' if use_amp else 'off'}")  # fmt: skip
-    print(f"# model: vocab {cfg.vocab_size}, context {cfg.context_length}, d_model {cfg.d_model}, "
+          f"torch={torch.__version__} compile={compiled} autocast={'bf16' if use_amp else 'off'} "
+          f"attention={cfg.attention} batches={'file ' + Path(args.tokens).name if args.tokens else 'random ids'}")  # fmt: skip
+    print(f"# model {Path(args.config).name}: vocab {cfg.vocab_size}, context {cfg.context_length}, d_model {cfg.d_model}, "
           f"{cfg.num_layers} layers, {cfg.num_heads} heads, d_ff {cfg.d_ff}; params {n_params['lm336']:,} "
-          f"(baseline {n_params['torch.nn baseline']:,}); "
-          f"batch {batch} x {cfg.context_length} = {tokens:,} tokens/step")  # fmt: skip
-    print(f"# {fpt / 1e6:.1f} MFLOP per token (training); peak {peak / 1e12:.2f} TFLOP/s "
-          f"({'--peak-tflops' if args.peak_tflops else ('H100 bf16 default' if cuda else 'measured fp32 matmul')}); "
-          f"{blocks} blocks x {steps} steps each, medians")  # fmt: skip
+          f"(baseline {n_params['torch.nn baseline']:,}); batch {batch} x {cfg.context_length} = {tokens:,} tokens/step")  # fmt: skip
+    print(f"# {fpt / 1e6:.1f} MFLOP per token (training); peak {peak / 1e12:.2f} TFLOP/s ({peak_source}); "
+          f"{blocks} blocks x {steps} steps each, medians (min-max)")  # fmt: skip
     results = {}
     for name, ts in times.items():
         med = statistics.median(ts)
         tok_s = tokens / med
-        results[name] = {"ms_per_step": med * 1e3, "tokens_per_s": tok_s, "mfu": tok_s * fpt / peak}
-        print(f"{name:<18} {med * 1e3:10.1f} ms/step  {tok_s:12,.0f} tokens/s  MFU {100 * tok_s * fpt / peak:6.2f}%")
+        results[name] = {"ms_per_step": med * 1e3, "ms_min": min(ts) * 1e3, "ms_max": max(ts) * 1e3, "tokens_per_s": tok_s,
+                         "mfu": mfu(tok_s, fpt, peak), "peak_memory_bytes": peak_mem[name] or None}  # fmt: skip
+        memory_note = f"  peak mem {peak_mem[name] / 2**30:6.2f} GiB" if peak_mem[name] else ""
+        print(f"{name:<18} {med * 1e3:10.1f} ms/step ({min(ts) * 1e3:.1f}-{max(ts) * 1e3:.1f})  {tok_s:12,.0f} tokens/s  "
+              f"MFU {100 * results[name]['mfu']:6.2f}%{memory_note}")  # fmt: skip
     ratio = results["lm336"]["tokens_per_s"] / results["torch.nn baseline"]["tokens_per_s"]
     print(f"ratio lm336 / baseline tokens/s: {ratio:.3f}")
-    if args.json:
-        out = {"device": str(device), "batch_size": batch, "context_length": cfg.context_length,
-               "compile": compiled, "autocast": use_amp, "peak_flops": peak, "flops_per_token": fpt,
-               "results": results, "ratio": ratio}  # fmt: skip
-        Path(args.json).write_text(json.dumps(out, indent=2))
-    return 0 if math.isfinite(ratio) else 1
+    return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
+            "threads": torch.get_num_threads(), "config": Path(args.config).name, "batch_size": batch,
+            "context_length": cfg.context_length, "compile": compiled, "autocast": use_amp, "peak_flops": peak,
+            "peak_source": peak_source, "flops_per_token": fpt, "results": results, "ratio": ratio}  # fmt: skip
 
 
 if __name__ == "__main__":
