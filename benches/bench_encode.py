@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchdata import dense_in_lt
 
 from bpe336 import Tokenizer
 
@@ -233,20 +234,6 @@ def main() -> None:
                 f"  {name:<16} ({size / 1e6:5.1f} MB) {n} threads: 1 special {size / 1e6 / one:7.1f} MB/s, "
                 f"{len(lots):,} {size / 1e6 / many:7.1f} MB/s, ratio {many / one:.2f}x"
             )
-
-
-def dense_in_lt(n_bytes: int, seed: int = 0) -> str:
-    """Text dense in `<`: markup, stray `<`, and near-misses of `<|tokN|>` special tokens."""
-    import random
-
-    rng = random.Random(seed)
-    parts = ["<", "<|", "<|tok", "<|tok1", "|>", "<div>", "</p>", "a<b", " x ", "text ", "<<", "12"]
-    out, size = [], 0
-    while size < n_bytes:
-        p = rng.choice(parts)
-        out.append(p)
-        size += len(p)
-    return "".join(out)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchdata import dense_in_lt
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 EOT = "<|endoftext|>"
 TRAINERS = ("bpe336", "hf", "rustbpe")
@@ -209,20 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.special_mb > 0:
         bench_many_specials(args.special_mb, args.threads, args.repeat)
     return 0
-
-
-def dense_in_lt(n_bytes: int, seed: int = 0) -> str:
-    """Text dense in `<`: markup, stray `<`, and near-misses of `<|tokN|>` special tokens."""
-    import random
-
-    rng = random.Random(seed)
-    parts = ["<", "<|", "<|tok", "<|tok1", "|>", "<div>", "</p>", "a<b", " x ", "text ", "<<", "12"]
-    out, size = [], 0
-    while size < n_bytes:
-        p = rng.choice(parts)
-        out.append(p)
-        size += len(p)
-    return "".join(out)
 
 
 def bench_many_specials(megabytes: float, threads: int, repeat: int) -> None:

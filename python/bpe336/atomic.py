@@ -290,12 +290,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
             yield f
             f.flush()
             os.fsync(f.fileno())
-        check_output_file(target)  # still replaceable (nothing swapped a device in meanwhile)
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        _commit(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
 
 
@@ -311,13 +308,22 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
-        check_output_file(target)
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        _commit(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
+
+
+def _commit(tmp: str | os.PathLike, target: Path) -> None:
+    """Move a complete, fsynced temporary file onto `target` and make the rename durable."""
+    check_output_file(target)  # still replaceable (nothing swapped a device in meanwhile)
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
+def _discard(tmp: str | os.PathLike) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -408,21 +408,22 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Module, optimizer: torch.optim
     return int(ckpt["iteration"])
 
 
-def state_dict_differences(state: dict[str, Any], expected: dict[str, Any]) -> str:
+def state_dict_differences(state: dict[str, Any], expected: dict[str, Any], *, source: str = "checkpoint", items: str = "keys") -> str:
     """ "" when `state` has exactly the keys and shapes of `expected`; else every missing key,
-    unexpected key and shape difference, in one line."""
+    unexpected key and shape difference, in one line (`source` names where `state` came from,
+    `items` what its entries are called)."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        f"{k}: {source} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
         for k, v in expected.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
     parts = []
     if missing:
-        parts.append(f"missing keys {missing}")
+        parts.append(f"missing {items} {missing}")
     if unexpected:
-        parts.append(f"unexpected keys {unexpected}")
+        parts.append(f"unexpected {items} {unexpected}")
     if shapes:
         parts.append("shape differences: " + "; ".join(shapes))
     return "; ".join(parts)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import WEIGHTS
+from .checkpoint import WEIGHTS, state_dict_differences
 
 CONFIG_KEY = "lm336.model_config"
 ITERATION_KEY = "lm336.iteration"
@@ -137,22 +137,9 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu", dt
 
 def check_state(state: dict[str, Tensor], expected: dict[str, Tensor], source: str) -> None:
     """Raise ValueError naming every missing, unexpected and mis-shaped tensor of `state`."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    parts = []
-    if missing:
-        parts.append(f"missing tensors {missing}")
-    if unexpected:
-        parts.append(f"unexpected tensors {unexpected}")
-    if shapes:
-        parts.append("shape differences: " + "; ".join(shapes))
-    if parts:
-        raise ValueError(f"{source}: the weights do not fit the model config: " + "; ".join(parts))
+    problems = state_dict_differences(state, expected, source="file", items="tensors")
+    if problems:
+        raise ValueError(f"{source}: the weights do not fit the model config: {problems}")
 
 
 __all__ = ["WEIGHTS", "write_safetensors", "read_safetensors", "save_weights", "load_weights", "check_state"]

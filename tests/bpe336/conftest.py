@@ -3,6 +3,10 @@ built from them, and tiktoken's GPT-2 encoding built offline from the same files
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 from testdata import EOT, FIXTURES, SHARED
 
@@ -36,3 +40,17 @@ def tiktoken_gpt2(gpt2_files):
     vocab, _ = gpt2_files
     ranks = {token: idx for idx, token in vocab.items() if token != EOT.encode()}
     return tiktoken.Encoding(name="gpt2_offline", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256})
+
+
+@pytest.fixture
+def fast_dir(tmp_path):
+    """A directory on tmpfs where there is one (fsync is free there, so tests that save or kill
+    many times stay fast), else tmp_path."""
+    if not Path("/dev/shm").is_dir():
+        yield tmp_path
+        return
+    d = Path(tempfile.mkdtemp(prefix="bpe336-test-", dir="/dev/shm"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -278,20 +276,6 @@ def kill_during_saves(tmp_path: Path, trials: int, seed: int) -> None:
     assert temporaries(tmp_path) == []
     if trials >= 50:
         assert seen == {"a", "b"}  # the kills landed at different moments
-
-
-@pytest.fixture
-def fast_dir(tmp_path):
-    """A directory on tmpfs where there is one (fsync is free there, so many kills fit in a second
-    or two), else tmp_path."""
-    if not Path("/dev/shm").is_dir():
-        yield tmp_path
-        return
-    d = Path(tempfile.mkdtemp(prefix="bpe336-test-", dir="/dev/shm"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_kill_9_during_save_leaves_old_or_new_never_a_mix(tmp_path):

@@ -12,7 +12,6 @@ import base64
 import json
 import random
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -48,19 +47,6 @@ ALPHABET = "aab the ,.!?'\"\n\t  éñüßÃ©ĠĊ\u00a0\u3000αβγ中文字😀
 def no_tiktoken_cache(monkeypatch):
     """tiktoken caches files by path in a shared temp folder; test files must be read afresh."""
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
-
-
-@pytest.fixture
-def fast_dir(tmp_path):
-    """tmpfs where there is one (saving fsyncs every file), else tmp_path."""
-    if not Path("/dev/shm").is_dir():
-        yield tmp_path
-        return
-    d = Path(tempfile.mkdtemp(prefix="bpe336-test-", dir="/dev/shm"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def random_text(rng: random.Random, n: int, specials: list[str] = ()) -> str:

@@ -98,23 +98,17 @@ CHILD = GENERATOR + textwrap.dedent(
                 total += i
             return count
         growth, result = measure(lambda: consume(size), lambda: consume(1_000_000))
-    elif mode == "encode_file":
+    elif mode in ("encode_file", "train_bpe"):  # from a file written here piece by piece
         path = tmp + "/input.txt"
         with open(path, "w", encoding="utf-8") as f:
             for p in pieces(script, size, specials=specials):
                 f.write(p)
         with open(tmp + "/warm.txt", "w", encoding="utf-8") as f:
             f.write("".join(pieces(script, 1_000_000, seed=1)))
-        run = lambda src: tok.encode_file(src, tmp + "/out.npy", num_threads=1, progress=False)["tokens"]
-        growth, result = measure(lambda: run(path), lambda: run(tmp + "/warm.txt"))
-    elif mode == "train_bpe":
-        path = tmp + "/input.txt"
-        with open(path, "w", encoding="utf-8") as f:
-            for p in pieces(script, size, specials=specials):
-                f.write(p)
-        with open(tmp + "/warm.txt", "w", encoding="utf-8") as f:
-            f.write("".join(pieces(script, 1_000_000, seed=1)))
-        run = lambda src: len(train_bpe(src, 400, specials, num_threads=1, pattern=pattern)[1])
+        if mode == "encode_file":
+            run = lambda src: tok.encode_file(src, tmp + "/out.npy", num_threads=1, progress=False)["tokens"]
+        else:
+            run = lambda src: len(train_bpe(src, 400, specials, num_threads=1, pattern=pattern)[1])
         growth, result = measure(lambda: run(path), lambda: run(tmp + "/warm.txt"))
     elif mode == "train_bpe_from_iterator":
         run = lambda n: len(train_bpe_from_iterator(pieces(script, n, specials=specials), 400, specials, num_threads=1, pattern=pattern)[1])
