@@ -297,7 +297,7 @@ pub fn is_safe_cut(bytes: &[u8], p: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::unicode::testing::{dense_text, random_text, Rng, ALPHABET};
+    use super::super::testing::{dense_text, random_text, Rng, ALPHABET};
     use super::super::unicode::{CASELESS, LOWER, UPPER};
     use super::*;
     use fancy_regex::Regex;

@@ -143,7 +143,7 @@ fn min_len(e: &Expr) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::unicode::testing::{dense_text, random_text, Rng};
+    use super::super::testing::{dense_text, random_text, Rng};
     use super::super::{cl100k, gpt2, o200k, CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN};
     use super::*;
 

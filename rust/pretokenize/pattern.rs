@@ -146,7 +146,7 @@ fn looks_like_a_name(spec: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::unicode::testing::{random_text, Rng};
+    use super::super::testing::{random_text, Rng};
     use super::*;
 
     fn pieces(p: &Pattern, text: &str) -> Vec<String> {
