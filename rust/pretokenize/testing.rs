@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 use fancy_regex::Regex;
 
 use super::unicode::chars_around;
-use super::{cl100k, o200k, SafeCutRule};
+use super::{cl100k, gpt2, o200k, SafeCutRule, CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN};
 
 /// xorshift64*, so failures reproduce from the seed.
 pub struct Rng(pub u64);
@@ -82,6 +82,7 @@ pub const ALPHABET: &[char] = &[
     '\u{A0}',
     '\u{1680}',
     '\u{2000}',
+    '\u{2009}',
     '\u{200A}',
     '\u{200B}',
     '\u{180E}',
@@ -191,8 +192,16 @@ pub fn sampled_chars() -> impl Iterator<Item = char> {
 /// (a pattern file's `for_each_pretoken`).
 pub type Matcher = for<'a> fn(&'a str, &mut dyn FnMut(&'a str));
 
+pub const GPT2: Matcher = |text, f| gpt2::for_each_pretoken(text, f);
 pub const CL100K: Matcher = |text, f| cl100k::for_each_pretoken(text, f);
 pub const O200K: Matcher = |text, f| o200k::for_each_pretoken(text, f);
+
+/// The named patterns: name, regex and matcher.
+pub const NAMED: [(&str, &str, Matcher); 3] = [
+    ("gpt2", GPT2_PATTERN, GPT2),
+    ("cl100k", CL100K_PATTERN, CL100K),
+    ("o200k", O200K_PATTERN, O200K),
+];
 
 /// The pre-tokens of `text` by `matcher`.
 pub fn pretokens(matcher: Matcher, text: &str) -> Vec<&str> {
