@@ -355,27 +355,20 @@ mod tests {
 
     #[test]
     fn ascii_masks_match_the_byte_predicates() {
-        for byte in 0..=255u8 {
-            for pos in 0..8 {
-                let mut bytes = [b'a'; 8];
-                bytes[pos] = byte;
-                let w = u64::from_le_bytes(bytes);
-                let bit = 0x80u64 << (8 * pos);
-                let letter = ascii_letter_mask(w);
-                assert_eq!(
-                    letter & bit != 0,
-                    byte.is_ascii_alphabetic(),
-                    "{byte:#04x} at {pos}"
-                );
-                assert_eq!(letter.count_ones(), 7 + byte.is_ascii_alphabetic() as u32);
-                let lower = ascii_lower_mask(w);
-                assert_eq!(
-                    lower & bit != 0,
-                    byte.is_ascii_lowercase(),
-                    "{byte:#04x} at {pos}"
-                );
-                assert_eq!(lower.count_ones(), 7 + byte.is_ascii_lowercase() as u32);
+        // Each byte value at each position of a word of `a`s.
+        let check = |mask: fn(u64) -> u64, is: fn(&u8) -> bool| {
+            for byte in 0..=255u8 {
+                for pos in 0..8 {
+                    let mut bytes = [b'a'; 8];
+                    bytes[pos] = byte;
+                    let m = mask(u64::from_le_bytes(bytes));
+                    let bit = 0x80u64 << (8 * pos);
+                    assert_eq!(m & bit != 0, is(&byte), "{byte:#04x} at {pos}");
+                    assert_eq!(m.count_ones(), 7 + is(&byte) as u32, "{byte:#04x} at {pos}");
+                }
             }
-        }
+        };
+        check(ascii_letter_mask, u8::is_ascii_alphabetic);
+        check(ascii_lower_mask, u8::is_ascii_lowercase);
     }
 }
