@@ -1329,43 +1329,24 @@ mod tests {
         assert!(mk(300, &[""]).is_err());
     }
 
+    /// With each pattern, chunking (every size from one byte to 40, and one chunk), threads and
+    /// pieces never change the counts; a custom regex is cut only where special tokens start, or
+    /// not at all.
     #[test]
     fn cuts_never_change_counts() {
-        let text =
-            "Hello  world,\n\n it's <|e|>  a test\u{3000}\u{3000}x ok.<|e|>\n中文。\n\t\tend  \n";
-        let specials = vec!["<|e|>".to_string()];
-        let sp = SpecialTokens::new(&specials).unwrap();
-        let mut whole = CountMap::default();
-        count_text(text, &sp, &Pattern::Gpt2, &mut whole).unwrap();
-        for chunk_size in 1..40 {
-            let mut opts = CountOptions::new(specials.clone());
-            opts.num_threads = Some(2);
-            opts.chunk_size = chunk_size;
-            let mut c = StreamCounter::new(&opts).unwrap();
-            c.begin_stream("t");
-            for piece in text.as_bytes().chunks(3) {
-                c.push(piece).unwrap();
-            }
-            c.end_stream().unwrap();
-            let mut got = CountMap::default();
-            c.finish().unwrap().0.drain_into(&mut got);
-            assert_eq!(got, whole, "chunk size {chunk_size}");
-        }
-    }
-
-    /// With each pattern, chunking (down to one byte), threads and pieces never change the
-    /// counts; a custom regex is cut only where special tokens start, or not at all.
-    #[test]
-    fn cuts_never_change_counts_with_any_pattern() {
-        let text = "Hello  world,\n\n it's <|e|>  a TEST\u{3000}\u{3000}x ok.<|e|>\n中文。12345\n\t\tend  \n\
-                    HTMLParser's DON'T 3.14159 жили-были <|e|><|e|>\r\n\r\n  /path/to\n";
-        for pattern in [
+        let texts = [
+            "Hello  world,\n\n it's <|e|>  a test\u{3000}\u{3000}x ok.<|e|>\n中文。\n\t\tend  \n",
+            "Hello  world,\n\n it's <|e|>  a TEST\u{3000}\u{3000}x ok.<|e|>\n中文。12345\n\t\tend  \n\
+             HTMLParser's DON'T 3.14159 жили-были <|e|><|e|>\r\n\r\n  /path/to\n",
+        ];
+        let patterns = [
             "gpt2",
             "cl100k",
             "o200k",
             r"\p{L}+|\p{N}{1,2}|\s+|.",
             r"[a-z]+",
-        ] {
+        ];
+        for (text, pattern) in texts.iter().flat_map(|t| patterns.map(|p| (t, p))) {
             for specials in [vec![], vec!["<|e|>".to_string()]] {
                 let mut opts = CountOptions::new(specials.clone());
                 opts.pattern = Pattern::new(pattern).unwrap();
@@ -1373,7 +1354,7 @@ mod tests {
                 let mut whole = CountMap::default();
                 count_text(text, &sp, &opts.pattern, &mut whole).unwrap();
                 assert!(!whole.is_empty());
-                for chunk_size in [1, 2, 3, 5, 8, 13, 40, 1 << 20] {
+                for chunk_size in (1..=40).chain([1 << 20]) {
                     for threads in [1, 2] {
                         opts.num_threads = Some(threads);
                         opts.chunk_size = chunk_size;
@@ -1385,7 +1366,10 @@ mod tests {
                         c.end_stream().unwrap();
                         let mut got = CountMap::default();
                         c.finish().unwrap().0.drain_into(&mut got);
-                        assert_eq!(got, whole, "{pattern} chunk size {chunk_size}");
+                        assert_eq!(
+                            got, whole,
+                            "{pattern} chunk size {chunk_size}, {threads} threads: {text:?}"
+                        );
                     }
                 }
             }

@@ -143,8 +143,8 @@ fn min_len(e: &Expr) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::unicode::testing::{dense_text, random_text, Rng};
-    use super::super::{cl100k, gpt2, o200k, CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN};
+    use super::super::testing::{self, dense_text, random_text, Rng, GPT2, NAMED};
+    use super::super::{CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN};
     use super::*;
 
     fn pretokens<'a>(p: &CustomPattern, text: &'a str) -> Vec<&'a str> {
@@ -241,19 +241,12 @@ mod tests {
     /// path, which the named patterns never take in production).
     #[test]
     fn named_patterns_as_custom_equal_their_matchers() {
-        type Matcher = fn(&str, &mut dyn FnMut(&str));
-        let named: [(&str, Matcher); 3] = [
-            (GPT2_PATTERN, |t, f| gpt2::for_each_pretoken(t, f)),
-            (CL100K_PATTERN, |t, f| cl100k::for_each_pretoken(t, f)),
-            (O200K_PATTERN, |t, f| o200k::for_each_pretoken(t, f)),
-        ];
         let mut rng = Rng(31337);
-        for (pattern, matcher) in named {
+        for (_, pattern, matcher) in NAMED {
             let custom = CustomPattern::new(pattern).unwrap();
             for _ in 0..2000 {
                 let text = random_text(&mut rng, 24);
-                let mut expected = Vec::new();
-                matcher(&text, &mut |p| expected.push(p.to_string()));
+                let expected = testing::pretokens(matcher, &text);
                 assert_eq!(pretokens(&custom, &text), expected, "{text:?}");
             }
         }
@@ -274,8 +267,7 @@ mod tests {
             } else {
                 dense_text(&mut rng, 16)
             };
-            let mut expected = Vec::new();
-            gpt2::for_each_pretoken(&text, |p| expected.push(p));
+            let expected = testing::pretokens(GPT2, &text);
             assert_eq!(pretokens(&r50k, &text), expected, "{text:?}");
         }
     }

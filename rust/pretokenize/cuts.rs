@@ -71,6 +71,7 @@ impl<'a> Cuts<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{word_salad, Rng};
     use super::super::{gpt2, Pattern, Segment};
     use super::*;
 
@@ -84,17 +85,6 @@ mod tests {
             Segment::Special(i) => out.push(format!("<special {i}>")),
         });
         out
-    }
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
     }
 
     /// Specials that overlap each other, nest, contain spaces and class changes, and share
@@ -126,9 +116,7 @@ mod tests {
                 let sp = SpecialTokens::new(&names[..n_specials]).unwrap();
                 let cuts = pattern.cuts(&sp);
                 for _ in 0..1500 {
-                    let text: String = (0..1 + rng.below(25))
-                        .map(|_| PARTS[rng.below(PARTS.len())])
-                        .collect();
+                    let text = word_salad(&mut rng, PARTS, 1..=25);
                     let whole = pieces(&text, &sp, &pattern);
                     let b = text.as_bytes();
                     for p in 1..b.len() {

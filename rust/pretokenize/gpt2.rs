@@ -278,19 +278,15 @@ pub fn for_each_pretoken_range(b: &[u8], mut f: impl FnMut(usize, usize)) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{
+        self, assert_matches_regex, dense_text, regex_pretokens, split_pretokens, Rng, ALPHABET,
+        GPT2,
+    };
     use super::*;
     use fancy_regex::Regex;
 
     fn pretokens(text: &str) -> Vec<&str> {
-        let mut out = Vec::new();
-        for_each_pretoken(text, |p| out.push(p));
-        out
-    }
-
-    fn regex_pretokens<'a>(re: &Regex, text: &'a str) -> Vec<&'a str> {
-        re.find_iter(text)
-            .map(|m| m.expect("no backtrack limit").as_str())
-            .collect()
+        testing::pretokens(GPT2, text)
     }
 
     #[test]
@@ -364,144 +360,34 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator (xorshift64*), so failures reproduce from the seed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    /// Characters that exercise every branch: ASCII of each class, the contraction letters,
-    /// every kind of Unicode whitespace and near-whitespace, letters, marks, numbers, CJK, emoji.
-    const ALPHABET: &[char] = &[
-        'a',
-        'b',
-        's',
-        'd',
-        'm',
-        't',
-        'l',
-        'v',
-        'r',
-        'e',
-        'S',
-        'L',
-        'Z',
-        '0',
-        '7',
-        '\'',
-        '\'',
-        '"',
-        '.',
-        ',',
-        '!',
-        '-',
-        '_',
-        '$',
-        ' ',
-        ' ',
-        ' ',
-        '\n',
-        '\n',
-        '\t',
-        '\r',
-        '\u{0B}',
-        '\u{0C}',
-        '\u{1C}',
-        '\u{1F}',
-        '\u{85}',
-        '\u{A0}',
-        '\u{1680}',
-        '\u{2000}',
-        '\u{2009}',
-        '\u{200A}',
-        '\u{200B}',
-        '\u{180E}',
-        '\u{2028}',
-        '\u{2029}',
-        '\u{202F}',
-        '\u{205F}',
-        '\u{3000}',
-        '\u{FEFF}',
-        'é',
-        'ß',
-        'Ω',
-        'ж',
-        'ª',
-        'µ',
-        '\u{301}',
-        '\u{94D}',
-        'क',
-        '²',
-        '½',
-        '٣',
-        'Ⅻ',
-        '中',
-        '文',
-        '。',
-        '、',
-        'の',
-        '한',
-        '😀',
-        '👍',
-        '\u{1F3FD}',
-        '\u{10FFFF}',
-        '𝟘',
-        '€',
-    ];
-
     #[test]
     fn identical_to_fancy_regex_on_random_text() {
-        let re = Regex::new(GPT2_PATTERN).unwrap();
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        for _ in 0..20_000 {
-            let len = rng.below(24);
-            let text: String = (0..len)
+        let text = |rng: &mut Rng| -> String {
+            (0..rng.below(24))
                 .map(|_| ALPHABET[rng.below(ALPHABET.len())])
-                .collect();
-            assert_eq!(
-                pretokens(&text),
-                regex_pretokens(&re, &text),
-                "text {text:?}"
-            );
-        }
+                .collect()
+        };
+        assert_matches_regex(GPT2_PATTERN, GPT2, text, 0x9E37_79B9_7F4A_7C15, 20_000);
     }
 
     #[test]
     fn identical_to_fancy_regex_on_random_code_points() {
-        let re = Regex::new(GPT2_PATTERN).unwrap();
-        let mut rng = Rng(12345);
-        for _ in 0..5_000 {
-            let len = rng.below(16);
-            let text: String = (0..len)
+        let text = |rng: &mut Rng| -> String {
+            (0..rng.below(16))
                 .map(|_| match rng.below(3) {
                     0 => ALPHABET[rng.below(ALPHABET.len())],
                     1 => char::from_u32(rng.below(0x3000) as u32).unwrap_or(' '),
                     _ => char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('x'),
                 })
-                .collect();
-            assert_eq!(
-                pretokens(&text),
-                regex_pretokens(&re, &text),
-                "text {text:?}"
-            );
-        }
+                .collect()
+        };
+        assert_matches_regex(GPT2_PATTERN, GPT2, text, 12345, 5_000);
     }
 
-    /// Pre-tokens of the two halves, concatenated.
-    fn split_pretokens(text: &str, p: usize) -> Vec<&str> {
-        let mut out = pretokens(&text[..p]);
-        out.extend(pretokens(&text[p..]));
-        out
+    #[test]
+    fn identical_to_fancy_regex_on_dense_text() {
+        let text = |rng: &mut _| dense_text(rng, 12);
+        assert_matches_regex(GPT2_PATTERN, GPT2, text, 0xD15E_A5E5, 10_000);
     }
 
     /// One character of each kind the rule and the pattern tell apart: letters (contraction
@@ -536,7 +422,7 @@ mod tests {
             }
             safe += 1;
             assert_eq!(
-                split_pretokens(&text, p),
+                split_pretokens(GPT2, &text, p),
                 pretokens(&text),
                 "{text:?} at {p}"
             );
@@ -545,7 +431,7 @@ mod tests {
                 let q = pre.len() + p;
                 assert!(is_safe_cut(long.as_bytes(), q));
                 assert_eq!(
-                    split_pretokens(&long, q),
+                    split_pretokens(GPT2, &long, q),
                     pretokens(&long),
                     "{long:?} at {q}"
                 );
@@ -579,7 +465,7 @@ mod tests {
                 }
                 cuts += 1;
                 assert!(text.is_char_boundary(p));
-                assert_eq!(split_pretokens(&text, p), whole, "{text:?} at {p}");
+                assert_eq!(split_pretokens(GPT2, &text, p), whole, "{text:?} at {p}");
                 let c2_end = (p + 1..=b.len())
                     .find(|&q| text.is_char_boundary(q))
                     .unwrap();
@@ -614,28 +500,5 @@ mod tests {
         assert!(!is_safe_cut(b"a\xff ", 2) && !is_safe_cut(b"\xff ", 1));
         assert!(!is_safe_cut(b"a\xe4\xb8", 1)); // c2 cut short
         assert!(is_safe_cut("1中".as_bytes(), 1) && !is_safe_cut("a中".as_bytes(), 1));
-    }
-
-    #[test]
-    fn ascii_letter_mask_matches_the_class_table() {
-        for byte in 0..=255u8 {
-            for pos in 0..8 {
-                let mut bytes = [b'a'; 8];
-                bytes[pos] = byte;
-                let mask = ascii_letter_mask(u64::from_le_bytes(bytes));
-                let is_letter = mask & (0x80u64 << (8 * pos)) != 0;
-                assert_eq!(
-                    is_letter,
-                    byte.is_ascii_alphabetic(),
-                    "byte {byte:#04x} at {pos}"
-                );
-                // The other bytes stay letters.
-                assert_eq!(
-                    mask.count_ones(),
-                    7 + is_letter as u32,
-                    "byte {byte:#04x} at {pos}"
-                );
-            }
-        }
     }
 }

@@ -23,6 +23,8 @@ pub mod gpt2;
 pub mod o200k;
 mod pattern;
 pub mod special;
+#[cfg(test)]
+pub(crate) mod testing;
 mod unicode;
 
 pub use cl100k::CL100K_PATTERN;

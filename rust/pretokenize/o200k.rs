@@ -398,20 +398,15 @@ pub fn is_safe_cut(bytes: &[u8], p: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::unicode::testing::{dense_text, random_text, Rng, ALPHABET};
+    use super::super::testing::{
+        self, assert_cut_classes, assert_matches_regex, assert_matches_regex_on,
+        assert_safe_cuts_keep_pretokens, dense_text, random_text, sampled_chars, word_salad,
+        CutTable, O200K,
+    };
     use super::*;
-    use fancy_regex::Regex;
 
     fn pretokens(text: &str) -> Vec<&str> {
-        let mut out = Vec::new();
-        for_each_pretoken(text, |p| out.push(p));
-        out
-    }
-
-    fn regex_pretokens<'a>(re: &Regex, text: &'a str) -> Vec<&'a str> {
-        re.find_iter(text)
-            .map(|m| m.expect("no backtrack limit").as_str())
-            .collect()
+        testing::pretokens(O200K, text)
     }
 
     #[test]
@@ -448,100 +443,44 @@ mod tests {
 
     #[test]
     fn identical_to_fancy_regex_on_random_text() {
-        let re = Regex::new(O200K_PATTERN).unwrap();
-        let mut rng = Rng(0x5151_7A7A_0101_2323);
-        for _ in 0..30_000 {
-            let text = random_text(&mut rng, 24);
-            assert_eq!(pretokens(&text), regex_pretokens(&re, &text), "{text:?}");
-        }
+        let text = |rng: &mut _| random_text(rng, 24);
+        assert_matches_regex(O200K_PATTERN, O200K, text, 0x5151_7A7A_0101_2323, 30_000);
     }
 
     #[test]
     fn identical_to_fancy_regex_on_dense_text() {
-        let re = Regex::new(O200K_PATTERN).unwrap();
-        let mut rng = Rng(0xD15E_A5E5);
-        for _ in 0..30_000 {
-            let text = dense_text(&mut rng, 12);
-            assert_eq!(pretokens(&text), regex_pretokens(&re, &text), "{text:?}");
-        }
+        let text = |rng: &mut _| dense_text(rng, 12);
+        assert_matches_regex(O200K_PATTERN, O200K, text, 0xD15E_A5E5, 30_000);
     }
 
     #[test]
     fn identical_to_fancy_regex_on_word_salad() {
-        let parts = [
+        const PARTS: &[&str] = &[
             "the", " Cat", "HTML", "Parser", "'s", "'RE", "'", " ", "  ", "\n", " \n", "\r\n",
             "12", "12345", " 3.5", "?!", "/", "\u{3000}", "é", "É", "中文", "ǅ", "\u{301}", "。",
             "\t", "x", "  \n  ", "😀", "ʰ",
         ];
-        let re = Regex::new(O200K_PATTERN).unwrap();
-        let mut rng = Rng(77);
-        for _ in 0..10_000 {
-            let text: String = (0..rng.below(12))
-                .map(|_| parts[rng.below(parts.len())])
-                .collect();
-            assert_eq!(pretokens(&text), regex_pretokens(&re, &text), "{text:?}");
-        }
+        let text = |rng: &mut _| word_salad(rng, PARTS, 0..=11);
+        assert_matches_regex(O200K_PATTERN, O200K, text, 77, 10_000);
     }
 
     #[test]
     fn identical_to_fancy_regex_on_every_character_in_context() {
-        let re = Regex::new(O200K_PATTERN).unwrap();
-        for c in (0..0x11_0000u32).filter(|cp| *cp < 0x3100 || cp % 11 == 0) {
-            let Some(c) = char::from_u32(c) else {
-                continue;
-            };
-            let text = format!("a{c}b A{c}B {c}{c}1\n{c}'s {c}");
-            assert_eq!(pretokens(&text), regex_pretokens(&re, &text), "{text:?}");
-        }
+        let texts = sampled_chars().map(|c| format!("a{c}b A{c}B {c}{c}1\n{c}'s {c}"));
+        assert_matches_regex_on(O200K_PATTERN, O200K, texts);
     }
 
-    /// A cut the rule calls safe never changes the pre-tokens, whatever follows the bytes it saw;
-    /// the rule finds cuts often; and each pair of classes it calls unsafe has a counterexample
-    /// (so the table is as permissive as pairs of classes allow, and this test can tell).
     #[test]
     fn safe_cuts_never_change_the_pretokens() {
-        let mut rng = Rng(0xC0FF_EE00_1234_5678);
-        let mut cuts = 0;
-        let mut broken = [[false; 10]; 10];
-        for round in 0..40_000 {
-            let seen = if round % 2 == 0 {
-                random_text(&mut rng, 16)
-            } else {
-                dense_text(&mut rng, 10)
-            };
-            let seen = seen.as_bytes();
-            for p in 0..=seen.len() {
-                let Some((x, y)) = chars_around(seen, p) else {
-                    assert!(!is_safe_cut(seen, p));
-                    continue;
-                };
-                let safe = is_safe_cut(seen, p);
-                cuts += safe as usize;
-                for _ in 0..3 {
-                    let text = format!(
-                        "{}{}",
-                        std::str::from_utf8(seen).unwrap(),
-                        dense_text(&mut rng, 4) + &random_text(&mut rng, 4)
-                    );
-                    let whole = pretokens(&text);
-                    let mut halves = pretokens(&text[..p]);
-                    halves.extend(pretokens(&text[p..]));
-                    if safe {
-                        assert_eq!(halves, whole, "cut at {p} of {text:?}");
-                    } else if halves != whole {
-                        broken[cut_class(x)][cut_class(y)] = true;
-                    }
-                }
-            }
-        }
-        assert!(cuts > 40_000, "only {cuts} safe cuts found");
-        for x in 0..10 {
-            for y in 0..10 {
-                // (Ll, Lu) is safe but for the contraction letters `is_safe_cut` excludes.
-                let unsafe_pair = !SAFE[x][y] || (x, y) == (CUT_LO, CUT_UP);
-                assert_eq!(broken[x][y], unsafe_pair, "classes {x}, {y}");
-            }
-        }
+        let rule = CutTable {
+            matcher: O200K,
+            is_safe_cut,
+            cut_class,
+            safe: &SAFE,
+            // (Ll, Lu) is safe but for the contraction letters `is_safe_cut` excludes.
+            exceptions: &[(CUT_LO, CUT_UP)],
+        };
+        assert_safe_cuts_keep_pretokens(&rule, 0xC0FF_EE00_1234_5678, 40_000);
     }
 
     #[test]
@@ -559,28 +498,21 @@ mod tests {
     /// The cut classes agree with the regex classes the pattern uses, on the whole alphabet.
     #[test]
     fn cut_classes_follow_the_regex_classes() {
-        let upper = Regex::new(r"^[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]$").unwrap();
-        let lower = Regex::new(r"^[\p{Ll}\p{Lm}\p{Lo}\p{M}]$").unwrap();
-        let prefix = Regex::new(r"^[^\r\n\p{L}\p{N}]$").unwrap();
-        let other = Regex::new(r"^[^\s\p{L}\p{N}]$").unwrap();
-        let number = Regex::new(r"^\p{N}$").unwrap();
-        for &c in ALPHABET {
-            let s = c.to_string();
-            let k = cut_class(c);
-            let is = |re: &Regex| re.is_match(&s).unwrap();
-            assert_eq!(matches!(k, CUT_UP | CUT_CL | CUT_MK), is(&upper), "{c:?}");
-            assert_eq!(matches!(k, CUT_LO | CUT_CL | CUT_MK), is(&lower), "{c:?}");
-            assert_eq!(
-                matches!(k, CUT_MK | CUT_OT | CUT_AP | CUT_SL | CUT_SP),
-                is(&prefix),
-                "{c:?}"
-            );
-            assert_eq!(
-                matches!(k, CUT_MK | CUT_OT | CUT_AP | CUT_SL),
-                is(&other),
-                "{c:?}"
-            );
-            assert_eq!(k == CUT_NU, is(&number), "{c:?}");
-        }
+        assert_cut_classes(
+            cut_class,
+            &[
+                (
+                    r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]",
+                    &[CUT_UP, CUT_CL, CUT_MK],
+                ),
+                (r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]", &[CUT_LO, CUT_CL, CUT_MK]),
+                (
+                    r"[^\r\n\p{L}\p{N}]",
+                    &[CUT_MK, CUT_OT, CUT_AP, CUT_SL, CUT_SP],
+                ),
+                (r"[^\s\p{L}\p{N}]", &[CUT_MK, CUT_OT, CUT_AP, CUT_SL]),
+                (r"\p{N}", &[CUT_NU]),
+            ],
+        );
     }
 }

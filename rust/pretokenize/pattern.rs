@@ -146,7 +146,7 @@ fn looks_like_a_name(spec: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::unicode::testing::{random_text, Rng};
+    use super::super::testing::{self, random_text, Rng, NAMED};
     use super::*;
 
     fn pieces(p: &Pattern, text: &str) -> Vec<String> {
@@ -196,19 +196,12 @@ mod tests {
     /// Each variant splits as its own matcher (and a custom regex as fancy-regex) does.
     #[test]
     fn dispatch_reaches_each_matcher() {
-        type Matcher = fn(&str, &mut dyn FnMut(&str));
-        let cases: [(&str, Matcher); 3] = [
-            ("gpt2", |t, f| gpt2::for_each_pretoken(t, f)),
-            ("cl100k", |t, f| cl100k::for_each_pretoken(t, f)),
-            ("o200k", |t, f| o200k::for_each_pretoken(t, f)),
-        ];
         let mut rng = Rng(99);
-        for (name, matcher) in cases {
+        for (name, _, matcher) in NAMED {
             let p = Pattern::new(name).unwrap();
             for _ in 0..500 {
                 let text = random_text(&mut rng, 30);
-                let mut expected = Vec::new();
-                matcher(&text, &mut |t| expected.push(t.to_string()));
+                let expected = testing::pretokens(matcher, &text);
                 assert_eq!(pieces(&p, &text), expected, "{name} {text:?}");
             }
         }

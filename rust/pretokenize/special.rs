@@ -199,6 +199,7 @@ impl SpecialTokens {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{word_salad, Rng};
     use super::*;
 
     fn specials(tokens: &[&str]) -> SpecialTokens {
@@ -248,17 +249,6 @@ mod tests {
                 }
             })
         })
-    }
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
     }
 
     #[test]
@@ -313,9 +303,7 @@ mod tests {
         for tokens in SETS {
             let sp = specials(tokens);
             for _ in 0..2000 {
-                let text: String = (0..rng.below(30))
-                    .map(|_| PARTS[rng.below(PARTS.len())])
-                    .collect();
+                let text = word_salad(&mut rng, PARTS, 0..=29);
                 assert_eq!(
                     segments(&sp, &text),
                     naive_segments(tokens, &text),
