@@ -26,8 +26,9 @@
 //! ```
 
 use super::unicode::{
-    ascii_letter_mask, char_start_before, chars_around, class_at, class_of, contraction_end, table,
-    ClassTable, COARSE, HIGH_BITS, LETTER, NUMBER, OTHER, SPACE,
+    ascii_letter_mask, char_start_before, chars_around, class_at, class_of, contraction_end,
+    digits_end, last_line_break, table, ClassTable, COARSE, HIGH_BITS, LETTER, NUMBER, OTHER,
+    SPACE,
 };
 
 /// tiktoken's `cl100k_base` pattern (`tiktoken_ext/openai_public.py`), exactly.
@@ -87,19 +88,6 @@ fn line_breaks_end(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// Position of the last `\r` or `\n` in `b[i..k]` (a plain loop: runs are short, and memchr's
-/// setup costs more than it saves on them).
-#[inline(always)]
-fn last_line_break(b: &[u8], i: usize, mut k: usize) -> Option<usize> {
-    while k > i {
-        k -= 1;
-        if b[k] == b'\n' || b[k] == b'\r' {
-            return Some(k);
-        }
-    }
-    None
 }
 
 /// The end (exclusive byte offset) of the cl100k pre-token that starts at byte `i` of `b`.
@@ -168,22 +156,6 @@ fn pretoken_end_with(t: &ClassTable, b: &[u8], i: usize) -> usize {
     } else {
         k
     }
-}
-
-/// End of `\p{N}{1,3}` after the first digit, which ends at `j`.
-#[inline(always)]
-fn digits_end(t: &ClassTable, b: &[u8], mut j: usize) -> usize {
-    for _ in 0..2 {
-        if j >= b.len() {
-            break;
-        }
-        let (cls, len) = class_at(t, b, j);
-        if cls != NUMBER {
-            break;
-        }
-        j += len;
-    }
-    j
 }
 
 /// Calls `f` on each pre-token of `text` (ordinary text, no special tokens), in order.

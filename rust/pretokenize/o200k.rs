@@ -25,8 +25,9 @@
 //! ```
 
 use super::unicode::{
-    ascii_lower_mask, char_start_before, chars_around, class_at, class_of, contraction_end, table,
-    ClassTable, CASELESS, COARSE, HIGH_BITS, LETTER, LOWER, MARK, NUMBER, OTHER, SPACE, UPPER,
+    ascii_lower_mask, char_start_before, chars_around, class_at, class_of, contraction_end,
+    digits_end, last_line_break, table, ClassTable, CASELESS, COARSE, HIGH_BITS, LETTER, LOWER,
+    MARK, NUMBER, OTHER, SPACE, UPPER,
 };
 
 /// tiktoken's `o200k_base` pattern (`tiktoken_ext/openai_public.py`, its alternatives joined
@@ -160,35 +161,6 @@ fn space_run_end(t: &ClassTable, b: &[u8], mut i: usize) -> usize {
         i += len;
     }
     i
-}
-
-/// End of `\p{N}{1,3}` after the first digit, which ends at `j`.
-#[inline(always)]
-fn digits_end(t: &ClassTable, b: &[u8], mut j: usize) -> usize {
-    for _ in 0..2 {
-        if j >= b.len() {
-            break;
-        }
-        let (cls, len) = class_at(t, b, j);
-        if cls != NUMBER {
-            break;
-        }
-        j += len;
-    }
-    j
-}
-
-/// Position of the last `\r` or `\n` in `b[i..k]` (a plain loop: runs are short, and memchr's
-/// setup costs more than it saves on them).
-#[inline(always)]
-fn last_line_break(b: &[u8], i: usize, mut k: usize) -> Option<usize> {
-    while k > i {
-        k -= 1;
-        if b[k] == b'\n' || b[k] == b'\r' {
-            return Some(k);
-        }
-    }
-    None
 }
 
 /// The end (exclusive byte offset) of the o200k pre-token that starts at byte `i` of `b`.

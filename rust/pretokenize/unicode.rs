@@ -168,6 +168,35 @@ pub fn class_at(t: &ClassTable, b: &[u8], i: usize) -> (u8, usize) {
     (t.get(cp), len)
 }
 
+/// End of `\p{N}{1,3}` (the cl100k and o200k number rule) after the first digit, which ends at `j`.
+#[inline(always)]
+pub fn digits_end(t: &ClassTable, b: &[u8], mut j: usize) -> usize {
+    for _ in 0..2 {
+        if j >= b.len() {
+            break;
+        }
+        let (cls, len) = class_at(t, b, j);
+        if cls != NUMBER {
+            break;
+        }
+        j += len;
+    }
+    j
+}
+
+/// Position of the last `\r` or `\n` in `b[i..k]` (a plain loop: runs are short, and memchr's
+/// setup costs more than it saves on them).
+#[inline(always)]
+pub fn last_line_break(b: &[u8], i: usize, mut k: usize) -> Option<usize> {
+    while k > i {
+        k -= 1;
+        if b[k] == b'\n' || b[k] == b'\r' {
+            return Some(k);
+        }
+    }
+    None
+}
+
 /// Start of the character that ends at byte `end` (> 0) of valid UTF-8.
 #[inline(always)]
 pub fn char_start_before(b: &[u8], end: usize) -> usize {
