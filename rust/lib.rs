@@ -32,6 +32,7 @@ pub mod encode;
 pub mod error;
 pub mod input;
 pub mod pretokenize;
+pub mod shard;
 pub mod threads;
 pub mod train;
 
