@@ -28,6 +28,7 @@
 //!   without libpython; everything else is plain Rust returning `Result<_, BpeError>`.
 
 pub mod cancel;
+pub mod counts;
 pub mod encode;
 pub mod error;
 pub mod input;
