@@ -30,6 +30,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use rayon::slice::ParallelSliceMut;
+
 use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 use crate::pretokenize::Pattern;
@@ -63,7 +65,7 @@ impl PartialEq for Counts {
 
 impl Counts {
     /// Keeps the counts of `counts` (made with `pattern` and `special_tokens` from
-    /// `input_bytes` bytes of text), sorting its entries.
+    /// `input_bytes` bytes of text), sorting its entries in parallel on the current rayon pool.
     pub fn new(
         counts: PretokenCounts,
         input_bytes: u64,
@@ -71,7 +73,7 @@ impl Counts {
         special_tokens: Vec<String>,
     ) -> Result<Counts> {
         let mut items: Vec<(train::KeyBytes<'_>, u64)> = counts.iter().collect();
-        items.sort_unstable_by(|x, y| x.0.as_ref().cmp(y.0.as_ref()));
+        items.par_sort_unstable_by(|x, y| x.0.as_ref().cmp(y.0.as_ref()));
         let mut entries = Vec::with_capacity(items.len() * 10);
         let mut total = 0u64;
         for (k, c) in &items {

@@ -579,18 +579,16 @@ fn count_options(
     Ok(opts)
 }
 
-/// Keeps what counting gave, sorted (on the call's threads).
+/// Keeps what counting gave, sorted on the call's threads.
 fn keep(
     counted: (train::PretokenCounts, u64),
     opts: &train::CountOptions,
 ) -> crate::error::Result<Counts> {
     let (counts, bytes) = counted;
-    Counts::new(
-        counts,
-        bytes,
-        opts.pattern.clone(),
-        opts.special_tokens.clone(),
-    )
+    let (pattern, specials) = (opts.pattern.clone(), opts.special_tokens.clone());
+    with_threads(opts.num_threads, || {
+        Counts::new(counts, bytes, pattern, specials)
+    })?
 }
 
 /// Counts the pre-tokens of files (each an independent text).

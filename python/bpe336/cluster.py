@@ -150,7 +150,7 @@ def _same_cluster(current: str, wanted: str) -> bool:
         return False
 
 
-def connect(address: str | None = None) -> None:
+def _connect(address: str | None = None) -> None:
     """Make sure this process is connected to Ray (see the module docs for `address`)."""
     ray = _ray()
     if address is not None and not isinstance(address, str):
@@ -236,7 +236,7 @@ def count_pretokens_on_ray(
     plan = [(str(f), s, e) for f in files for s, e in plan_byte_ranges(f.stat().st_size, shard_bytes)]
     if not plan:  # only empty files: nothing for a cluster to do
         return count_pretokens_from_iterator([], specials, regex)
-    connect(address)
+    _connect(address)
     count = ray.remote(num_cpus=num_cpus_per_task)(_count_task)
     merge = ray.remote(num_cpus=1)(_merge_task)
     sizes = {count.remote(path, s, e, specials, regex, num_cpus_per_task): e - s for path, s, e in plan}
@@ -380,7 +380,7 @@ def encode_files_on_ray(
         "pattern": tok.pattern,
     }
     if plan:
-        connect(address)
+        _connect(address)
     with atomic_directory(out, owned) as tmp:
         results: list = []
         if plan:
