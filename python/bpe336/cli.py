@@ -177,8 +177,9 @@ def run_train(args: argparse.Namespace) -> int:
         specials = args.special_token or source.special_tokens
     else:
         source, specials = inputs, args.special_token
+    given = {} if args.pattern is None else {"pattern": args.pattern}  # else gpt2, or the counts' own
     vocab, merges, stats = train_bpe_with_stats(
-        source, args.vocab_size, args.special_token or None, num_threads=args.threads, progress=not args.no_progress, pattern=args.pattern
+        source, args.vocab_size, args.special_token or None, num_threads=args.threads, progress=not args.no_progress, **given
     )
     wall = time.perf_counter() - start
     pattern = args.pattern or (source.pattern if args.counts else "gpt2")

@@ -34,6 +34,16 @@ from .pattern import resolve_pattern
 if TYPE_CHECKING:
     from .counts import PretokenCounts
 
+
+class _DefaultPattern(str):
+    """The default `pattern` of `train_bpe`: equal to "gpt2" (what text is trained with), and
+    told apart from a "gpt2" given by the caller, since counts are trained with their own."""
+
+    __slots__ = ()
+
+
+DEFAULT_PATTERN = _DefaultPattern("gpt2")
+
 Vocab = dict[int, bytes]
 Merges = list[tuple[bytes, bytes]]
 ProgressArg = bool | Callable[[str, int, int], Any]
@@ -144,8 +154,8 @@ def _train_counts(
     from .pattern import pattern_name, same_pattern
 
     specials = _counts_specials(counts, special_tokens)
-    if pattern is not None and not same_pattern(resolve_pattern(pattern), counts.pattern):
-        shown = [n if n != "custom" else repr(p) for p in (counts.pattern, pattern) for n in [pattern_name(p)]]
+    if pattern is not None and not same_pattern(pattern, counts.pattern):
+        shown = [name if name != "custom" else repr(p) for p in (counts.pattern, pattern) for name in [pattern_name(p)]]
         raise ValueError(f"the counts were made with the pattern {shown[0]}, not {shown[1]}: training from counts uses theirs")
     vocab_size = _check_vocab_size(vocab_size, len(specials))
     callback, bar = _progress_callback(progress)
@@ -165,21 +175,22 @@ def train_bpe_with_stats(
     num_threads: int | None = None,
     progress: ProgressArg = False,
     chunk_size: int | None = None,
-    pattern: str | None = None,
+    pattern: str = DEFAULT_PATTERN,
 ) -> tuple[Vocab, Merges, TrainStats]:
     """`train_bpe`, also returning statistics: `distinct_pretokens`, `total_pretokens`,
     `input_bytes`."""
     from .counts import PretokenCounts
 
     if isinstance(input_path, PretokenCounts):
-        return _train_counts(input_path, vocab_size, special_tokens, num_threads, progress, pattern)
+        given = None if pattern is DEFAULT_PATTERN else resolve_pattern(pattern)
+        return _train_counts(input_path, vocab_size, special_tokens, num_threads, progress, given)
     paths_in = [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path)
     if not paths_in:
         raise ValueError("no input files given")
     paths = [str(_check_path(p)) for p in paths_in]
     specials = _check_specials(() if special_tokens is None else special_tokens)
     vocab_size = _check_vocab_size(vocab_size, len(specials))
-    regex = resolve_pattern("gpt2" if pattern is None else pattern)
+    regex = resolve_pattern(pattern)
     callback, bar = _progress_callback(progress)
     try:
         raw = _core.train_bpe_files(paths, vocab_size, specials, num_threads, chunk_size, callback, pattern=regex)
@@ -197,7 +208,7 @@ def train_bpe(
     num_threads: int | None = None,
     progress: ProgressArg = False,
     chunk_size: int | None = None,
-    pattern: str | None = None,
+    pattern: str = DEFAULT_PATTERN,
 ) -> tuple[Vocab, Merges]:
     """Train a byte-level BPE tokenizer on one or more UTF-8 text files, or on kept counts.
 
