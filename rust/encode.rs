@@ -44,6 +44,7 @@ use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 use crate::input::{self, Input};
 use crate::pretokenize::{Cuts, Pattern, SpecialTokens};
+use crate::shard;
 
 /// Ids may leave gaps (tiktoken's specials sit above the ranks), but only this many beyond twice
 /// the number of tokens: the id table is sized by the largest id, so an id must never be able
@@ -770,7 +771,7 @@ impl Encoder {
 
     /// Where this encoder may cut text: the pattern's rule plus the special-token checks
     /// (`pretokenize::Cuts`, which proves that both halves then encode to the whole's ids).
-    fn cuts(&self) -> Cuts<'_> {
+    pub fn cuts(&self) -> Cuts<'_> {
         self.pattern.cuts(&self.specials)
     }
 
@@ -822,14 +823,58 @@ impl Encoder {
         progress: &AtomicU64,
         cancel: &CancelFlag,
     ) -> Result<FileStats> {
+        self.check_output(header_len, width)?;
+        // Opened before the output exists, and without blocking (a FIFO may have no writer yet).
+        let reader = Input::open(input, cancel)?;
+        self.encode_input(reader, output, header_len, width, progress, cancel)
+    }
+
+    /// Checks the arguments that shape an output file.
+    fn check_output(&self, header_len: u64, width: Width) -> Result<()> {
         self.check_width(width)?;
         if header_len > MAX_HEADER_LEN {
             return Err(BpeError::InvalidArgument(format!(
                 "header_len {header_len} is too large (at most {MAX_HEADER_LEN} bytes)"
             )));
         }
-        // Opened before the output exists, and without blocking (a FIFO may have no writer yet).
-        let mut reader = Input::open(input, cancel)?;
+        Ok(())
+    }
+
+    /// `encode_file` for the bytes of the regular file `input` that the shard given
+    /// `start..end` owns (`shard::owned_range`, with this encoder's cuts): the arrays of the
+    /// shards of any partition of a file, concatenated in order, are `encode_file`'s array of
+    /// the whole. Returns the statistics and the owned range (None when the shard owns nothing;
+    /// `output` then holds no ids).
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_file_range(
+        &self,
+        input: &Path,
+        start: u64,
+        end: u64,
+        output: &Path,
+        header_len: u64,
+        width: Width,
+        progress: &AtomicU64,
+        cancel: &CancelFlag,
+    ) -> Result<(FileStats, Option<shard::ByteRange>)> {
+        self.check_output(header_len, width)?;
+        let owned = shard::owned_range(input, start, end, &self.cuts(), cancel)?;
+        let (first, last) = owned.unwrap_or((0, 0));
+        let reader = Input::open_range(input, first, last, cancel)?;
+        let stats = self.encode_input(reader, output, header_len, width, progress, cancel)?;
+        Ok((stats, owned))
+    }
+
+    /// The body of `encode_file`, reading from `reader` (a whole input or a range of one).
+    fn encode_input(
+        &self,
+        mut reader: Input,
+        output: &Path,
+        header_len: u64,
+        width: Width,
+        progress: &AtomicU64,
+        cancel: &CancelFlag,
+    ) -> Result<FileStats> {
         let out_name = output.display().to_string();
         let io_out = |e: std::io::Error| BpeError::Io {
             path: out_name.clone(),
@@ -848,7 +893,7 @@ impl Encoder {
         // `buf` holds the carried tail of the previous block followed by newly read bytes;
         // `base` is the absolute file offset of buf[0].
         let mut buf: Vec<u8> = Vec::with_capacity(block + CHUNK_BYTES);
-        let mut base: u64 = 0;
+        let mut base: u64 = reader.start();
         let mut eof = false;
         let mut bytes_out = Vec::new();
         while !eof {
@@ -1251,6 +1296,34 @@ mod tests {
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             assert_eq!(ids, whole, "{pattern}");
+            // Shards of a partition (boundaries anywhere, inside characters too) concatenate to
+            // the whole file's ids.
+            let len = text.len() as u64;
+            let mut bounds: Vec<u64> = (0..6).map(|_| rng.below(len as usize) as u64).collect();
+            bounds.extend([0, len, len / 3 + 1]);
+            bounds.sort_unstable();
+            let (mut ids, mut next) = (Vec::new(), 0);
+            for w in bounds.windows(2) {
+                let (stats, owned) = enc
+                    .encode_file_range(&input, w[0], w[1], &output, 0, Width::U32, &done, &none)
+                    .unwrap();
+                let part: Vec<u32> = std::fs::read(&output)
+                    .unwrap()
+                    .chunks(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                assert_eq!(part.len() as u64, stats.tokens);
+                match owned {
+                    Some((s, e)) => {
+                        assert_eq!((s, stats.bytes), (next, e - s), "{pattern}");
+                        next = e;
+                    }
+                    None => assert!(part.is_empty()),
+                }
+                ids.extend(part);
+            }
+            assert_eq!(next, len, "{pattern}");
+            assert_eq!(ids, whole, "{pattern}: shards of {bounds:?}");
         }
         // Without special tokens a custom regex has no cut: one chunk, the same ids.
         let enc = rebuild(&base, &[], CUSTOM_ALL);

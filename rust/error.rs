@@ -35,6 +35,9 @@ pub enum BpeError {
         line: usize,
         reason: String,
     },
+    /// A pre-token counts file (or its bytes) that is not one, is of another format version,
+    /// or is damaged.
+    MalformedCounts { path: String, reason: String },
 }
 
 impl fmt::Display for BpeError {
@@ -59,6 +62,7 @@ impl fmt::Display for BpeError {
             BpeError::MalformedFile { path, line, reason } => {
                 write!(f, "{path}:{line}: {reason}")
             }
+            BpeError::MalformedCounts { path, reason } => write!(f, "{path}: {reason}"),
         }
     }
 }

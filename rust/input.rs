@@ -14,7 +14,7 @@
 //! ```
 
 use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::cancel::CancelFlag;
@@ -30,8 +30,13 @@ pub struct Input {
     name: String,
     /// Not a regular file: wait for data with `poll` before each read.
     pollable: bool,
-    /// Size of a regular file (0 for streams, whose size is unknown).
+    /// Size of a regular file (0 for streams, whose size is unknown); of the range when one
+    /// was given.
     size: u64,
+    /// Absolute offset of the first byte read (0 unless opened on a range).
+    start: u64,
+    /// Bytes left to read in a range (None: to the end of the input).
+    remaining: Option<u64>,
 }
 
 impl Input {
@@ -55,7 +60,60 @@ impl Input {
             pollable,
             size: if pollable { 0 } else { meta.len() },
             name,
+            start: 0,
+            remaining: None,
         })
+    }
+
+    /// Opens the bytes `start..end` of the regular file `path` (a range needs a file that can
+    /// seek: a FIFO or a pipe is an error). `start` must not exceed `end` or the file's size.
+    pub fn open_range(path: &Path, start: u64, end: u64, cancel: &CancelFlag) -> Result<Input> {
+        let mut input = Input::open(path, cancel)?;
+        if input.pollable {
+            return Err(BpeError::InvalidArgument(format!(
+                "{}: a byte range needs a regular file, not a FIFO, pipe or device",
+                input.name
+            )));
+        }
+        if start > end || end > input.size {
+            return Err(BpeError::InvalidArgument(format!(
+                "{}: byte range {start}..{end} is not within the file's {} bytes",
+                input.name, input.size
+            )));
+        }
+        input
+            .file
+            .seek(SeekFrom::Start(start))
+            .map_err(|source| BpeError::Io {
+                path: input.name.clone(),
+                source,
+            })?;
+        input.start = start;
+        input.size = end - start;
+        input.remaining = Some(end - start);
+        Ok(input)
+    }
+
+    /// Reads exactly `len` bytes from the absolute `offset` into `buf` (its contents are
+    /// replaced), for looking around a position of a regular file (a stream fails). NOTE: on
+    /// systems other than Unix this moves the position that `read` continues from.
+    pub fn read_at(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<()> {
+        let io = |source| BpeError::Io {
+            path: self.name.clone(),
+            source,
+        };
+        buf.resize(len, 0);
+        read_exact_at(&self.file, offset, buf).map_err(io)
+    }
+
+    /// Not a regular file (a FIFO, a pipe, a device): read as a stream, of unknown size.
+    pub fn is_stream(&self) -> bool {
+        self.pollable
+    }
+
+    /// The absolute offset of the first byte this input reads (for error messages).
+    pub fn start(&self) -> u64 {
+        self.start
     }
 
     /// The path, for messages.
@@ -71,13 +129,27 @@ impl Input {
     /// Reads up to `buf.len()` bytes; 0 means the end of the input. Waits for a stream's data
     /// in steps of `POLL_INTERVAL_MS`, returning `Cancelled` as soon as `cancel` is set.
     pub fn read(&mut self, buf: &mut [u8], cancel: &CancelFlag) -> Result<usize> {
+        let want = match self.remaining {
+            Some(left) => left.min(buf.len() as u64) as usize,
+            None => buf.len(),
+        };
+        let buf = &mut buf[..want];
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
             cancel.check()?;
             if self.pollable && !self.wait_readable()? {
                 continue;
             }
             match self.file.read(buf) {
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    if let Some(left) = &mut self.remaining {
+                        // A file that shrank under us ends early, as any file read to its end.
+                        *left = if n == 0 { 0 } else { *left - n as u64 };
+                    }
+                    return Ok(n);
+                }
                 // A stream with nothing to read after all, or a signal: check and wait again.
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
                 Err(source) => {
@@ -115,6 +187,18 @@ impl Input {
     fn wait_readable(&self) -> Result<bool> {
         Ok(true)
     }
+}
+
+/// Fills `buf` from `offset` of `file` without moving its cursor.
+#[cfg(unix)]
+fn read_exact_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(mut file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
 }
 
 #[cfg(unix)]

@@ -17,6 +17,10 @@
 //!   memory is bounded by the number of distinct pre-tokens, not the input size. Counting is one
 //!   reusable step (`train::count_files`, `count_stream`, `count_texts`, configured by one
 //!   `train::CountOptions`: special tokens, pattern, threads, chunk size) before the merge loop.
+//! - Counts can be kept (`counts::Counts`): sorted entries with their pattern and special
+//!   tokens, so merging is a merge-join and the versioned, checksummed file is the entries as
+//!   they are. A file splits into byte-range shards at cuts that neighbouring shards find from
+//!   the bytes around a boundary alone (`shard`), so shards count and encode as the whole file.
 //! - The merge loop keeps a pair index (pair -> words containing it) and a priority queue with
 //!   lazy refresh; ties go to the lexicographically greatest pair of *bytes*, not of ids.
 //! - Hashing uses rustc-hash (FxHash): keys are small and not attacker-chosen in this setting.
@@ -28,10 +32,12 @@
 //!   without libpython; everything else is plain Rust returning `Result<_, BpeError>`.
 
 pub mod cancel;
+pub mod counts;
 pub mod encode;
 pub mod error;
 pub mod input;
 pub mod pretokenize;
+pub mod shard;
 pub mod threads;
 pub mod train;
 

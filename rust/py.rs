@@ -41,6 +41,7 @@ impl From<BpeError> for PyErr {
             BpeError::InvalidArgument(_) | BpeError::MalformedFile { .. } => {
                 PyValueError::new_err(msg)
             }
+            BpeError::MalformedCounts { .. } => CountsFileError::new_err(msg),
             BpeError::UnknownId(_) => PyKeyError::new_err(msg),
             // Stopped by request (Ctrl-C, or Python code that set the call's flag). When Python
             // code raised, `Call::run` raises that exception instead.
@@ -447,13 +448,7 @@ fn train_bpe_iter<'py>(
     let iter: Py<PyIterator> = iterable.try_iter()?.unbind();
     let mut handler = training_handler(progress, Some(iter));
     let r = Call::new(CancelFlag::default()).run(py, &mut handler, |asker, cancel| {
-        let mut next_batch = |buf: &mut Vec<u8>| match asker.ask(Ask::Batch(std::mem::take(buf)))? {
-            Answer::Batch(filled, more) => {
-                *buf = filled;
-                Ok(more)
-            }
-            Answer::Done => Ok(false),
-        };
+        let mut next_batch = |buf: &mut Vec<u8>| next_batch_from(asker, buf);
         train::train_stream(
             "the iterable",
             &mut next_batch,
@@ -463,6 +458,18 @@ fn train_bpe_iter<'py>(
         )
     })?;
     result_to_py(py, r)
+}
+
+/// The core's side of `pull_batch`: asks the caller for the next batch of strings, appended to
+/// `buf`; false once the iterable is exhausted.
+fn next_batch_from(asker: &Asker, buf: &mut Vec<u8>) -> crate::error::Result<bool> {
+    match asker.ask(Ask::Batch(std::mem::take(buf)))? {
+        Answer::Batch(filled, more) => {
+            *buf = filled;
+            Ok(more)
+        }
+        Answer::Done => Ok(false),
+    }
 }
 
 /// Appends the UTF-8 of up to a batch of strings from `iter` to `buf`; false once it is
@@ -532,6 +539,285 @@ fn register_training(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 // -- end training -----------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
+// Kept counts (rust/counts.rs): the `PretokenCounts` class, counting into it, byte-range shards.
+// ---------------------------------------------------------------------------------------------
+
+use std::sync::Arc;
+
+use crate::counts::Counts;
+use crate::shard::ByteRange;
+
+/// Pre-token counts with their pattern and special tokens; immutable (merging makes new ones).
+#[pyclass(frozen, name = "PretokenCounts", module = "bpe336._core")]
+pub struct PyCounts {
+    inner: Arc<Counts>,
+}
+
+impl PyCounts {
+    fn wrap(c: Counts) -> PyCounts {
+        PyCounts { inner: Arc::new(c) }
+    }
+}
+
+/// Counting arguments: special tokens, threads, chunk size and pattern (as for training).
+fn count_options(
+    py: Python<'_>,
+    special_tokens: Vec<String>,
+    num_threads: Option<&Bound<'_, PyAny>>,
+    chunk_size: Option<&Bound<'_, PyAny>>,
+    pattern: &str,
+) -> PyResult<train::CountOptions> {
+    let mut opts = train::CountOptions::new(special_tokens);
+    opts.num_threads = threads_arg(num_threads)?;
+    if let Some(c) = chunk_size {
+        opts.chunk_size = size_arg("chunk_size", c)?;
+    }
+    opts.pattern = pattern_arg(py, pattern)?;
+    opts.validate()?;
+    Ok(opts)
+}
+
+/// Keeps what counting gave, sorted on the call's threads.
+fn keep(
+    counted: (train::PretokenCounts, u64),
+    opts: &train::CountOptions,
+) -> crate::error::Result<Counts> {
+    let (counts, bytes) = counted;
+    let (pattern, specials) = (opts.pattern.clone(), opts.special_tokens.clone());
+    with_threads(opts.num_threads, || {
+        Counts::new(counts, bytes, pattern, specials)
+    })?
+}
+
+/// Counts the pre-tokens of files (each an independent text).
+#[pyfunction]
+#[pyo3(signature = (paths, special_tokens, num_threads=None, chunk_size=None, progress=None, pattern="gpt2"))]
+fn count_files(
+    py: Python<'_>,
+    paths: Vec<PathBuf>,
+    special_tokens: Vec<String>,
+    num_threads: Option<&Bound<'_, PyAny>>,
+    chunk_size: Option<&Bound<'_, PyAny>>,
+    progress: Option<Py<PyAny>>,
+    pattern: &str,
+) -> PyResult<PyCounts> {
+    let opts = count_options(py, special_tokens, num_threads, chunk_size, pattern)?;
+    let mut handler = training_handler(progress, None);
+    let c = Call::new(CancelFlag::default()).run(py, &mut handler, |asker, cancel| {
+        let counted = train::count_files(&paths, &opts, &mut |p| asker.progress(p), cancel)?;
+        keep(counted, &opts)
+    })?;
+    Ok(PyCounts::wrap(c))
+}
+
+/// Counts the concatenation of the strings an iterable yields (one text).
+#[pyfunction]
+#[pyo3(signature = (iterable, special_tokens, num_threads=None, chunk_size=None, progress=None, pattern="gpt2"))]
+fn count_iter(
+    py: Python<'_>,
+    iterable: &Bound<'_, PyAny>,
+    special_tokens: Vec<String>,
+    num_threads: Option<&Bound<'_, PyAny>>,
+    chunk_size: Option<&Bound<'_, PyAny>>,
+    progress: Option<Py<PyAny>>,
+    pattern: &str,
+) -> PyResult<PyCounts> {
+    let opts = count_options(py, special_tokens, num_threads, chunk_size, pattern)?;
+    let iter: Py<PyIterator> = iterable.try_iter()?.unbind();
+    let mut handler = training_handler(progress, Some(iter));
+    let c = Call::new(CancelFlag::default()).run(py, &mut handler, |asker, cancel| {
+        let mut next_batch = |buf: &mut Vec<u8>| next_batch_from(asker, buf);
+        let counted = train::count_stream(
+            "the iterable",
+            &mut next_batch,
+            &opts,
+            &mut |p| asker.progress(p),
+            cancel,
+        )?;
+        keep(counted, &opts)
+    })?;
+    Ok(PyCounts::wrap(c))
+}
+
+/// Counts the bytes of a regular file that the shard given `start..end` owns
+/// (rust/shard.rs). Returns (counts, (first, last) owned, or None when it owns nothing).
+#[pyfunction]
+#[pyo3(signature = (path, start, end, special_tokens, num_threads=None, chunk_size=None, progress=None, pattern="gpt2"))]
+#[allow(clippy::too_many_arguments)]
+fn count_range(
+    py: Python<'_>,
+    path: PathBuf,
+    start: &Bound<'_, PyAny>,
+    end: &Bound<'_, PyAny>,
+    special_tokens: Vec<String>,
+    num_threads: Option<&Bound<'_, PyAny>>,
+    chunk_size: Option<&Bound<'_, PyAny>>,
+    progress: Option<Py<PyAny>>,
+    pattern: &str,
+) -> PyResult<(PyCounts, Option<ByteRange>)> {
+    let (start, end) = (offset_arg(start)?, offset_arg(end)?);
+    let opts = count_options(py, special_tokens, num_threads, chunk_size, pattern)?;
+    let mut handler = training_handler(progress, None);
+    let (c, owned) = Call::new(CancelFlag::default()).run(py, &mut handler, |asker, cancel| {
+        let (counts, bytes, owned) =
+            train::count_file_range(&path, start, end, &opts, &mut |p| asker.progress(p), cancel)?;
+        Ok((keep((counts, bytes), &opts)?, owned))
+    })?;
+    Ok((PyCounts::wrap(c), owned))
+}
+
+/// The bytes `(first, last)` of a regular file that the shard given `start..end` owns with this
+/// pattern and these special tokens, or None (rust/shard.rs).
+#[pyfunction]
+#[pyo3(signature = (path, start, end, special_tokens, pattern="gpt2"))]
+fn owned_range(
+    py: Python<'_>,
+    path: PathBuf,
+    start: &Bound<'_, PyAny>,
+    end: &Bound<'_, PyAny>,
+    special_tokens: Vec<String>,
+    pattern: &str,
+) -> PyResult<Option<ByteRange>> {
+    let (start, end) = (offset_arg(start)?, offset_arg(end)?);
+    let pattern = pattern_arg(py, pattern)?;
+    let specials = crate::pretokenize::SpecialTokens::new(&special_tokens)?;
+    Call::new(CancelFlag::default()).run(py, &mut |_, _| Ok(Answer::Done), |_, cancel| {
+        crate::shard::owned_range(&path, start, end, &pattern.cuts(&specials), cancel)
+    })
+}
+
+/// A byte offset in a file.
+fn offset_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    int_arg(obj, |v| format!("byte offset {v} is out of range"))
+}
+
+#[pymethods]
+impl PyCounts {
+    /// Number of distinct pre-tokens.
+    fn __len__(&self) -> usize {
+        self.inner.len() as usize
+    }
+
+    /// Number of pre-tokens counted, with multiplicity.
+    #[getter]
+    fn total(&self) -> u64 {
+        self.inner.total()
+    }
+
+    /// Bytes of text counted.
+    #[getter]
+    fn input_bytes(&self) -> u64 {
+        self.inner.input_bytes()
+    }
+
+    /// The pre-tokenization regex (a named pattern's constant).
+    #[getter]
+    fn pattern(&self) -> &str {
+        self.inner.pattern().regex()
+    }
+
+    /// "gpt2", "cl100k", "o200k" or "custom".
+    #[getter]
+    fn pattern_name(&self) -> &'static str {
+        self.inner.pattern().name()
+    }
+
+    #[getter]
+    fn special_tokens(&self) -> Vec<String> {
+        self.inner.special_tokens().to_vec()
+    }
+
+    /// Each distinct pre-token and its count, sorted by bytes.
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.inner.iter().map(|(k, v)| (PyBytes::new(py, k), v)))
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<PyCounts>().is_ok_and(|o| {
+            Arc::ptr_eq(&self.inner, &o.get().inner) || *self.inner == *o.get().inner
+        })
+    }
+
+    /// The counts file's bytes (the format of `save`).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let inner = Arc::clone(&self.inner);
+        let data = py.detach(move || inner.to_bytes());
+        PyBytes::new(py, &data)
+    }
+
+    /// Counts from a counts file's bytes (`to_bytes`); CountsFileError when they are not one.
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<PyCounts> {
+        let c = py.detach(|| Counts::from_bytes(data, "<bytes>"))?;
+        Ok(PyCounts::wrap(c))
+    }
+
+    /// Writes the counts file to `path` (created or replaced; the caller makes it atomic).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let inner = Arc::clone(&self.inner);
+        Ok(py.detach(move || inner.write(&path))?)
+    }
+
+    /// Reads a counts file; CountsFileError when it is not one (another version, damaged).
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<PyCounts> {
+        Ok(PyCounts::wrap(py.detach(|| Counts::read(&path))?))
+    }
+
+    /// These counts plus `others` (same pattern and special tokens), as new counts.
+    fn merge(&self, py: Python<'_>, others: Vec<Bound<'_, PyCounts>>) -> PyResult<PyCounts> {
+        let mut parts = vec![Arc::clone(&self.inner)];
+        parts.extend(others.iter().map(|o| Arc::clone(&o.get().inner)));
+        let merged = py.detach(move || {
+            let refs: Vec<&Counts> = parts.iter().map(|c| c.as_ref()).collect();
+            Counts::merge(&refs)
+        })?;
+        Ok(PyCounts::wrap(merged))
+    }
+
+    /// Trains on the counts: (vocab list, merges list, stats), as `train_bpe_files`. The
+    /// special tokens and pattern must be the counts' own.
+    #[pyo3(signature = (vocab_size, special_tokens, num_threads=None, progress=None, pattern=None))]
+    fn train<'py>(
+        &self,
+        py: Python<'py>,
+        vocab_size: &Bound<'py, PyAny>,
+        special_tokens: Vec<String>,
+        num_threads: Option<&Bound<'py, PyAny>>,
+        progress: Option<Py<PyAny>>,
+        pattern: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pattern = pattern.unwrap_or(self.inner.pattern().regex()).to_string();
+        let opts = train_options(py, vocab_size, special_tokens, num_threads, None, &pattern)?;
+        let inner = Arc::clone(&self.inner);
+        let mut handler = training_handler(progress, None);
+        let r = Call::new(CancelFlag::default()).run(py, &mut handler, |asker, cancel| {
+            inner.train(&opts, &mut |p| asker.progress(p), cancel)
+        })?;
+        result_to_py(py, r)
+    }
+}
+
+fn register_counts(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyCounts>()?;
+    m.add_function(wrap_pyfunction!(count_files, m)?)?;
+    m.add_function(wrap_pyfunction!(count_iter, m)?)?;
+    m.add_function(wrap_pyfunction!(count_range, m)?)?;
+    m.add_function(wrap_pyfunction!(owned_range, m)?)?;
+    m.add("CountsFileError", m.py().get_type::<CountsFileError>())?;
+    m.add("COUNTS_FORMAT_VERSION", crate::counts::VERSION)?;
+    Ok(())
+}
+
+pyo3::create_exception!(
+    _core,
+    CountsFileError,
+    PyValueError,
+    "A pre-token counts file that is not one, is of another format version, or is damaged."
+);
+// -- end counts -------------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------------------------
 // Encoding (rust/encode.rs): the `Encoder` class and live file progress.
@@ -750,6 +1036,42 @@ impl PyEncoder {
         Ok((stats.bytes, stats.tokens, stats.chunks))
     }
 
+    /// `encode_file` for the bytes of the regular file `input` that the shard given
+    /// `start..end` owns (rust/shard.rs, with this encoder's special tokens and pattern).
+    /// Returns (input bytes, tokens, chunks, (first, last) owned or None when it owns nothing).
+    #[pyo3(name = "encode_file_range", signature = (input, start, end, output, header_len, width, num_threads=None, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn py_encode_file_range(
+        &self,
+        py: Python<'_>,
+        input: PathBuf,
+        start: &Bound<'_, PyAny>,
+        end: &Bound<'_, PyAny>,
+        output: PathBuf,
+        header_len: &Bound<'_, PyAny>,
+        width: usize,
+        num_threads: Option<&Bound<'_, PyAny>>,
+        progress: Option<Bound<'_, FileProgress>>,
+    ) -> PyResult<(u64, u64, u64, Option<ByteRange>)> {
+        let (start, end) = (offset_arg(start)?, offset_arg(end)?);
+        let width = Width::from_bytes(width)?;
+        let header_len = int_arg(header_len, |v| format!("header_len {v} is out of range"))?;
+        let num_threads = threads_arg(num_threads)?;
+        let (done, cancel) = match &progress {
+            Some(p) => (p.get().done.clone(), p.get().cancel.clone()),
+            None => Default::default(),
+        };
+        let (stats, owned) =
+            Call::new(cancel).run(py, &mut |_, _| Ok(Answer::Done), |_, cancel| {
+                with_threads(num_threads, || {
+                    self.inner.encode_file_range(
+                        &input, start, end, &output, header_len, width, &done, cancel,
+                    )
+                })?
+            })?;
+        Ok((stats.bytes, stats.tokens, stats.chunks, owned))
+    }
+
     /// The concatenated bytes of `ids`; an id outside the vocabulary raises KeyError.
     #[pyo3(name = "decode_bytes")]
     fn py_decode_bytes<'py>(
@@ -785,6 +1107,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     register_patterns(m)?;
     // -- training (rust/train.rs) registers here --
     register_training(m)?;
+    register_counts(m)?;
     // -- encoding (rust/encode.rs) registers here --
     m.add_class::<PyEncoder>()?;
     m.add_class::<FileProgress>()?;

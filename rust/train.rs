@@ -37,6 +37,7 @@ use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 use crate::input::{self, Input};
 use crate::pretokenize::{Pattern, Segment, SpecialTokens};
+use crate::shard;
 use crate::threads::{self, Workers};
 
 /// Distinct pre-tokens (their bytes) and how often each occurs.
@@ -499,8 +500,14 @@ impl StreamCounter {
 
     /// Starts a new stream; `name` appears in error messages (a path, or "<iterator>").
     pub fn begin_stream(&mut self, name: &str) {
+        self.begin_stream_at(name, 0);
+    }
+
+    /// Starts a new stream whose first byte is at `offset` of its source (a byte range of a
+    /// file), so UTF-8 errors give offsets in the source.
+    pub fn begin_stream_at(&mut self, name: &str, offset: u64) {
         self.buf.clear();
-        self.offset = 0;
+        self.offset = offset;
         self.next_try = self.chunk_size;
         self.name = name.to_string();
     }
@@ -640,6 +647,39 @@ pub fn count_files<P: AsRef<Path>>(
     for p in paths {
         inputs.push(Input::open(p.as_ref(), cancel)?);
     }
+    count_inputs(inputs, opts, progress, cancel)
+}
+
+/// Counts the bytes of the regular file `path` that the shard given `start..end` owns
+/// (`shard::owned_range`: cut where both neighbouring shards cut, so the counts of the shards
+/// of any partition of a file sum to the counts of the whole file). Returns the counts, the
+/// bytes counted and the owned range (None, with empty counts, when it owns nothing).
+pub fn count_file_range(
+    path: &Path,
+    start: u64,
+    end: u64,
+    opts: &CountOptions,
+    progress: &mut ProgressFn,
+    cancel: &CancelFlag,
+) -> Result<(PretokenCounts, u64, Option<shard::ByteRange>)> {
+    opts.validate()?;
+    let specials = SpecialTokens::new(&opts.special_tokens)?;
+    let cuts = opts.pattern.cuts(&specials);
+    let Some((first, last)) = shard::owned_range(path, start, end, &cuts, cancel)? else {
+        return Ok((PretokenCounts::default(), 0, None));
+    };
+    let input = Input::open_range(path, first, last, cancel)?;
+    let (counts, bytes) = count_inputs(vec![input], opts, progress, cancel)?;
+    Ok((counts, bytes, Some((first, last))))
+}
+
+/// Counts opened inputs, each an independent stream (see `count_files`).
+fn count_inputs(
+    inputs: Vec<Input>,
+    opts: &CountOptions,
+    progress: &mut ProgressFn,
+    cancel: &CancelFlag,
+) -> Result<(PretokenCounts, u64)> {
     let total: u64 = inputs.iter().map(Input::size).sum();
     let mut counter = StreamCounter::new(opts)?;
     let read_size = opts.chunk_size.clamp(1, 1 << 20);
@@ -647,7 +687,7 @@ pub fn count_files<P: AsRef<Path>>(
     let step = (total / 100).max(1);
     let mut next_report = 0u64;
     for mut input in inputs {
-        counter.begin_stream(input.name());
+        counter.begin_stream_at(input.name(), input.start());
         loop {
             let n = input.read(&mut block, cancel)?;
             if n == 0 {
@@ -1105,11 +1145,33 @@ pub fn train_from_counts(
     progress: &mut ProgressFn,
     cancel: &CancelFlag,
 ) -> Result<TrainResult> {
+    let (distinct, total) = (counts.len(), counts.total());
+    train_from_entries(
+        counts.iter(),
+        distinct,
+        total,
+        input_bytes,
+        opts,
+        progress,
+        cancel,
+    )
+}
+
+/// `train_from_counts` for counts given as (pre-token bytes, count) entries, each pre-token
+/// once (kept counts, `counts::Counts`); `distinct_pretokens` and `total_pretokens` are
+/// reported as given.
+pub fn train_from_entries<K: AsRef<[u8]>>(
+    entries: impl IntoIterator<Item = (K, u64)>,
+    distinct_pretokens: usize,
+    total_pretokens: u64,
+    input_bytes: u64,
+    opts: &TrainOptions,
+    progress: &mut ProgressFn,
+    cancel: &CancelFlag,
+) -> Result<TrainResult> {
     opts.validate()?;
-    let distinct_pretokens = counts.len();
-    let total_pretokens = counts.total();
     let num_merges = opts.vocab_size - 256 - opts.special_tokens().len();
-    let (tokens, merge_ids) = merge_counts(counts.iter(), num_merges, progress, cancel)?;
+    let (tokens, merge_ids) = merge_counts(entries, num_merges, progress, cancel)?;
     let mut vocab: Vec<Vec<u8>> = opts
         .special_tokens()
         .iter()
@@ -1131,7 +1193,12 @@ pub fn train_from_counts(
 
 /// An empty corpus is an error: a tokenizer trained on nothing is never what the caller meant.
 fn check_not_empty(counts: &PretokenCounts, what: &str) -> Result<()> {
-    if counts.is_empty() {
+    check_distinct_not_zero(counts.len(), what)
+}
+
+/// `check_not_empty` given the number of distinct pre-tokens.
+pub fn check_distinct_not_zero(distinct: usize, what: &str) -> Result<()> {
+    if distinct == 0 {
         return Err(BpeError::InvalidArgument(format!(
             "{what} contains no text to train on (empty, or only special tokens)"
         )));

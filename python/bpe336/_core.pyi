@@ -10,6 +10,7 @@ O200K_PATTERN: str
 TIKTOKEN_GPT2_PATTERN: str
 PATTERN_NAMES: list[str]
 DEFAULT_CHUNK_SIZE: int
+COUNTS_FORMAT_VERSION: int
 
 _Progress = Callable[[str, int, int], object]
 
@@ -37,6 +38,68 @@ def default_threads() -> int: ...
 def max_threads() -> int: ...
 def _panic_for_test() -> None: ...
 def char_classes() -> bytes: ...
+
+class CountsFileError(ValueError): ...
+
+class PretokenCounts:
+    def __len__(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def input_bytes(self) -> int: ...
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def pattern_name(self) -> str: ...
+    @property
+    def special_tokens(self) -> list[str]: ...
+    def items(self) -> list[tuple[bytes, int]]: ...
+    def __eq__(self, other: object) -> bool: ...
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> PretokenCounts: ...
+    def save(self, path: str | PathLike[str]) -> None: ...
+    @staticmethod
+    def load(path: str | PathLike[str]) -> PretokenCounts: ...
+    def merge(self, others: Sequence[PretokenCounts]) -> PretokenCounts: ...
+    def train(
+        self,
+        vocab_size: int,
+        special_tokens: Sequence[str],
+        num_threads: int | None = None,
+        progress: _Progress | None = None,
+        pattern: str | None = None,
+    ) -> tuple[list[bytes], list[tuple[bytes, bytes]], dict[str, int | float]]: ...
+
+def count_files(
+    paths: Sequence[str | PathLike[str]],
+    special_tokens: Sequence[str],
+    num_threads: int | None = None,
+    chunk_size: int | None = None,
+    progress: _Progress | None = None,
+    pattern: str = "gpt2",
+) -> PretokenCounts: ...
+def count_iter(
+    iterable: Iterable[str],
+    special_tokens: Sequence[str],
+    num_threads: int | None = None,
+    chunk_size: int | None = None,
+    progress: _Progress | None = None,
+    pattern: str = "gpt2",
+) -> PretokenCounts: ...
+def count_range(
+    path: str | PathLike[str],
+    start: int,
+    end: int,
+    special_tokens: Sequence[str],
+    num_threads: int | None = None,
+    chunk_size: int | None = None,
+    progress: _Progress | None = None,
+    pattern: str = "gpt2",
+) -> tuple[PretokenCounts, tuple[int, int] | None]: ...
+def owned_range(
+    path: str | PathLike[str], start: int, end: int, special_tokens: Sequence[str], pattern: str = "gpt2"
+) -> tuple[int, int] | None: ...
 
 class FileProgress:
     def __init__(self) -> None: ...
@@ -74,5 +137,16 @@ class Encoder:
         num_threads: int | None = None,
         progress: FileProgress | None = None,
     ) -> tuple[int, int, int]: ...
+    def encode_file_range(
+        self,
+        input: str | PathLike[str],
+        start: int,
+        end: int,
+        output: str | PathLike[str],
+        header_len: int,
+        width: int,
+        num_threads: int | None = None,
+        progress: FileProgress | None = None,
+    ) -> tuple[int, int, int, tuple[int, int] | None]: ...
     def decode_bytes(self, ids: Sequence[int]) -> bytes: ...
     def token_bytes(self, id: int) -> bytes | None: ...

@@ -1,4 +1,4 @@
-"""The `bpe336` command: `bpe336 train`, `bpe336 encode`, `bpe336 bench`.
+"""The `bpe336` command: `bpe336 train`, `bpe336 count`, `bpe336 encode`, `bpe336 bench`.
 
 Every bad input (missing, unreadable or non-regular files, invalid UTF-8, malformed tokenizers,
 numbers out of range, outputs that cannot be written) prints one `bpe336 CMD: error: ...` line to
@@ -6,6 +6,8 @@ stderr and exits 1; outputs are checked before any work. Progress goes to stderr
 terminal, a few plain lines in a log.
 
     bpe336 train corpus.txt --vocab-size 10000 --special-token '<|endoftext|>' --out tok/
+    bpe336 count corpus.txt --special-token '<|endoftext|>' --out counts.bpc
+    bpe336 train --counts counts.bpc --vocab-size 32000 --out tok32k/
 """
 
 from __future__ import annotations
@@ -60,14 +62,16 @@ def _input_file(path: str, *, stream: bool = False) -> Path:
     return p
 
 
-def _add_pattern(p: argparse.ArgumentParser, default: str | None) -> None:
+def _add_pattern(p: argparse.ArgumentParser, default: str | None, *, counts: bool = False) -> None:
     if default is None:
         what = "for a tokenizer that records none (a bare vocab.json/merges.txt, a .tiktoken without its sidecar; default gpt2); it must agree with a recorded one"
+    elif counts:
+        what = f"(default: {default}; with --counts the counts' own, and another is an error)"
     else:
         what = f"(default: {default})"
     p.add_argument(
         "--pattern",
-        default=default,
+        default=None if counts else default,
         metavar="{gpt2,cl100k,o200k,REGEX}",
         help="pre-tokenization pattern: gpt2 (GPT-2), cl100k (GPT-4), o200k (GPT-4o), or a regex, whose unmatched text is "
         f"dropped as tiktoken does (with a regex, text is cut for streaming only where a special token starts) {what}",
@@ -101,7 +105,15 @@ def add_train_parser(sub) -> None:
         "special_tokens_map.json for transformers' AutoTokenizer), vocab.json + merges.txt (GPT-2) and "
         "special_tokens.json (the special tokens with their ids, and the pattern). Each file is an independent text.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="UTF-8 text file(s) to train on")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="UTF-8 text file(s) to train on (or --counts)")
+    p.add_argument(
+        "--counts",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="train from pre-token counts that `bpe336 count` saved, instead of text (repeatable: the counts are added); "
+        "their special tokens and pattern are used",
+    )
     p.add_argument(
         "--vocab-size",
         type=_int_range(256, MAX_VOCAB, "--vocab-size"),
@@ -113,9 +125,10 @@ def add_train_parser(sub) -> None:
         action="append",
         default=[],
         metavar="TOK",
-        help="a special token (repeatable), e.g. '<|endoftext|>'; it splits the text and gets the next id from 0 (default: none)",
+        help="a special token (repeatable), e.g. '<|endoftext|>'; it splits the text and gets the next id from 0 "
+        "(default: none; with --counts the counts' own, and others are an error)",
     )
-    _add_pattern(p, "gpt2")
+    _add_pattern(p, "gpt2", counts=True)
     p.add_argument(
         "--out",
         default="tokenizer",
@@ -140,31 +153,51 @@ def run_train(args: argparse.Namespace) -> int:
 
     # 1. Check the pattern, the inputs and the output directory before the work.
     # (train_bpe checks the vocabulary size and special tokens before it reads anything.)
-    name = pattern_name(args.pattern)
-    inputs = [_input_file(p, stream=True) for p in args.inputs]
+    if bool(args.inputs) == bool(args.counts):
+        raise CliError(
+            "give text files to train on, or --counts FILE (from `bpe336 count`), not both"
+            if args.inputs
+            else "give text files to train on, or --counts FILE (from `bpe336 count`)"
+        )
+    if args.pattern is not None:
+        pattern_name(args.pattern)
+    inputs = [_input_file(p, stream=not args.counts) for p in args.inputs or args.counts]
     out = Path(args.out)
     check_output_directory(out, TOKENIZER_FILES)
     for p in inputs:
         check_not_inside(p, out)
 
-    # 2. Train, then write the directory as one unit.
+    # 2. Train (from text, or from the counts, added), then write the directory as one unit.
     start = time.perf_counter()
+    if args.counts:
+        from .counts import PretokenCounts
+
+        kept = [PretokenCounts.load(p) for p in inputs]
+        source = kept[0].merge(*kept[1:])
+        specials = args.special_token or source.special_tokens
+    else:
+        source, specials = inputs, args.special_token
+    given = {} if args.pattern is None else {"pattern": args.pattern}  # else gpt2, or the counts' own
     vocab, merges, stats = train_bpe_with_stats(
-        inputs, args.vocab_size, args.special_token, num_threads=args.threads, progress=not args.no_progress, pattern=args.pattern
+        source, args.vocab_size, args.special_token or None, num_threads=args.threads, progress=not args.no_progress, **given
     )
     wall = time.perf_counter() - start
-    tok = Tokenizer(vocab, merges, args.special_token, pattern=args.pattern)
+    pattern = args.pattern or (source.pattern if args.counts else "gpt2")
+    name = pattern_name(pattern)
+    tok = Tokenizer(vocab, merges, specials, pattern=pattern)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tok.save(out)
     # ru_maxrss is in KiB on Linux (bytes on macOS).
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak_mib = peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-    specials = {t.encode() for t in args.special_token}
-    longest = max((t for t in vocab.values() if t not in specials), key=len)
+    special_bytes = {t.encode() for t in specials}
+    longest = max((t for t in vocab.values() if t not in special_bytes), key=len)
     mb = stats["input_bytes"] / 1e6
+    what = f"the counts of {mb:,.1f} MB ({', '.join(args.counts)})" if args.counts else f"{mb:,.1f} MB"
+    rate = "" if args.counts else f" ({mb / max(wall, 1e-9):,.1f} MB/s)"
     print(
-        f"trained {len(vocab):,} tokens ({len(merges):,} merges) on {mb:,.1f} MB in {wall:.2f} s ({mb / max(wall, 1e-9):,.1f} MB/s)\n"
+        f"trained {len(vocab):,} tokens ({len(merges):,} merges) on {what} in {wall:.2f} s{rate}\n"
         f"pattern: {name if name != 'custom' else repr(tok.pattern)}\n"
         f"peak memory: {peak_mib:,.0f} MiB\n"
         f"distinct pre-tokens: {stats['distinct_pretokens']:,} ({stats['total_pretokens']:,} in total)\n"
@@ -173,6 +206,65 @@ def run_train(args: argparse.Namespace) -> int:
     )
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# bpe336 count
+# ---------------------------------------------------------------------------------------------
+
+
+def add_count_parser(sub) -> None:
+    p = sub.add_parser(
+        "count",
+        help="count the pre-tokens of text files and save the counts",
+        description="Count the pre-tokens of UTF-8 text files (as `bpe336 train` does before merging) and save the counts "
+        "to a versioned, checksummed file, written atomically. Train from it later with `bpe336 train --counts FILE` "
+        "(the same merges as training on the text), or add the counts of several corpora or shards there.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="CORPUS", help="UTF-8 text file(s) to count (each an independent text)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the counts file to write, e.g. counts.bpc (replaced atomically)")
+    p.add_argument(
+        "--special-token",
+        action="append",
+        default=[],
+        metavar="TOK",
+        help="a special token (repeatable), e.g. '<|endoftext|>': it splits the text, is not counted, and is kept "
+        "with the counts (training from them gives it the next id from 0) (default: none)",
+    )
+    _add_pattern(p, "gpt2")
+    _add_threads(p)
+    p.add_argument("--no-progress", action="store_true", help="do not show progress")
+    p.set_defaults(run=run_count)
+
+
+def run_count(args: argparse.Namespace) -> int:
+    import time
+
+    from .atomic import check_not_same_file, check_output_file
+    from .counts import count_pretokens
+    from .pattern import pattern_name
+
+    # 1. Check the pattern, the inputs and the output before the work.
+    name = pattern_name(args.pattern)
+    inputs = [_input_file(p, stream=True) for p in args.inputs]
+    out = Path(args.out)
+    check_output_file(out)
+    for p in inputs:
+        check_not_same_file(p, out)
+
+    # 2. Count, then write the file.
+    start = time.perf_counter()
+    counts = count_pretokens(inputs, args.special_token, args.pattern, num_threads=args.threads, progress=not args.no_progress)
+    counts.save(out)
+    wall = time.perf_counter() - start
+    mb = counts.input_bytes / 1e6
+    print(
+        f"counted {mb:,.1f} MB in {wall:.2f} s ({mb / max(wall, 1e-9):,.1f} MB/s)\n"
+        f"pattern: {name if name != 'custom' else repr(counts.pattern)}\n"
+        f"distinct pre-tokens: {len(counts):,} ({counts.total:,} in total)\n"
+        f"wrote {out} ({out.stat().st_size / 1e6:,.1f} MB); train with: bpe336 train --counts {out} --vocab-size N"
+    )
     return 0
 
 
@@ -349,9 +441,10 @@ def _message(e: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bpe336", description="Byte-level BPE tokenizer: train, encode, benchmark.")
+    parser = argparse.ArgumentParser(prog="bpe336", description="Byte-level BPE tokenizer: train, count, encode, benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_parser(sub)
+    add_count_parser(sub)
     add_encode_parser(sub)
     add_bench_parser(sub)
     try:

@@ -436,6 +436,7 @@ class Tokenizer:
         num_threads: int | None = None,
         progress: bool = True,
         dtype: object = None,
+        byte_range: tuple[int, int] | None = None,
     ) -> dict:
         """Encode a UTF-8 text file into a token array file, in parallel.
 
@@ -443,9 +444,15 @@ class Tokenizer:
         `np.load(path, mmap_mode="r")`); any other suffix (`.bin`) gets raw little-endian ids
         (`np.memmap(path, dtype=...)`). The output appears atomically, only when complete.
 
+        `byte_range=(start, end)` encodes only the part of a regular file that a shard given
+        these bytes owns (each boundary moved to the first safe cut at or after it, as
+        `bpe336.count_pretokens` moves them, with this tokenizer's pattern and special tokens):
+        for any split of a file into ranges, the shards' arrays concatenated are the array of
+        the whole file. A shard that owns nothing gets an empty array.
+
         Returns:
             stats: input, output, dtype, bytes, tokens, seconds, mb_per_s, bytes_per_token,
-            threads.
+            threads; with `byte_range`, also range: the (start, end) bytes owned, or None.
         """
         src = Path(input_path)
         if src.is_dir():
@@ -459,15 +466,25 @@ class Tokenizer:
         npy = dst.suffix == ".npy"
         header_len = NPY_HEADER_BYTES if npy else 0
         total = src.stat().st_size
+        if byte_range is not None:
+            from .shards import check_byte_range
+
+            start, end = check_byte_range(byte_range)
+            total = max(0, min(end, total) - min(start, total))
         meter = _core.FileProgress()
         outcome: dict = {}
-        start = time.perf_counter()
+        began = time.perf_counter()
         worker: threading.Thread | None = None
         with atomic_output(dst) as tmp:
 
             def work() -> None:
                 try:
-                    outcome["stats"] = self._core.encode_file(str(src), str(tmp), header_len, dt.itemsize, num_threads, meter)
+                    if byte_range is None:
+                        outcome["stats"] = self._core.encode_file(str(src), str(tmp), header_len, dt.itemsize, num_threads, meter)
+                    else:
+                        *outcome["stats"], outcome["range"] = self._core.encode_file_range(
+                            str(src), start, end, str(tmp), header_len, dt.itemsize, num_threads, meter
+                        )
                 except BaseException as e:  # handed to the calling thread
                     outcome["error"] = e
 
@@ -495,8 +512,8 @@ class Tokenizer:
             if npy:
                 with open(tmp, "r+b") as f:
                     f.write(_npy_header(dt.newbyteorder("<"), ntokens))
-        seconds = time.perf_counter() - start
-        return {
+        seconds = time.perf_counter() - began
+        stats = {
             "input": str(src),
             "output": str(final),
             "dtype": str(dt),
@@ -507,6 +524,9 @@ class Tokenizer:
             "bytes_per_token": nbytes / ntokens if ntokens else float("nan"),
             "threads": num_threads or _core.default_threads(),
         }
+        if byte_range is not None:
+            stats["range"] = outcome["range"]
+        return stats
 
     # -----------------------------------------------------------------------------------------
     # Decoding

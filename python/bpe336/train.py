@@ -7,6 +7,9 @@ tokens are hard boundaries that never enter the counts, each round merges the mo
 frequent adjacent pair and ties go to the lexicographically greatest `(bytes_a, bytes_b)`.
 Training stops early when no pair is left.
 
+Training from kept counts (`bpe336.counts`: `train_bpe(count_pretokens(...), ...)`, or counts
+loaded from a file or merged from shards) skips the text and gives the same result.
+
 Input is streamed in chunks and counted in parallel, so memory is bounded by the number of
 distinct pre-tokens, not the input size. NOTE: a custom regex gives no safe place to cut text
 except where a special token starts, so with one the longest stretch of text between two
@@ -23,10 +26,23 @@ import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _core
 from .pattern import resolve_pattern
+
+if TYPE_CHECKING:
+    from .counts import PretokenCounts
+
+
+class _DefaultPattern(str):
+    """The default `pattern` of `train_bpe`: equal to "gpt2" (what text is trained with), and
+    told apart from a "gpt2" given by the caller, since counts are trained with their own."""
+
+    __slots__ = ()
+
+
+DEFAULT_PATTERN = _DefaultPattern("gpt2")
 
 Vocab = dict[int, bytes]
 Merges = list[tuple[bytes, bytes]]
@@ -114,23 +130,65 @@ def _to_python(raw: tuple[list[bytes], list[tuple[bytes, bytes]], dict]) -> tupl
     return dict(enumerate(tokens)), merges, stats
 
 
-def train_bpe_with_stats(
-    input_path: str | os.PathLike | Sequence[str | os.PathLike],
+def _counts_specials(counts: PretokenCounts, special_tokens: Iterable[str] | None) -> list[str]:
+    """The special tokens to train counts with: theirs; a list given must be the same."""
+    if special_tokens is None:
+        return counts.special_tokens
+    specials = _check_specials(special_tokens)
+    if specials != counts.special_tokens:
+        raise ValueError(
+            f"the counts were made with the special tokens {counts.special_tokens!r}, not {specials!r}: "
+            "training from counts uses theirs (pass the same list, or none)"
+        )
+    return specials
+
+
+def _train_counts(
+    counts: PretokenCounts,
     vocab_size: int,
-    special_tokens: Iterable[str] = (),
+    special_tokens: Iterable[str] | None,
+    num_threads: int | None,
+    progress: ProgressArg,
+    pattern: str | None,
+) -> tuple[Vocab, Merges, TrainStats]:
+    from .pattern import pattern_name, same_pattern
+
+    specials = _counts_specials(counts, special_tokens)
+    if pattern is not None and not same_pattern(pattern, counts.pattern):
+        shown = [name if name != "custom" else repr(p) for p in (counts.pattern, pattern) for name in [pattern_name(p)]]
+        raise ValueError(f"the counts were made with the pattern {shown[0]}, not {shown[1]}: training from counts uses theirs")
+    vocab_size = _check_vocab_size(vocab_size, len(specials))
+    callback, bar = _progress_callback(progress)
+    try:
+        raw = counts._core.train(vocab_size, specials, num_threads, callback)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _to_python(raw)
+
+
+def train_bpe_with_stats(
+    input_path: str | os.PathLike | Sequence[str | os.PathLike] | PretokenCounts,
+    vocab_size: int,
+    special_tokens: Iterable[str] | None = None,
     *,
     num_threads: int | None = None,
     progress: ProgressArg = False,
     chunk_size: int | None = None,
-    pattern: str = "gpt2",
+    pattern: str = DEFAULT_PATTERN,
 ) -> tuple[Vocab, Merges, TrainStats]:
     """`train_bpe`, also returning statistics: `distinct_pretokens`, `total_pretokens`,
     `input_bytes`."""
+    from .counts import PretokenCounts
+
+    if isinstance(input_path, PretokenCounts):
+        given = None if pattern is DEFAULT_PATTERN else resolve_pattern(pattern)
+        return _train_counts(input_path, vocab_size, special_tokens, num_threads, progress, given)
     paths_in = [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path)
     if not paths_in:
         raise ValueError("no input files given")
     paths = [str(_check_path(p)) for p in paths_in]
-    specials = _check_specials(special_tokens)
+    specials = _check_specials(() if special_tokens is None else special_tokens)
     vocab_size = _check_vocab_size(vocab_size, len(specials))
     regex = resolve_pattern(pattern)
     callback, bar = _progress_callback(progress)
@@ -143,21 +201,24 @@ def train_bpe_with_stats(
 
 
 def train_bpe(
-    input_path: str | os.PathLike | Sequence[str | os.PathLike],
+    input_path: str | os.PathLike | Sequence[str | os.PathLike] | PretokenCounts,
     vocab_size: int,
-    special_tokens: Iterable[str] = (),
+    special_tokens: Iterable[str] | None = None,
     *,
     num_threads: int | None = None,
     progress: ProgressArg = False,
     chunk_size: int | None = None,
-    pattern: str = "gpt2",
+    pattern: str = DEFAULT_PATTERN,
 ) -> tuple[Vocab, Merges]:
-    """Train a byte-level BPE tokenizer on one or more UTF-8 text files.
+    """Train a byte-level BPE tokenizer on one or more UTF-8 text files, or on kept counts.
 
     Args:
-        input_path: a path, or a list of paths (each file is an independent text).
+        input_path: a path, or a list of paths (each file is an independent text); or
+            `PretokenCounts` (`bpe336.count_pretokens`, `PretokenCounts.load`), trained from
+            without reading any text: the same merges as training on the text counted.
         vocab_size: final vocabulary size, counting special tokens, the 256 bytes and merges.
-        special_tokens: strings that split the text and get ids 0, 1, ... in this order.
+        special_tokens: strings that split the text and get ids 0, 1, ... in this order (default
+            none). With counts, the counts' own by default; another list is a ValueError.
         num_threads: worker threads (default: RAYON_NUM_THREADS, else the number of cores); at
             most `bpe336._core.max_threads()` (8 per core, at least 64, at most 1024).
         progress: True for tqdm bars, or a callable `(phase, done, total)` with phase
@@ -166,7 +227,8 @@ def train_bpe(
         chunk_size: streaming chunk size in bytes (results never depend on it; for tests).
         pattern: the pre-tokenization pattern: "gpt2" (default), "cl100k", "o200k", or a regex
             (run with tiktoken's semantics: text it does not match is ignored). Build the
-            `Tokenizer` with the same pattern.
+            `Tokenizer` with the same pattern. With counts, the counts' own by default; another
+            is a ValueError.
 
     Returns:
         `(vocab, merges)`: `vocab` maps id -> token bytes, `merges` lists `(bytes, bytes)` pairs
@@ -177,7 +239,8 @@ def train_bpe(
         UnicodeDecodeError: input that is not UTF-8 (the message gives path and byte offset).
         ValueError: vocab_size below 256 + specials, empty or repeated special tokens,
             num_threads out of range, an unknown pattern name, an invalid regex or one that
-            can match the empty string, or an input with no text to train on.
+            can match the empty string, an input with no text to train on, or counts given
+            other special tokens or another pattern than their own.
         KeyboardInterrupt: on Ctrl-C, within a fraction of a second (also while waiting for a
             FIFO's writer).
         RuntimeError: worker threads that cannot start, or an internal error.

@@ -152,7 +152,7 @@ class OptimizerConfig:
 
 @dataclass
 class DataConfig:
-    train_path: str = ""  # training tokens: a raw little-endian .bin of `dtype`, or a .npy
+    train_path: str = ""  # training tokens: a raw little-endian .bin of `dtype`, a .npy, or a token-shard directory (manifest.json)
     val_path: str = ""  # validation tokens (same formats); "" = hold out the last val_fraction of train_path
     dtype: str = "uint16"  # element type of raw .bin files: uint16 | uint32 | int32 | int64 (.npy carry their own)
     val_fraction: float = 0.05  # share of train_path held out when val_path is ""; unused otherwise

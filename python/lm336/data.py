@@ -3,6 +3,9 @@
 - `get_batch`: random windows from a 1-D token array (np.memmap of uint16/uint32 works, nothing but
   the sampled windows is read); inputs and next-token targets as (batch, seq) long tensors. On CUDA
   the batch goes through pinned memory with a non-blocking copy, so the host never waits.
+- Token arrays are numpy arrays, memmaps, CPU tensors, or `bpe336.shards.TokenShards` (a directory
+  of `.npy` shards with a manifest, as `bpe336.cluster.encode_files_on_ray` writes, read as one
+  array without a copy; a window may span two shards).
 - Token ids against the vocabulary: the model checks ids only on CPU, to keep the GPU step free of
   host syncs; `get_batch(..., vocab_size=V)` checks each batch on the host before the transfer, and
   `check_token_range` scans a whole array once, in chunks.
@@ -14,6 +17,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -22,6 +27,9 @@ from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # re-
 
 
 def _as_token_array(tokens) -> np.ndarray:
+    shards = sys.modules.get("bpe336.shards")  # imported by whoever made a TokenShards
+    if shards is not None and isinstance(tokens, shards.TokenShards):
+        return tokens  # indexable like a 1-D array; np.asarray would copy every shard
     if isinstance(tokens, Tensor):
         tokens = tokens.detach().cpu().numpy()
     if not isinstance(tokens, np.ndarray):
@@ -92,7 +100,7 @@ def check_token_range(tokens, vocab_size: int, chunk_size: int = 1 << 24) -> Non
     multi-GB memmap is checked without loading it whole."""
     tokens = _as_token_array(tokens)
     for begin in range(0, len(tokens), chunk_size):
-        chunk = tokens[begin : begin + chunk_size]
+        chunk = np.asarray(tokens[begin : begin + chunk_size])  # a view, or one chunk of shards joined
         lo, hi = int(chunk.min()), int(chunk.max())
         if lo < 0 or hi >= vocab_size:
             bad = begin + int(np.argmax((chunk < 0) | (chunk >= vocab_size)))

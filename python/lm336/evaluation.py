@@ -97,13 +97,16 @@ def read_text(path: Path) -> str:
 
 def load_eval_tokens(data, tokenizer=None, data_dtype: str = "uint16") -> tuple[np.ndarray, str]:
     """The ids to score and what they are ("text" or "tokens"): a text file is encoded with
-    `tokenizer`; a .npy or raw .bin (of `data_dtype`) is memory-mapped; an array is used as is."""
+    `tokenizer`; a .npy, a raw .bin (of `data_dtype`) or a directory of token shards is
+    memory-mapped; an array is used as is."""
     if not isinstance(data, (str, os.PathLike)):
         from .data import _as_token_array
 
         return _as_token_array(data), "tokens"
     path = Path(data)
-    if path.suffix in (".npy", ".bin"):
+    from bpe336.shards import MANIFEST_NAME, is_token_shards
+
+    if path.suffix in (".npy", ".bin") or is_token_shards(path) or path.name == MANIFEST_NAME:
         from .training import open_tokens
 
         return open_tokens(path, data_dtype), "tokens"
@@ -303,7 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score every token of a held-out text file or token array: mean loss, perplexity, bits per byte.",
     )
     p.add_argument("--checkpoint", required=True, help="ckpt.pt, model.safetensors, or a run directory holding either")
-    p.add_argument("--data", required=True, help="held-out text (UTF-8, encoded with the run's tokenizer) or a .npy/.bin token array")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="held-out text (UTF-8, encoded with the run's tokenizer), a .npy/.bin token array, or a directory of token shards (manifest.json)",
+    )
     p.add_argument("--tokenizer", default=None, help="tokenizer file or folder (default: the run's, or RUN_DIR/tokenizer)")
     p.add_argument("--context-length", type=int, default=None, help="tokens per window (default: the model's context length)")
     p.add_argument("--stride", type=int, default=None,

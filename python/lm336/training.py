@@ -100,7 +100,10 @@ _SLOW_CPU_FLOPS = 5e9  # FLOP/s: runs that fit the limit even at this rate are n
 
 
 def open_tokens(path: str | os.PathLike, dtype: str = "uint16") -> np.ndarray:
-    """Memory-map a 1-D token array: a .npy (its own dtype) or a raw little-endian .bin of `dtype`.
+    """Memory-map a 1-D token array: a .npy (its own dtype), a raw little-endian .bin of `dtype`,
+    or a directory of token shards (its manifest.json or the directory, as
+    `bpe336.cluster.encode_files_on_ray` writes), read as one array without a copy
+    (`bpe336.shards.TokenShards`).
 
     Raises FileNotFoundError / IsADirectoryError / DataError with the path in the message.
     """
@@ -109,8 +112,20 @@ def open_tokens(path: str | os.PathLike, dtype: str = "uint16") -> np.ndarray:
         raise FileNotFoundError("no token file given (set data.train_path)")
     if not p.exists():
         raise FileNotFoundError(f"token file {p} does not exist")
+    from bpe336.shards import MANIFEST_NAME, ShardManifestError, is_token_shards, open_token_shards
+
+    if is_token_shards(p) or p.name == MANIFEST_NAME:
+        try:
+            shards = open_token_shards(p)
+        except ShardManifestError as e:
+            raise DataError(str(e)) from None
+        if len(shards) == 0:
+            raise DataError(f"token shards {p} hold no tokens")
+        return shards
     if p.is_dir():
-        raise IsADirectoryError(f"token file {p} is a directory, expected a .bin or .npy file")
+        raise IsADirectoryError(
+            f"token file {p} is a directory, expected a .bin or .npy file (or a directory of token shards with a {MANIFEST_NAME})"
+        )
     if p.suffix == ".npy":
         try:
             arr = np.load(p, mmap_mode="r")

@@ -23,6 +23,19 @@
 //!   one, where the characters around `p` are that segment's and the rule, which reads only
 //!   them, applies to the segment as to any text.
 //!
+//! Two more facts make cuts usable on shards of a file (`crate::shard`):
+//! - Locality: `is_safe(bytes, p)` reads only `bytes[p - margin .. p + margin]` (`Cuts::margin`):
+//!   the rule the characters at `p - 1` and `p` (at most 4 bytes each side), the special-token
+//!   checks the occurrences that start in `p - max_len + 1 ..= p`. So on any window of a text
+//!   holding that range (or reaching the text's edge where the range does) it answers as on
+//!   the whole text.
+//! - Composition: if `p < q` are safe cuts of a text, `q - p` is a safe cut of `text[p..]`: the
+//!   rule reads the same two characters (the one before `q` starts at or after `p`, a character
+//!   boundary), an occurrence starting at `q` is one of `text[p..]` too, and the occurrences of
+//!   `text[p..]` are among the text's, so the straddle check finds no more. Applying the theorem
+//!   above to `text[p..]`, and so on from left to right, cutting a text at any set of its safe
+//!   cuts gives pieces whose special tokens and pre-tokens, in order, are the whole's.
+//!
 //! ```ignore
 //! let cuts = Cuts::new(gpt2::is_safe_cut, &specials);  // or pattern.cuts(&specials)
 //! if let Some(p) = cuts.last(&buf) { /* process buf[..p], keep buf[p..] */ }
@@ -34,8 +47,9 @@ use super::SpecialTokens;
 /// with `bytes`, pre-tokenizing `text[..p]` and `text[p..]` separately gives the pre-tokens of
 /// the whole. It ignores special tokens (see the module docs), and is called on windows of a
 /// longer text whose characters near `p` may belong to special tokens, so it must decide from
-/// the characters at `p - 1` and `p` (as GPT-2's does) or prove that nothing else it reads can
-/// mislead it. False is always allowed: it costs only a later cut.
+/// the characters at `p - 1` and `p` (as every rule here does) or prove that nothing else it
+/// reads can mislead it; and it must read no further than 4 bytes on either side of `p`
+/// (`Cuts::margin` relies on it). False is always allowed: it costs only a later cut.
 pub type SafeCutRule = fn(&[u8], usize) -> bool;
 
 /// The safe cuts of a pattern with a set of special tokens.
@@ -56,6 +70,12 @@ impl<'a> Cuts<'a> {
     pub fn is_safe(&self, bytes: &[u8], p: usize) -> bool {
         ((self.rule)(bytes, p) || self.specials.starts_at(bytes, p))
             && !self.specials.straddles(bytes, p)
+    }
+
+    /// How far `is_safe(bytes, p)` reads on each side of `p` (see the module docs): the
+    /// longest special token, plus the 4 bytes of a character.
+    pub fn margin(&self) -> usize {
+        self.specials.max_len() + 4
     }
 
     /// The last safe cut of `bytes`, searching backward from the end.

@@ -42,6 +42,33 @@ def test_npy_equals_encode(gpt2, corpus, tmp_path, threads):
     assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind
 
 
+def test_byte_range_shards_concatenate_to_the_whole(gpt2, corpus, tmp_path):
+    """Shards of random partitions (boundaries anywhere, inside characters and special tokens
+    too) encode to arrays whose concatenation is the whole file's array."""
+    import random
+
+    text = corpus.read_text(encoding="utf-8").replace("\n\n", "\r\n\r\n  é中😀 ")
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(text.encode("utf-8"))
+    whole = gpt2.encode_file(path, tmp_path / "whole.npy", progress=False)
+    expect = np.load(tmp_path / "whole.npy")
+    size, rng = path.stat().st_size, random.Random(4)
+    eot_at = text.encode("utf-8").index(EOT.encode())
+    for bounds in ([eot_at + 3], [eot_at, eot_at + 1, 10], sorted(rng.randrange(size) for _ in range(9))):
+        edges = [0, *sorted(bounds), size]
+        parts, owned = [], []
+        for i, r in enumerate(zip(edges, edges[1:])):
+            stats = gpt2.encode_file(path, tmp_path / f"p{i}.bin", byte_range=r, progress=False)
+            parts.append(np.fromfile(tmp_path / f"p{i}.bin", dtype="<u2"))
+            assert stats["tokens"] == len(parts[-1])
+            if stats["range"] is not None:
+                owned.append(stats["range"])
+                assert stats["bytes"] == stats["range"][1] - stats["range"][0]
+        assert np.array_equal(np.concatenate(parts), expect), edges
+        assert owned[0][0] == 0 and owned[-1][1] == size and all(a[1] == b[0] for a, b in zip(owned, owned[1:]))
+    assert whole["tokens"] == len(expect)
+
+
 def test_raw_bin_and_uint32(gpt2, corpus, tmp_path):
     out = tmp_path / "tokens.bin"
     gpt2.encode_file(corpus, out, dtype="uint32", progress=False)

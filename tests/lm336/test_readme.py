@@ -1,7 +1,8 @@
 """Every code block of README.md runs: the Python blocks as written and the shell commands with
 small overrides, in order, in one scratch directory holding tiny generated data. A command that
 needs a network, a GPU or the whole CI is skipped with its reason; a command this file does not
-know fails the test, so a new README example cannot go untested.
+know fails the test, so a new README example cannot go untested. A Python block that cannot run
+here says so on its first line and names the test that runs its calls (PYTHON_SKIPPED).
 
     cd tests && python -m pytest -q lm336/test_readme.py
 """
@@ -33,6 +34,11 @@ SKIPPED = {
     "lm336 data fetch": "downloads gigabytes",
     "lm_eval": "lm-evaluation-harness downloads its benchmark datasets",
     "cd tests && python -m pytest -m slow": "the slow test suite",
+}
+# Python blocks that cannot run here, by their first line (which says why), with the test that
+# runs the same calls instead.
+PYTHON_SKIPPED = {
+    "# starts Ray: tests/bpe336/test_cluster.py": "starts a Ray cluster (tests/bpe336/test_cluster.py runs these calls on a local Ray)",
 }
 # Small shapes for `lm336 train`/`sweep`: model.vocab_size comes from the tokenizer trained above.
 TINY_SET = [
@@ -159,6 +165,11 @@ def test_every_readme_block_runs(scratch, monkeypatch, capsys, single_thread):
     for block in blocks:
         where = f"README.md:{block.line}"
         if block.lang == "python":
+            first = block.code.lstrip().splitlines()[0]
+            reason = next((r for prefix, r in PYTHON_SKIPPED.items() if first.startswith(prefix)), None)
+            if reason is not None:
+                skipped.append(reason)
+                continue
             exec(compile(block.code, where, "exec"), {"__name__": "__readme__"})
             ran.append(where)
             continue
@@ -172,7 +183,7 @@ def test_every_readme_block_runs(scratch, monkeypatch, capsys, single_thread):
             assert code == 0, f"{where}: {' '.join(argv)} exited {code}\n{out[-2000:]}\n{err[-3000:]}"
             ran.append(" ".join(argv))
     assert not (scratch / "no-venv").exists()  # `quickstart.sh --help` installed nothing
-    assert set(skipped) <= {*SKIPPED.values(), _runnable(["source", "x/bin/activate"], scratch)}
+    assert set(skipped) <= {*SKIPPED.values(), *PYTHON_SKIPPED.values(), _runnable(["source", "x/bin/activate"], scratch)}
     # What the README promises, checked on what the commands left behind.
     assert (scratch / "runs" / "tiny" / "ckpt.pt").is_file() and (scratch / "curves.png").is_file()
     assert (scratch / "sweeps" / "lr" / "summary.md").is_file() and (scratch / "sweeps" / "ablations" / "summary.md").is_file()
