@@ -129,31 +129,8 @@ pub fn owned_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pretokenize::{Pattern, Segment, SpecialTokens};
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
-    }
-
-    /// Special tokens and pre-tokens of `text`, in order: what counting and encoding see.
-    fn pieces(text: &[u8], sp: &SpecialTokens, pattern: &Pattern) -> Vec<String> {
-        let text = std::str::from_utf8(text).unwrap();
-        let mut out = Vec::new();
-        sp.for_each_segment(text, |seg| match seg {
-            Segment::Text(t) => pattern
-                .for_each_pretoken(t, |p| out.push(p.to_string()))
-                .unwrap(),
-            Segment::Special(i) => out.push(format!("<special {i}>")),
-        });
-        out
-    }
+    use crate::pretokenize::testing::{pieces, Rng};
+    use crate::pretokenize::{Pattern, SpecialTokens};
 
     /// The definition, on the whole text in memory.
     fn naive_cut(text: &[u8], b: usize, cuts: &Cuts) -> usize {
@@ -216,7 +193,7 @@ mod tests {
                         .collect();
                     let b = text.as_bytes();
                     std::fs::write(&path, b).unwrap();
-                    let whole = pieces(b, &sp, &pattern);
+                    let whole = pieces(std::str::from_utf8(b).unwrap(), &sp, &pattern);
                     for _ in 0..4 {
                         // Boundaries anywhere, inside characters too, some repeated or past the end.
                         let mut bounds: Vec<u64> = (0..rng.below(6))
@@ -236,7 +213,11 @@ mod tests {
                                 Some((s, e)) => {
                                     assert_eq!((s as usize, e as usize), want, "{spec} {text:?}");
                                     assert_eq!(s, next, "{spec} {text:?} {bounds:?}");
-                                    split.extend(pieces(&b[s as usize..e as usize], &sp, &pattern));
+                                    split.extend(pieces(
+                                        std::str::from_utf8(&b[s as usize..e as usize]).unwrap(),
+                                        &sp,
+                                        &pattern,
+                                    ));
                                     next = e;
                                 }
                                 None => assert!(want.0 >= want.1, "{spec} {text:?}"),

@@ -91,21 +91,9 @@ impl<'a> Cuts<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{word_salad, Rng};
-    use super::super::{gpt2, Pattern, Segment};
+    use super::super::testing::{pieces, word_salad, Rng};
+    use super::super::{gpt2, Pattern};
     use super::*;
-
-    /// Special tokens split out, ordinary text pre-tokenized: what counting and encoding see.
-    fn pieces(text: &str, sp: &SpecialTokens, pattern: &Pattern) -> Vec<String> {
-        let mut out = Vec::new();
-        sp.for_each_segment(text, |seg| match seg {
-            Segment::Text(t) => pattern
-                .for_each_pretoken(t, |p| out.push(p.to_string()))
-                .unwrap(),
-            Segment::Special(i) => out.push(format!("<special {i}>")),
-        });
-        out
-    }
 
     /// Specials that overlap each other, nest, contain spaces and class changes, and share
     /// prefixes: every safe cut splits the text into halves with the pieces of the whole, for

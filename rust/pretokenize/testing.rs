@@ -8,7 +8,10 @@ use std::ops::RangeInclusive;
 use fancy_regex::Regex;
 
 use super::unicode::chars_around;
-use super::{cl100k, gpt2, o200k, SafeCutRule, CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN};
+use super::{
+    cl100k, gpt2, o200k, Pattern, SafeCutRule, Segment, SpecialTokens, CL100K_PATTERN,
+    GPT2_PATTERN, O200K_PATTERN,
+};
 
 /// xorshift64*, so failures reproduce from the seed.
 pub struct Rng(pub u64);
@@ -338,4 +341,16 @@ pub fn assert_cut_classes(cut_class: fn(char) -> usize, regex_classes: &[(&str, 
             );
         }
     }
+}
+
+/// Special tokens split out, ordinary text pre-tokenized: what counting and encoding see.
+pub fn pieces(text: &str, sp: &SpecialTokens, pattern: &Pattern) -> Vec<String> {
+    let mut out = Vec::new();
+    sp.for_each_segment(text, |seg| match seg {
+        Segment::Text(t) => pattern
+            .for_each_pretoken(t, |p| out.push(p.to_string()))
+            .unwrap(),
+        Segment::Special(i) => out.push(format!("<special {i}>")),
+    });
+    out
 }
