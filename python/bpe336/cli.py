@@ -18,7 +18,9 @@ import os
 import sys
 from pathlib import Path
 
-MAX_THREADS = 1024  # far above any machine's cores; a larger request is a typo
+from ._core import max_threads
+
+MAX_THREADS = max_threads()  # what the core accepts on this machine, so --threads is refused before any work
 MAX_VOCAB = 0xFFFF_FFFF  # token ids are 32-bit
 
 

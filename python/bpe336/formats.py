@@ -211,6 +211,29 @@ class _DuplicateKey(Exception):
         self.key = key
 
 
+class _HugeInt(Exception):
+    def __init__(self, digits: str):
+        self.digits = digits
+
+
+def _json_int(digits: str) -> int:
+    """json's parse_int: Python refuses to convert integers of more than 4,300 digits with a bare
+    ValueError; such a number is reported with its line instead."""
+    try:
+        return int(digits)
+    except ValueError:
+        raise _HugeInt(digits) from None
+
+
+def _id_key(key: str) -> int | None:
+    """An id written as a JSON object key ("42"): ASCII digits within the id range, else None
+    (str.isdigit also accepts '²', which int() refuses, and digit strings of any length)."""
+    if not (key.isascii() and key.isdigit()) or len(key) > len(str(MAX_ID)):
+        return None
+    idx = int(key)
+    return idx if idx <= MAX_ID else None
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
     d = dict(pairs)
     if len(d) != len(pairs):
@@ -289,13 +312,17 @@ def _duplicate_key_line(text: str, key: str) -> int | None:
 def _parse_json(path: Path, text: str, what: str):
     """Parse JSON; TokenizerFileError with the line for syntax errors and repeated keys."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_int=_json_int)
     except json.JSONDecodeError as e:
         raise TokenizerFileError(path, f"malformed {what}: {e.msg} (column {e.colno})", e.lineno) from None
     except _DuplicateKey as e:
         raise TokenizerFileError(path, f"key {e.key!r} appears twice in {what}", _duplicate_key_line(text, e.key)) from None
     except RecursionError:
         raise TokenizerFileError(path, f"malformed {what}: nested too deeply") from None
+    except _HugeInt as e:
+        at = text.find(e.digits)
+        line = text.count("\n", 0, at) + 1 if at >= 0 else None
+        raise TokenizerFileError(path, f"malformed {what}: an integer of {len(e.digits):,} characters", line) from None
 
 
 def _check_id(path: Path, text: str, keys: Sequence[str | int], idx: object, what: str) -> int:
@@ -477,11 +504,12 @@ def read_sidecar(path: str | os.PathLike) -> dict:
         raise TokenizerFileError(path, "duplicates must be an object {id: token}", _json_line(text, ["duplicates"]))
     duplicates: dict[int, str] = {}
     for k, v in dups_raw.items():
-        if not k.isdigit() or not isinstance(v, str) or not is_byte_level(v):
+        idx = _id_key(k)
+        if idx is None or not isinstance(v, str) or not is_byte_level(v):
             raise TokenizerFileError(
-                path, f"duplicates entry {k!r}: {v!r} must map an id to a byte-level token", _json_line(text, ["duplicates", k])
+                path, f"duplicates entry {k[:80]!r}: {v!r} must map an id to a byte-level token", _json_line(text, ["duplicates", k])
             )
-        duplicates[int(k)] = v
+        duplicates[idx] = v
     sums = data.get("sha256", {})
     if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
         raise TokenizerFileError(path, "sha256 must be an object {file name: hex digest}", _json_line(text, ["sha256"]))
@@ -943,9 +971,15 @@ def _hf_from_dict(path: Path, text: str, obj: object) -> TokenizerData:
     if not isinstance(dups, dict):
         fail("model.bpe336_duplicates must be an object {id: token}", "model", "bpe336_duplicates")
     for k, v in dups.items():
-        if not k.isdigit() or not isinstance(v, str) or not is_byte_level(v) or int(k) in vocab:
-            fail(f"model.bpe336_duplicates entry {k!r}: {v!r} must give an unused id a byte-level token", "model", "bpe336_duplicates", k)
-        vocab[int(k)] = decode_token(v)
+        idx = _id_key(k)
+        if idx is None or not isinstance(v, str) or not is_byte_level(v) or idx in vocab:
+            fail(
+                f"model.bpe336_duplicates entry {k[:80]!r}: {v!r} must give an unused id a byte-level token",
+                "model",
+                "bpe336_duplicates",
+                k,
+            )
+        vocab[idx] = decode_token(v)
     for content, idx in specials.items():
         have = vocab.get(idx)
         if have is None:
@@ -1141,9 +1175,9 @@ def read_tiktoken(
             token = base64.b64decode(parts[0], validate=True)
         except (binascii.Error, ValueError):
             raise TokenizerFileError(path, f"{parts[0][:80].decode('latin-1')!r} is not base64", lineno) from None
-        idx = int(parts[1])
+        idx = int(parts[1]) if len(parts[1]) <= len(str(MAX_ID)) else MAX_ID + 1  # int() refuses 4,300+ digits
         if not token or idx > MAX_ID:
-            raise TokenizerFileError(path, f"empty token or rank {idx} out of range", lineno)
+            raise TokenizerFileError(path, f"empty token or rank {parts[1][:80].decode()} out of range", lineno)
         if token in ranks or idx in vocab:
             raise TokenizerFileError(path, f"token {_show(token)} or rank {idx} appears twice", lineno)
         ranks[token] = idx
@@ -1299,13 +1333,13 @@ def _transformers_specials(directory: Path) -> dict[str, int] | None:
         if isinstance(decoder, dict):
             seen = True
             for k, tok in decoder.items():
-                if not k.isdigit() or not isinstance(tok, dict) or not isinstance(tok.get("content"), str):
+                if _id_key(k) is None or not isinstance(tok, dict) or not isinstance(tok.get("content"), str):
                     raise TokenizerFileError(
                         config,
                         f"added_tokens_decoder entry {k!r} must map an id to {{'content': ...}}",
                         _json_line(text, ["added_tokens_decoder", k]),
                     )
-                found.setdefault(tok["content"], int(k))
+                found.setdefault(tok["content"], _id_key(k))
     return found if seen else None
 
 

@@ -175,8 +175,8 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(errno.ENOENT, f"{mpath}: no such file")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ShardManifestError(f"{mpath}: not a JSON token-shard manifest ({e})") from None
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, or an integer too long for int()
+        raise ShardManifestError(f"{mpath}: not a JSON token-shard manifest ({str(e)[:200]})") from None
     bad = lambda why: ShardManifestError(f"{mpath}: {why}")
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise bad(f'not a token-shard manifest (no "format": "{MANIFEST_FORMAT}")')

@@ -106,9 +106,9 @@ def load_eval_tokens(data, tokenizer=None, data_dtype: str = "uint16") -> tuple[
     path = Path(data)
     from bpe336.shards import MANIFEST_NAME, is_token_shards
 
-    if path.suffix in (".npy", ".bin") or is_token_shards(path) or path.name == MANIFEST_NAME:
-        from .training import open_tokens
+    from .training import TOKEN_ARRAY_SUFFIXES, open_tokens
 
+    if path.suffix in TOKEN_ARRAY_SUFFIXES or is_token_shards(path) or path.name == MANIFEST_NAME:
         return open_tokens(path, data_dtype), "tokens"
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, expected a text file or a .npy/.bin token array")

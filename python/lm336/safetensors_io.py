@@ -6,8 +6,10 @@ configuration in the file's metadata, so one file rebuilds the model.
   truncated, a pickle, a directory) becomes one ValueError/OSError naming the path.
 - `save_weights` / `load_weights`: a TransformerLM as `model.safetensors`. Tied embeddings are
   stored once, as `token_embeddings.weight` (safetensors refuses aliased tensors); `lm_head.weight`
-  is restored from it on load. The metadata holds `lm336.model_config` (ModelConfig as JSON) and,
-  when known, `lm336.iteration`.
+  is restored from it on load. The metadata holds `lm336.model_config` (ModelConfig as JSON),
+  when known `lm336.iteration`, and `lm336.sha256`: a SHA-256 of every tensor (name, dtype, shape,
+  bytes) and the other metadata, which `load_weights` verifies when present (safetensors has no
+  checksum of its own, so a flipped byte would otherwise load as a silently different model).
 
     save_weights(model, "runs/a/model.safetensors", iteration=1000)
     model, info = load_weights("runs/a/model.safetensors")   # info: {"model_config", "iteration", "dtype"}
@@ -26,6 +28,22 @@ from .checkpoint import WEIGHTS, state_dict_differences
 
 CONFIG_KEY = "lm336.model_config"
 ITERATION_KEY = "lm336.iteration"
+CHECKSUM_KEY = "lm336.sha256"
+
+
+def weights_digest(tensors: dict[str, Tensor], metadata: dict[str, str]) -> str:
+    """SHA-256 of `tensors` (each name, dtype, shape and bytes, by name) and of `metadata` (all but
+    the checksum itself and safetensors' own "format")."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    for key in sorted(k for k in metadata if k not in (CHECKSUM_KEY, "format")):
+        sha.update(json.dumps([key, metadata[key]]).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        sha.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        sha.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return sha.hexdigest()
 
 
 def write_safetensors(tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
@@ -90,6 +108,7 @@ def save_weights(model, path: str | os.PathLike, *, iteration: int | None = None
     metadata = {CONFIG_KEY: json.dumps(cfg.to_dict())}
     if iteration is not None:
         metadata[ITERATION_KEY] = str(int(iteration))
+    metadata[CHECKSUM_KEY] = weights_digest(state, metadata)
     write_safetensors(state, path, metadata)
 
 
@@ -104,13 +123,19 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu", dt
         (model in eval mode, info) with info = {"model_config": dict, "iteration": int | None,
         "dtype": the stored torch dtype}.
     Raises:
-        ValueError: not a readable safetensors file, no lm336 config in its metadata, or tensors
-        that do not fit that config (each missing, unexpected and mis-shaped name listed).
+        ValueError: not a readable safetensors file, a checksum that does not match (a changed or
+        corrupted byte), no lm336 config in its metadata, tensors that do not fit that config
+        (each missing, unexpected and mis-shaped name listed), or NaN/inf weights.
     """
     from .config import ConfigError, ModelConfig
     from .model import TransformerLM
 
     tensors, metadata = read_safetensors(path)
+    recorded = metadata.get(CHECKSUM_KEY)
+    if recorded is not None and recorded != weights_digest(tensors, metadata):
+        raise ValueError(
+            f"{path}: damaged weights file: its {CHECKSUM_KEY} checksum does not match its contents (a changed or corrupted byte)"
+        )
     raw_cfg = metadata.get(CONFIG_KEY)
     if raw_cfg is None:
         raise ValueError(
@@ -129,8 +154,13 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu", dt
     stored_dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
     model = TransformerLM.from_config(cfg, dtype=dtype)
     check_state(tensors, model.state_dict(), str(path))
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{path}: the weights hold NaN or inf values (e.g. {bad[0]}); the run that wrote it had diverged")
     model.load_state_dict(tensors)
     iteration = metadata.get(ITERATION_KEY)
+    if iteration is not None and not (iteration.isascii() and iteration.isdigit() and len(iteration) < 20):
+        raise ValueError(f"{path}: invalid {ITERATION_KEY} metadata {iteration[:40]!r} (expected a step number)")
     info = {"model_config": cfg.to_dict(), "iteration": int(iteration) if iteration is not None else None, "dtype": stored_dtype}
     return model.to(device).eval(), info
 

@@ -99,6 +99,11 @@ _SLOW_CPU_FLOPS = 5e9  # FLOP/s: runs that fit the limit even at this rate are n
 # --- 1. data ----------------------------------------------------------------------------------
 
 
+TOKEN_ARRAY_SUFFIXES = (".npy", ".bin")
+"""How a token array file is named: any other file is text (as `lm336 eval --data` reads it), never
+raw ids, so a text file given as training data is refused instead of read as uint16 ids."""
+
+
 def open_tokens(path: str | os.PathLike, dtype: str = "uint16") -> np.ndarray:
     """Memory-map a 1-D token array: a .npy (its own dtype), a raw little-endian .bin of `dtype`,
     or a directory of token shards (its manifest.json or the directory, as
@@ -125,6 +130,11 @@ def open_tokens(path: str | os.PathLike, dtype: str = "uint16") -> np.ndarray:
     if p.is_dir():
         raise IsADirectoryError(
             f"token file {p} is a directory, expected a .bin or .npy file (or a directory of token shards with a {MANIFEST_NAME})"
+        )
+    if p.suffix not in TOKEN_ARRAY_SUFFIXES:
+        raise DataError(
+            f"{p}: not a token array (expected a .npy, a raw .bin of data.dtype, or a directory of token shards); "
+            f"a text file is encoded first: bpe336 encode {p} --tokenizer TOKENIZER --out tokens.npy"
         )
     if p.suffix == ".npy":
         try:

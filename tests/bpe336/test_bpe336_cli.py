@@ -15,7 +15,7 @@ import pytest
 from testdata import EOT
 
 import bpe336.train
-from bpe336 import Tokenizer
+from bpe336 import Tokenizer, _core
 from bpe336.cli import main
 
 
@@ -83,7 +83,7 @@ def test_train_bad_inputs(files, capsys, no_training):
     fails(capsys, ["train", f["dir"], *out], "Is a directory")
     for bad in ["-1", str(10**12), "abc", "255"]:
         fails(capsys, ["train", f["corpus"], "--vocab-size", bad, *out], "--vocab-size")
-    for bad in ["0", str(10**6), "-3", "x"]:
+    for bad in ["0", str(10**6), "-3", "x", str(_core.max_threads() + 1)]:
         fails(capsys, ["train", f["corpus"], "--threads", bad, *out], "--threads")
     assert not (f["tmp"] / "out").exists()
 
@@ -144,6 +144,7 @@ def test_encode_bad_inputs(files, capsys):
     fails(capsys, ["encode", f["corpus"], "--tokenizer", f["missing"], *out], "missing.txt")
     fails(capsys, ["encode", f["corpus"], *tok, "--threads", "0", *out], "--threads")
     fails(capsys, ["encode", f["corpus"], *tok, "--threads", str(10**6), *out], "--threads")
+    fails(capsys, ["encode", f["corpus"], *tok, "--threads", str(_core.max_threads() + 1), *out], "--threads")
     fails(capsys, ["encode", f["corpus"], *out], "give --tokenizer")
     fails(capsys, ["encode", f["corpus"], "--vocab", f["tok"] / "vocab.json", *out], "go together")
     # Outputs: a directory, a device, the input itself (by default name, by symlink).

@@ -769,6 +769,42 @@ def test_tiktoken_errors_name_path_and_line(tmp_path):
         Tokenizer.load(tmp_path / "empty.tiktoken", pattern=GPT2_PATTERN)
 
 
+def test_numbers_python_cannot_convert_are_file_errors_with_a_line(tmp_path):
+    """Integers of more than 4,300 digits (Python's int() limit) and ids spelled with non-ASCII
+    digits ('²'.isdigit() is True, int('²') fails) are malformed files, located, never a bare
+    ValueError from int()."""
+    tok = small_tokenizer()
+    tok.save_gpt2(tmp_path / "pair")
+    (tmp_path / "hf").mkdir()
+    tok.save(tmp_path / "hf" / "tokenizer.json")
+    huge = "9" * 5000
+
+    d = tmp_path / "vocab_huge"
+    shutil.copytree(tmp_path / "pair", d)
+    (d / "special_tokens.json").unlink()
+    rewrite(d / "vocab.json", '"ā": 1,', f'"ā": {huge},')
+    with pytest.raises(TokenizerFileError, match=r"vocab_huge/vocab.json:3: malformed vocab.json: an integer of 5,000"):
+        Tokenizer.load(d)
+    for name, key in [("dup_sup", "\u00b2"), ("dup_huge", huge), ("dup_big", "4294967296")]:
+        d = tmp_path / name
+        shutil.copytree(tmp_path / "pair", d)
+        rewrite(d / "special_tokens.json", '"format"', f'"duplicates": {{"{key}": "a"}},\n "format"')
+        with pytest.raises(TokenizerFileError, match=rf"{name}/special_tokens.json:2: duplicates entry"):
+            Tokenizer.load(d)
+    for name, key in [("hf_sup", "\u00b2"), ("hf_huge", huge)]:
+        path = tmp_path / name / "tokenizer.json"
+        path.parent.mkdir()
+        obj = json.loads((tmp_path / "hf" / "tokenizer.json").read_text(encoding="utf-8"))
+        obj["model"]["bpe336_duplicates"] = {"KEY": "a"}
+        path.write_text(json.dumps(obj, indent=1).replace('"KEY"', f'"{key}"'), encoding="utf-8")
+        with pytest.raises(TokenizerFileError, match=rf"{name}/tokenizer.json:\d+: model.bpe336_duplicates entry"):
+            Tokenizer.load(path)
+    path = tmp_path / "huge.tiktoken"
+    path.write_text(f"{base64.b64encode(b'a').decode()} {huge}\n", encoding="utf-8")
+    with pytest.raises(TokenizerFileError, match=r"huge.tiktoken:1: empty token or rank 9+ out of range"):
+        Tokenizer.load(path, pattern=GPT2_PATTERN)
+
+
 def test_missing_and_wrong_kind_of_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.json: no such file"):
         Tokenizer.load(tmp_path / "missing.json")

@@ -468,6 +468,44 @@ def test_weights_file_bad_input(tmp_path):
         load_weights(tmp_path / "absent.safetensors")
 
 
+def test_weights_file_detects_every_changed_byte(tmp_path):
+    """safetensors has no checksum: ours covers the tensors and the metadata (the model config),
+    so a flipped bit anywhere in the file is an error naming it, never a silently different model."""
+    import random
+
+    model = _random_model(60, 32, 4)
+    path = tmp_path / "w.safetensors"
+    save_weights(model, path, iteration=3)
+    data = path.read_bytes()
+    header = int.from_bytes(data[:8], "little") + 8
+    rnd = random.Random(0)
+    # every byte of the header (names, dtypes, offsets, the config) and a sample of the data
+    for i in [*range(8, header), *rnd.sample(range(header, len(data)), 200)]:
+        for bit in (0, 6) if i < header else (rnd.randrange(8),):
+            flipped = bytearray(data)
+            flipped[i] ^= 1 << bit
+            path.write_bytes(bytes(flipped))
+            try:
+                again, info = load_weights(path)
+            except ValueError as e:
+                assert str(path) in str(e)
+                continue
+            # the only flips that may load change nothing the model or its config depend on
+            # (JSON whitespace) or rename the checksum key itself, leaving every tensor intact
+            assert info["iteration"] == 3 and again.config == model.config, (i, bit)
+            for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+                assert torch.equal(a, b), (i, bit, name)
+
+
+def test_weights_file_with_nan_is_refused(tmp_path):
+    model = _random_model(60, 32, 4)
+    with torch.no_grad():
+        model.ln_final.weight[0] = float("nan")
+    save_weights(model, tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match=r"w.safetensors: the weights hold NaN or inf values \(e.g. ln_final.weight\)"):
+        load_weights(tmp_path / "w.safetensors")
+
+
 def test_generate_reads_the_weights_file_and_reports_a_truncated_one(trained, tmp_path, capsys):
     _, run, _ = trained
     args = ["--prompt", "the cat", "--max-new-tokens", "10", "--seed", "3"]

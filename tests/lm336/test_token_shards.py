@@ -120,9 +120,10 @@ def test_bad_shard_directories_are_one_clear_error(shards, tmp_path):
         (folder / "manifest.json").write_text(json.dumps(content))
         with pytest.raises(DataError, match=message):
             open_tokens(folder)
-    (folder / "manifest.json").write_text("{not json")
-    with pytest.raises(DataError, match="not a JSON"):
-        open_tokens(folder)
+    for garbage in ("{not json", '{"tokens": ' + "9" * 5000 + "}", "[" * 100_000):
+        (folder / "manifest.json").write_text(garbage)
+        with pytest.raises(DataError, match="manifest.json: not a JSON"):
+            open_tokens(folder)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (folder / shard_file_name(3)).unlink()
     with pytest.raises(DataError, match="is missing"):

@@ -389,6 +389,13 @@ def test_missing_and_malformed_data_files(tmp_path, data, capsys):
     empty.write_bytes(b"")
     with pytest.raises(DataError, match="empty"):
         train(_cfg(tmp_path, data, f"data.train_path={empty}"))
+    # a text file (which lm336 eval --data reads as text) is not taken for raw uint16 ids, even
+    # when every pair of its bytes happens to be an id within the vocabulary
+    text = tmp_path / "corpus.txt"
+    text.write_bytes(np.asarray(_tokens(5_000), dtype="<u2").tobytes())
+    for key in ("train_path", "val_path"):
+        with pytest.raises(DataError, match=r"corpus.txt: not a token array .*bpe336 encode"):
+            train(_cfg(tmp_path, data, f"data.{key}={text}"))
     # the command line prints the message instead of a traceback
     assert main(["--set", f"data.train_path={tmp_path / 'nope.bin'}", f"run.out_dir={tmp_path / 'x'}"]) == 1
     assert "nope.bin does not exist" in capsys.readouterr().err
