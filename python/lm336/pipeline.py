@@ -35,6 +35,8 @@ from pathlib import Path
 from .common import DEVICE_HELP, command, command_path
 from .corpus import EOT, write_stories
 
+MIN_VOCAB = 256 + 1  # every byte plus the one special token the pipeline trains with (EOT)
+
 STORY_PROMPT = "Once upon a time"
 _CHUNK = 1 << 24
 
@@ -303,7 +305,7 @@ def _run_stages(args: argparse.Namespace) -> dict:
     run_dir = prepare_out_dir(args.out, create=False)
     files = RunFiles(run_dir)
     # Check the model/optimizer settings and the device before any work (the real vocabulary size comes later).
-    first = build_train_config(args, max(args.vocab_size, 257), run_dir / "train.npy", run_dir / "valid.npy", run_dir)
+    first = build_train_config(args, args.vocab_size, run_dir / "train.npy", run_dir / "valid.npy", run_dir)
     device = resolve_device(first.run.device)
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -428,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--minutes must be a positive number (or give --max-steps), got {args.minutes}")
     if args.max_steps < 0 or args.threads < 0:
         raise ValueError("--max-steps and --threads must be >= 0")
+    if args.vocab_size < MIN_VOCAB:
+        raise ValueError(f"--vocab-size must be at least {MIN_VOCAB} (the 256 byte tokens and {EOT}), got {args.vocab_size}")
     if args.text_file is not None and not Path(args.text_file).is_file():
         raise FileNotFoundError(f"{args.text_file}: no such file")
     run_pipeline(args)
