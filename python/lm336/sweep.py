@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import SWEEP_ROW
+from .checkpoint import SWEEP_ROW, prepare_out_dir
 from .common import atomic_write, command
 from .config import ConfigError, TrainConfig, apply_overrides, load_config
 
@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             c = run.config
             print(f"{run.name}: {c.run.max_steps} steps x {c.run.batch_size} x {c.model.context_length} tokens -> {c.run.out_dir}")
         return 0
+    prepare_out_dir(args.out, create=False)  # a file where the sweep directory belongs fails before the first run
     rows = run_sweep(runs, force=args.force)
     paths = write_results(rows, args.out, args.metric)
     print(paths["markdown"].read_text(encoding="utf-8"))

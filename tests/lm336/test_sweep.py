@@ -176,3 +176,15 @@ def test_cli_dry_run_and_errors(base, tmp_path, capsys):
     config.write_text(json.dumps(bad_data.to_dict()))
     assert sw.main(["--config", str(config), "--lr", "1e-3", "--out", str(tmp_path / "s")]) == 1
     assert "nope.npy" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_file_as_the_sweep_directory_before_training(base, tmp_path, capsys):
+    config = tmp_path / "base.json"
+    config.write_text(json.dumps(base.to_dict()))
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory")
+    assert sw.main(["--config", str(config), "--lr", "1e-3,2e-3", "--out", str(taken)]) == 1
+    captured = capsys.readouterr()
+    assert f"{taken}: is a file" in captured.err
+    assert "[1/" not in captured.out + captured.err  # no run started
+    assert taken.read_text() == "not a directory"
