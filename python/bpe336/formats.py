@@ -78,6 +78,93 @@ HF_CL100K_REGEX = CL100K_PATTERN.replace(r"\p{N}{1,3}+", r"\p{N}{1,3}")
 _FROM_HF_SPELLING = {HF_GPT2_REGEX: GPT2_PATTERN, HF_CL100K_REGEX: CL100K_PATTERN}
 # A counted repetition made possessive (`x{2}+`, `x{1,3}+`), which Oniguruma misreads (see above).
 _POSSESSIVE_COUNT = re.compile(r"(?<!\\)\{\d+(?:,\d*)?\}\+")
+# An inline flag group: (?flags) or (?flags:, flags being on[-off].
+_INLINE_FLAGS = re.compile(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])")
+
+
+def oniguruma_problem(pattern: str) -> str | None:
+    """Why Hugging Face's regex engine (Oniguruma, Ruby syntax) would refuse `pattern` or read
+    it otherwise than bpe336 and tiktoken (fancy-regex) do, or None. The differences checked:
+
+    - inline flags other than i and x: Oniguruma refuses s, U and u, and reads m as "dot matches
+      newline" (fancy-regex: ^ and $ match at lines);
+    - ^ and $ outside a class: always line anchors in Oniguruma, text anchors here (\\A, \\z);
+    - Python-style named groups (?P<name>...), which Oniguruma refuses;
+    - \\p{name=value} properties, which Oniguruma refuses;
+    - class set operations -- and ~~, which Oniguruma reads as literal characters.
+
+    Example: oniguruma_problem(r"^\\s+|\\S+") -> "uses ^ outside a character class, ..."
+    """
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if pattern[i + 1 : i + 2] in ("p", "P") and pattern[i + 2 : i + 3] == "{":
+                end = pattern.find("}", i + 3)
+                end = n if end < 0 else end
+                if "=" in pattern[i + 3 : end]:
+                    return f"uses the property {pattern[i : end + 1]}, which Hugging Face's Oniguruma does not know (write \\p{{Han}}, \\p{{L}})"
+                i = end + 1
+            else:
+                i += 2
+        elif c == "[":
+            i, problem = _class_problem(pattern, i)
+            if problem:
+                return problem
+        elif c == "(" and pattern.startswith("(?P", i):
+            return "uses a (?P...) group, which Hugging Face's Oniguruma refuses (write a named group as (?<name>...))"
+        elif c == "(" and (flags := _INLINE_FLAGS.match(pattern, i)):
+            bad = sorted(set(flags.group(1) + (flags.group(2) or "")) - set("ix"))
+            if bad:
+                return (
+                    f"sets the inline flag(s) {', '.join(bad)} in {flags.group(0)!r}, which Hugging Face's Oniguruma refuses or "
+                    "reads otherwise (its m means dot-matches-newline); write [\\s\\S] for any character and \\A, \\z, "
+                    "(?<=\\n) or (?=\\n) for anchors"
+                )
+            i = flags.end()
+        elif c in "^$":
+            text, line = (r"\A", r"(?<=\n)") if c == "^" else (r"\z", r"(?=\n)")
+            return (
+                f"uses {c} outside a character class, which Hugging Face's Oniguruma reads as a line anchor (here it anchors "
+                f"the whole text); write {text} for the text, or {line} for a line"
+            )
+        else:
+            i += 1
+    return None
+
+
+def _class_problem(pattern: str, start: int) -> tuple[int, str | None]:
+    """(the index after the character class opening at `start`, a set operation Oniguruma
+    misreads or None). Nested classes and escapes are skipped; a ] first in a class is literal."""
+    i, depth, n = start + 1, 1, len(pattern)
+    if pattern[i : i + 1] == "^":
+        i += 1
+    if pattern[i : i + 1] == "]":
+        i += 1
+    while i < n and depth:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if pattern.startswith(("--", "~~"), i):
+            op = pattern[i : i + 2]
+            return n, f"uses the class operation {op} (in {pattern[start:]!r}), which Hugging Face's Oniguruma reads as literal characters"
+        if c == "[" and not pattern.startswith("[:", i):
+            depth += 1
+            i += 1
+            if pattern[i : i + 1] == "^":
+                i += 1
+            if pattern[i : i + 1] == "]":
+                i += 1
+            continue
+        if c == "[":  # a POSIX class [:alpha:]
+            end = pattern.find(":]", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        if c == "]":
+            depth -= 1
+        i += 1
+    return i, None
 
 
 @dataclasses.dataclass
@@ -712,6 +799,8 @@ def hf_pre_tokenizer(pattern: str) -> dict:
             "reads as a repetition of the repetition, so tokenizer.json would split text differently; write it as an atomic "
             "group, e.g. (?>\\p{N}{1,3})"
         )
+    elif not named and (problem := oniguruma_problem(pattern)):
+        raise ValueError(f"the pre-tokenization pattern {pattern!r} {problem}, so tokenizer.json would not split text as the pattern does")
     split = {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False}
     if not named:
         split |= {"behavior": "Removed", "invert": True}

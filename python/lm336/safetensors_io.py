@@ -166,8 +166,15 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu", dt
 
 
 def check_state(state: dict[str, Tensor], expected: dict[str, Tensor], source: str) -> None:
-    """Raise ValueError naming every missing, unexpected and mis-shaped tensor of `state`."""
+    """Raise ValueError naming every missing, unexpected and mis-shaped tensor of `state`, and
+    every tensor that is not floating point where the model's is (integer or boolean data is
+    quantized or packed weights, which copying into the parameters would silently misread)."""
     problems = state_dict_differences(state, expected, source="file", items="tensors")
+    not_float = [f"{k} ({str(v.dtype).removeprefix('torch.')})" for k, v in state.items() if k in expected and not v.is_floating_point()]
+    if not_float:
+        problems = "; ".join(
+            filter(None, [problems, f"tensors that are not floating point (quantized or packed weights?): {', '.join(not_float)}"])
+        )
     if problems:
         raise ValueError(f"{source}: the weights do not fit the model config: {problems}")
 

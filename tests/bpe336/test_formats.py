@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -467,6 +468,55 @@ def test_refuses_other_tokenizer_kinds_by_name(tmp_path):
     (d / "tokenizer_config.json").write_text('{\n "tokenizer_class": "BertTokenizer"\n}\n', encoding="utf-8")
     with pytest.raises(TokenizerFileError, match=r"tokenizer_config.json:2: tokenizer_class 'BertTokenizer'"):
         Tokenizer.load(d)
+
+
+ONIGURUMA_DIFFERENCES = [  # (pattern, a text where Hugging Face splits otherwise or cannot load the pattern, named in the error)
+    (r"^ab|\S|\s", "x\nab", "^ outside a character class"),
+    (r"ab$|\S|\s", "ab\nx", "$ outside a character class"),
+    (r"(?s)a.b|\S|\s", "a\nb", "inline flag(s) s"),
+    (r"(?m)a.b|\S|\s", "a\nb", "inline flag(s) m"),
+    (r"(?U)\S+|\s", "ab", "inline flag(s) U"),
+    (r"(?P<w>\S)|\s", "ab", "(?P...) group"),
+    (r"\p{sc=Latin}|\S|\s", "ab", r"\p{sc=Latin}"),
+    (r"[a-c--b]+|\S|\s", "abc", "class operation --"),
+    (r"[a~~b]+|\S|\s", "a~b", "class operation ~~"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "text", "named"), ONIGURUMA_DIFFERENCES, ids=[c[2] for c in ONIGURUMA_DIFFERENCES])
+def test_a_regex_oniguruma_reads_otherwise_is_kept_out_of_tokenizer_json(tmp_path, pattern, text, named):
+    """Hugging Face runs a tokenizer.json regex with Oniguruma (Ruby syntax), which refuses some
+    of fancy-regex's syntax and reads some alike-looking syntax otherwise (^ and $ are line
+    anchors, m means dot-matches-newline). Such a custom regex is refused for tokenizer.json, by
+    name, and left out of a directory with the reason; the other formats keep it."""
+    try:  # what Hugging Face does with it: an error, or pieces other than ours
+        split = tokenizers.pre_tokenizers.Split(tokenizers.Regex(pattern), behavior="removed", invert=True)
+        hf_pieces = [piece for piece, _ in split.pre_tokenize_str(text)]
+    except Exception:
+        hf_pieces = None
+    tok = Tokenizer(*train_bpe_from_iterator([text * 20], 260, pattern=pattern), pattern=pattern)
+    ours = [tok.decode([i]) for i in tok.encode(text)]
+    assert hf_pieces != ours
+    with pytest.raises(ValueError, match=re.escape(named)):
+        tok.save(tmp_path / "tokenizer.json")
+    assert not (tmp_path / "tokenizer.json").exists()
+    with pytest.warns(UserWarning, match=re.escape(named)):
+        tok.save(tmp_path / "dir")
+    assert not (tmp_path / "dir" / "tokenizer.json").exists()
+    tok.save(tmp_path / "t.tiktoken")
+    for path in (tmp_path / "dir", tmp_path / "t.tiktoken"):
+        back = Tokenizer.load(path)
+        assert back.pattern == pattern and back.encode(text) == tok.encode(text)
+
+
+def test_regexes_oniguruma_reads_alike_are_written(tmp_path):
+    """Escaped anchors, ^ and set operations inside classes, i and x flags, \\A and \\z are
+    read alike by both engines and go into tokenizer.json as they are."""
+    text = "^a$ b\n--c  x"
+    for pattern in [r"\^|\$|[^\s]+|\s", r"[\^$-]|(?i:A)|(?x) \S | \s", r"\A\S|\S+\z|[[a-z]&&[^b]]|.|\n", r"[]a]|[[:alpha:]]+|\S|\s"]:
+        tok = Tokenizer(*train_bpe_from_iterator([text * 10], 270, pattern=pattern), pattern=pattern)
+        tok.save(tmp_path / "tokenizer.json")
+        assert tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(text).ids == tok.encode(text)
 
 
 # ---------------------------------------------------------------------------------------------

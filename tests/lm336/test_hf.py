@@ -382,6 +382,10 @@ BAD_IMPORTS = {
         lambda s: _edit_config(s, intermediate_size=96),
         "shape differences: model.layers.0.mlp.gate_proj.weight: file (80, 48) vs model (96, 48)",
     ),
+    "integer tensor": (
+        lambda s: _edit_tensors(s, lambda t: t.update({"model.norm.weight": torch.ones(48, dtype=torch.int8)})),
+        "not floating point (quantized or packed weights?): model.norm.weight (int8)",
+    ),
     "truncated": (_truncate, "not a readable safetensors file"),
     "pickle": (_pickle_only, "pickles (pytorch_model.bin), which lm336 never unpickles"),
     "pickle named safetensors": (_pickle_named_safetensors, "a PyTorch pickle?"),
@@ -461,6 +465,10 @@ def test_weights_file_bad_input(tmp_path):
     tensors.pop("ln_final.weight")
     write_safetensors(tensors, path, {"lm336.model_config": json.dumps(model.config.to_dict())})
     with pytest.raises(ValueError, match=r"missing tensors \['ln_final.weight'\]"):
+        load_weights(path)
+    tensors["ln_final.weight"] = torch.ones(32, dtype=torch.int32)
+    write_safetensors(tensors, path, {"lm336.model_config": json.dumps(model.config.to_dict())})
+    with pytest.raises(ValueError, match=r"not floating point \(quantized or packed weights\?\): ln_final.weight \(int32\)"):
         load_weights(path)
     with pytest.raises(IsADirectoryError):
         load_weights(tmp_path)
