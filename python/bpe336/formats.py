@@ -93,8 +93,16 @@ def oniguruma_problem(pattern: str) -> str | None:
     - \\p{name=value} properties, which Oniguruma refuses;
     - class set operations -- and ~~, which Oniguruma reads as literal characters.
 
+    - a possessive counted repetition (`x{1,3}+`), which Oniguruma reads as a repetition of the
+      repetition.
+
     Example: oniguruma_problem(r"^\\s+|\\S+") -> "uses ^ outside a character class, ..."
     """
+    if _POSSESSIVE_COUNT.search(pattern):
+        return (
+            "has a possessive counted repetition (like {1,3}+), which Hugging Face's Oniguruma reads as a repetition of "
+            "the repetition; write it as an atomic group, e.g. (?>\\p{N}{1,3})"
+        )
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
@@ -784,21 +792,14 @@ def hf_pre_tokenizer(pattern: str) -> dict:
     (Isolated would keep that text as pieces of its own, and HF's ids would differ whenever the
     regex does not match every character). `pattern_from_hf` is the inverse.
 
-    Raises ValueError for a regex with a possessive counted repetition (`x{1,3}+`), which
-    HF's regex engine (Oniguruma) reads otherwise; write it with an atomic group instead
-    (`(?>x{1,3})`). NOTE: HF runs the regex with Oniguruma, not fancy-regex: a custom regex
-    must mean the same in both (the named patterns do; the tests check them on random text)."""
+    Raises ValueError for a custom regex that HF's regex engine (Oniguruma, not fancy-regex)
+    refuses or reads otherwise (`oniguruma_problem` names the construct and what to write);
+    the named patterns mean the same in both (the tests check them on random text)."""
     if pattern in (GPT2_PATTERN, HF_GPT2_REGEX):
         return {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     named = pattern in (CL100K_PATTERN, O200K_PATTERN)
     if pattern == CL100K_PATTERN:
         pattern = HF_CL100K_REGEX
-    elif _POSSESSIVE_COUNT.search(pattern):
-        raise ValueError(
-            f"the pre-tokenization pattern {pattern!r} has a possessive counted repetition (like {{1,3}}+), which Hugging Face "
-            "reads as a repetition of the repetition, so tokenizer.json would split text differently; write it as an atomic "
-            "group, e.g. (?>\\p{N}{1,3})"
-        )
     elif not named and (problem := oniguruma_problem(pattern)):
         raise ValueError(f"the pre-tokenization pattern {pattern!r} {problem}, so tokenizer.json would not split text as the pattern does")
     split = {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False}
@@ -852,7 +853,10 @@ def pattern_from_hf(pre_tokenizer: object) -> str:
                 "(only Isolated, or Removed with invert=true)"
             )
         byte_level(steps[1], want_regex=False)
-        return _FROM_HF_SPELLING.get(regex, regex)
+        pattern = _FROM_HF_SPELLING.get(regex, regex)
+        if pattern not in (GPT2_PATTERN, CL100K_PATTERN, O200K_PATTERN) and (problem := oniguruma_problem(regex)):
+            raise ValueError(f"pre_tokenizer Split regex {regex!r} {problem}, so bpe336 would split text otherwise than Hugging Face")
+        return pattern
     names = " + ".join(kind(s) for s in steps)
     raise ValueError(f"pre_tokenizer {names} is not supported (only ByteLevel, or Split(Regex) + ByteLevel)")
 

@@ -509,6 +509,23 @@ def test_a_regex_oniguruma_reads_otherwise_is_kept_out_of_tokenizer_json(tmp_pat
         assert back.pattern == pattern and back.encode(text) == tok.encode(text)
 
 
+@pytest.mark.parametrize(("pattern", "text", "named"), ONIGURUMA_DIFFERENCES[:5], ids=[c[2] for c in ONIGURUMA_DIFFERENCES[:5]])
+def test_a_tokenizer_json_whose_regex_oniguruma_reads_otherwise_is_refused(tmp_path, pattern, text, named):
+    """The reading side: a tokenizer.json from elsewhere whose regex Hugging Face reads otherwise
+    than bpe336 would give other ids than the tools that wrote it; it is refused, by name."""
+    tok = Tokenizer(*train_bpe_from_iterator([text * 20], 260))
+    tok.save(tmp_path / "tokenizer.json")
+    obj = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    split = {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Removed", "invert": True}
+    obj["pre_tokenizer"] = {
+        "type": "Sequence",
+        "pretokenizers": [split, {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}],
+    }
+    (tmp_path / "tokenizer.json").write_text(json.dumps(obj), encoding="utf-8")
+    with pytest.raises(TokenizerFileError, match=r"tokenizer\.json.*" + re.escape(named)):
+        Tokenizer.load(tmp_path / "tokenizer.json")
+
+
 def test_regexes_oniguruma_reads_alike_are_written(tmp_path):
     """Escaped anchors, ^ and set operations inside classes, i and x flags, \\A and \\z are
     read alike by both engines and go into tokenizer.json as they are."""
