@@ -933,12 +933,30 @@ impl Merger {
     fn new<K: AsRef<[u8]>>(counts: impl IntoIterator<Item = (K, u64)>) -> Result<Merger> {
         let mut arena: Vec<u32> = Vec::new();
         let mut pairs: IntMap<Pair, PairStat> = IntMap::default();
+        // Pair counts are `i64` (merges move count between pairs by signed deltas). Their sum,
+        // each word's count times its pairs, only falls as merges join symbols, and no count
+        // (even for a moment inside `apply`) exceeds it, so bounding it here bounds them all.
+        // Text never comes near (it would take 2^63 bytes); counts files and sums of counts
+        // can, and would otherwise wrap into wrong merges without a word.
+        let mut pair_total: i64 = 0;
         for (k, c) in counts {
             let k = k.as_ref();
             // Single bytes have no pairs and never change.
             if k.len() < 2 {
                 continue;
             }
+            pair_total = i64::try_from(c)
+                .ok()
+                .and_then(|c| c.checked_mul(k.len() as i64 - 1))
+                .and_then(|w| pair_total.checked_add(w))
+                .ok_or_else(|| {
+                    BpeError::InvalidArgument(format!(
+                        "the counts are too large to train on: their adjacent pairs, weighted by \
+                         count, add up to more than 2^63 - 1 (at the pre-token {:?}, counted {c} \
+                         times)",
+                        String::from_utf8_lossy(k)
+                    ))
+                })?;
             let w = u32::try_from(arena.len()).map_err(|_| {
                 BpeError::InvalidArgument(
                     "too many distinct pre-tokens for the merge arena (4 G symbols)".into(),
@@ -1292,6 +1310,33 @@ mod tests {
 
     fn s(a: &str, b: &str) -> (String, String) {
         (a.to_string(), b.to_string())
+    }
+
+    /// Counts whose weighted pairs reach 2^63 (only counts files and sums of counts can) are an
+    /// error, never wrapped pair counts and so wrong merges; up to the bound they train exactly.
+    #[test]
+    fn pair_counts_beyond_i64_are_an_error() {
+        let big = 1u64 << 62;
+        let fits = [("ab", big + 5), ("cd", big - 10)];
+        assert_eq!(merges_of(&fits, 5), vec![s("a", "b"), s("c", "d")]);
+        assert_eq!(merges_of(&[("ab", i64::MAX as u64)], 5), vec![s("a", "b")]);
+        for words in [
+            vec![("ab", i64::MAX as u64 + 1)],
+            vec![("abab", big), ("cd", big - 10)],
+            vec![("aaaa", u64::MAX)],
+            vec![("ab", big), ("cd", big)],
+        ] {
+            let err = merge_counts(
+                counts_of(&words),
+                5,
+                &mut no_progress(),
+                &CancelFlag::default(),
+            )
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("too large to train on"), "{words:?}: {err}");
+        }
     }
 
     #[test]

@@ -80,6 +80,23 @@ _FROM_HF_SPELLING = {HF_GPT2_REGEX: GPT2_PATTERN, HF_CL100K_REGEX: CL100K_PATTER
 _POSSESSIVE_COUNT = re.compile(r"(?<!\\)\{\d+(?:,\d*)?\}\+")
 # An inline flag group: (?flags) or (?flags:, flags being on[-off].
 _INLINE_FLAGS = re.compile(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])")
+# Properties whose set depends on case. Where the i flag is on, fancy-regex closes them under
+# case folding (`(?i)\p{Lu}` matches "a" too) and Oniguruma does not; other properties fold to
+# themselves, so only these differ.
+_CASED_PROPERTY = re.compile(
+    r"\\[pP]\{\^?\s*(?:Lu|Ll|Lt|LC|L&|Upper(?:case)?(?:_?Letter)?|Lower(?:case)?(?:_?Letter)?|Title(?:case)?(?:_?Letter)?"
+    r"|Cased(?:_?Letter)?)\s*\}|\[:\^?(?:upper|lower):\]",
+    re.IGNORECASE,
+)
+
+
+def _cased_property_problem(text: str) -> str | None:
+    if m := _CASED_PROPERTY.search(text):
+        return (
+            f"uses the case-dependent class {m.group(0)} where the i flag is on, which bpe336 and tiktoken (fancy-regex) "
+            "match in both cases and Hugging Face's Oniguruma only in its own; write it where i is off (e.g. (?-i:\\p{Lu}))"
+        )
+    return None
 
 
 def oniguruma_problem(pattern: str) -> str | None:
@@ -92,6 +109,8 @@ def oniguruma_problem(pattern: str) -> str | None:
     - Python-style named groups (?P<name>...), which Oniguruma refuses;
     - \\p{name=value} properties, which Oniguruma refuses;
     - class set operations -- and ~~, which Oniguruma reads as literal characters.
+    - a case-dependent property (\\p{Lu}, \\p{Ll}, [:upper:], ...) where the i flag is on:
+      fancy-regex matches it in both cases, Oniguruma only in its own.
 
     - a possessive counted repetition (`x{1,3}+`), which Oniguruma reads as a repetition of the
       repetition.
@@ -104,6 +123,8 @@ def oniguruma_problem(pattern: str) -> str | None:
             "the repetition; write it as an atomic group, e.g. (?>\\p{N}{1,3})"
         )
     i, n = 0, len(pattern)
+    # Whether the i flag is on here, and its state outside each open group.
+    fold, outer = False, []
     while i < n:
         c = pattern[i]
         if c == "\\":
@@ -112,12 +133,17 @@ def oniguruma_problem(pattern: str) -> str | None:
                 end = n if end < 0 else end
                 if "=" in pattern[i + 3 : end]:
                     return f"uses the property {pattern[i : end + 1]}, which Hugging Face's Oniguruma does not know (write \\p{{Han}}, \\p{{L}})"
+                if fold and (problem := _cased_property_problem(pattern[i : end + 1])):
+                    return problem
                 i = end + 1
             else:
                 i += 2
         elif c == "[":
+            start = i
             i, problem = _class_problem(pattern, i)
             if problem:
+                return problem
+            if fold and (problem := _cased_property_problem(pattern[start:i])):
                 return problem
         elif c == "(" and pattern.startswith("(?P", i):
             return "uses a (?P...) group, which Hugging Face's Oniguruma refuses (write a named group as (?<name>...))"
@@ -129,7 +155,17 @@ def oniguruma_problem(pattern: str) -> str | None:
                     "reads otherwise (its m means dot-matches-newline); write [\\s\\S] for any character and \\A, \\z, "
                     "(?<=\\n) or (?=\\n) for anchors"
                 )
+            on = ("i" in flags.group(1) or fold) and "i" not in (flags.group(2) or "")
+            if flags.group(3) == ":":  # (?flags:...) opens a group with them
+                outer.append(fold)
+            fold = on
             i = flags.end()
+        elif c == "(":
+            outer.append(fold)
+            i += 1
+        elif c == ")":
+            fold = outer.pop() if outer else False
+            i += 1
         elif c in "^$":
             text, line = (r"\A", r"(?<=\n)") if c == "^" else (r"\z", r"(?=\n)")
             return (

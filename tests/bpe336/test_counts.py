@@ -280,6 +280,35 @@ def _entries(data: bytes) -> bytes:
     return data[pos + 8 : pos + 8 + length]
 
 
+def _counts_file(entries: list[tuple[bytes, int]]) -> bytes:
+    """A counts file (GPT-2 pattern, no special tokens) holding `entries`, sorted."""
+
+    def varint(v: int) -> bytes:
+        out = b""
+        while v >= 0x80:
+            out += bytes([v & 0x7F | 0x80])
+            v >>= 7
+        return out + bytes([v])
+
+    pattern = ref.GPT2_PATTERN.encode()
+    body = b"".join(varint(len(k)) + k + varint(c) for k, c in sorted(entries))
+    head = b"BPE336PC" + struct.pack("<II", 1, len(pattern)) + pattern + struct.pack("<I", 0)
+    head += struct.pack("<QQQQ", 0, len(entries), sum(c for _, c in entries), len(body))
+    return _with_crc(head + body)
+
+
+def test_counts_too_large_for_pair_counts_are_an_error_not_wrong_merges():
+    # A file may hold counts up to 2^64 - 1; the merge loop's pair counts hold up to 2^63 - 1.
+    # Up to that bound the merges are exact; beyond it a clear error, never wrapped counts
+    # (which made b"cd" win over b"ab", or gave no merges at all).
+    fits = PretokenCounts.from_bytes(_counts_file([(b"abab", 2**61), (b"cd", 2**61 - 1)]))  # 2^63 - 1 pairs
+    assert train_bpe(fits, 259)[1] == [(b"a", b"b"), (b"ab", b"ab"), (b"c", b"d")]
+    for entries in ([(b"abab", 2**62), (b"cd", 2**62 - 1)], [(b"aaaa", 2**64 - 1)], [(b"ab", 2**63)]):
+        counts = PretokenCounts.from_bytes(_counts_file(entries))
+        with pytest.raises(ValueError, match="too large to train on"):
+            train_bpe(counts, 300)
+
+
 def test_merging_checks_pattern_and_special_tokens(unicode_file):
     base = count_pretokens(unicode_file, SPECIALS)
     for other in (

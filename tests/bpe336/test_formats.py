@@ -480,6 +480,9 @@ ONIGURUMA_DIFFERENCES = [  # (pattern, a text where Hugging Face splits otherwis
     (r"\p{sc=Latin}|\S|\s", "ab", r"\p{sc=Latin}"),
     (r"[a-c--b]+|\S|\s", "abc", "class operation --"),
     (r"[a~~b]+|\S|\s", "a~b", "class operation ~~"),
+    (r"(?i)\p{Lu}+|\S|\s", "aB", r"case-dependent class \p{Lu}"),
+    (r"\s|(?i:x|\P{Lu})+|\S", "ab", r"case-dependent class \P{Lu}"),
+    (r"(?i)\s|[[:upper:]\d]+|\S", "ǅǆǄ", "case-dependent class [:upper:]"),
 ]
 
 
@@ -529,8 +532,14 @@ def test_a_tokenizer_json_whose_regex_oniguruma_reads_otherwise_is_refused(tmp_p
 def test_regexes_oniguruma_reads_alike_are_written(tmp_path):
     """Escaped anchors, ^ and set operations inside classes, i and x flags, \\A and \\z are
     read alike by both engines and go into tokenizer.json as they are."""
-    text = "^a$ b\n--c  x"
-    for pattern in [r"\^|\$|[^\s]+|\s", r"[\^$-]|(?i:A)|(?x) \S | \s", r"\A\S|\S+\z|[[a-z]&&[^b]]|.|\n", r"[]a]|[[:alpha:]]+|\S|\s"]:
+    text = "^a$ b\n--c  x AbcBAc"
+    for pattern in [
+        r"\^|\$|[^\s]+|\s",
+        r"[\^$-]|(?i:A)|(?x) \S | \s",
+        r"\A\S|\S+\z|[[a-z]&&[^b]]|.|\n",
+        r"[]a]|[[:alpha:]]+|\S|\s",
+        r"(?i:a|[b-c])\p{Ll}*|(?i)(?-i:\p{Lu})+|\S|\s",  # case-dependent classes only where i is off
+    ]:
         tok = Tokenizer(*train_bpe_from_iterator([text * 10], 270, pattern=pattern), pattern=pattern)
         tok.save(tmp_path / "tokenizer.json")
         assert tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(text).ids == tok.encode(text)
