@@ -623,8 +623,13 @@ mod tests {
         let specials: Vec<String> = specials.iter().map(|s| s.to_string()).collect();
         let pattern = Pattern::new(pattern).unwrap();
         let mut c = PretokenCounts::default();
-        c.count_text(text, &SpecialTokens::new(&specials).unwrap(), &pattern)
-            .unwrap();
+        c.count_text(
+            text,
+            &SpecialTokens::new(&specials).unwrap(),
+            &pattern,
+            &CancelFlag::default(),
+        )
+        .unwrap();
         Counts::new(c, text.len() as u64, pattern, specials).unwrap()
     }
 

@@ -572,12 +572,14 @@ impl Encoder {
     // Text
     // --------------------------------------------------------------------------------------
 
-    /// Encodes text with no special tokens recognised (they are ordinary text).
+    /// Encodes text with no special tokens recognised (they are ordinary text). `cancel` stops
+    /// a custom regex between its matches (see `Pattern::for_each_pretoken_range`).
     pub fn encode_ordinary_into(
         &self,
         text: &str,
         out: &mut Vec<u32>,
         cache: &mut Cache,
+        cancel: &CancelFlag,
     ) -> Result<()> {
         // Pre-tokens are collected in batches and looked up in a separate tight loop: the
         // lookups are independent, so the CPU overlaps their cache misses instead of waiting
@@ -586,7 +588,7 @@ impl Encoder {
         let b = text.as_bytes();
         let mut batch = [(0usize, 0usize); BATCH];
         let mut n = 0;
-        let result = self.pattern.for_each_pretoken_range(text, |i, j| {
+        let result = self.pattern.for_each_pretoken_range(text, cancel, |i, j| {
             batch[n] = (i, j);
             n += 1;
             if n == BATCH {
@@ -633,15 +635,21 @@ impl Encoder {
     }
 
     /// Encodes text, turning each special token (longest first) into its id.
-    pub fn encode_into(&self, text: &str, out: &mut Vec<u32>, cache: &mut Cache) -> Result<()> {
+    pub fn encode_into(
+        &self,
+        text: &str,
+        out: &mut Vec<u32>,
+        cache: &mut Cache,
+        cancel: &CancelFlag,
+    ) -> Result<()> {
         let mut start = 0;
         for (s, e, idx) in self.specials.find_iter(text.as_bytes()) {
             // A special token is valid UTF-8, so `s` and `e` are char boundaries.
-            self.encode_ordinary_into(&text[start..s], out, cache)?;
+            self.encode_ordinary_into(&text[start..s], out, cache, cancel)?;
             out.push(self.special_ids[idx]);
             start = e;
         }
-        self.encode_ordinary_into(&text[start..], out, cache)
+        self.encode_ordinary_into(&text[start..], out, cache, cancel)
     }
 
     /// Runs `f` with this thread's worker cache, emptied first if it holds another encoder's ids.
@@ -656,28 +664,54 @@ impl Encoder {
         })
     }
 
-    /// Encodes text on the calling thread (special tokens recognised).
-    ///
-    /// Large texts use this thread's long-lived cache (bounded; see `CACHE_MAX_ENTRIES`), so
-    /// rare pre-tokens are merged once per thread rather than once per call; small ones use a
-    /// cache that lives only for the call, which keeps streaming memory flat.
+    /// Encodes text on the calling thread (special tokens recognised); `encode_on_this_thread`
+    /// without a way to stop it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let mut out = Vec::with_capacity(text.len() / 3 + 1);
-        if text.len() >= THREAD_CACHE_MIN_BYTES {
-            self.with_worker_cache(|cache| self.encode_into(text, &mut out, cache))?;
-        } else {
-            self.encode_into(text, &mut out, &mut Cache::new())?;
-        }
-        Ok(out)
+        self.encode_on_this_thread(text, true, &CancelFlag::default())
     }
 
     /// Encodes text on the calling thread with special tokens treated as ordinary text.
     pub fn encode_ordinary(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_on_this_thread(text, false, &CancelFlag::default())
+    }
+
+    /// Encodes text on the calling thread, special tokens recognised or (`specials` false)
+    /// treated as ordinary text. A large text is encoded in pieces of about `CHUNK_BYTES` cut
+    /// at safe cuts, with `cancel` checked between them (and between a custom regex's matches,
+    /// as it has no safe cuts).
+    ///
+    /// Large texts use this thread's long-lived cache (bounded; see `CACHE_MAX_ENTRIES`), so
+    /// rare pre-tokens are merged once per thread rather than once per call; small ones use a
+    /// cache that lives only for the call, which keeps streaming memory flat.
+    pub fn encode_on_this_thread(
+        &self,
+        text: &str,
+        specials: bool,
+        cancel: &CancelFlag,
+    ) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
+        let mut run = |cache: &mut Cache| -> Result<()> {
+            let bounds = if text.len() > CHUNK_BYTES {
+                // A cut safe with special tokens recognised is safe for ordinary text too.
+                self.chunk_bounds(text.as_bytes(), CHUNK_BYTES, true)
+            } else {
+                vec![0, text.len()]
+            };
+            for w in bounds.windows(2) {
+                cancel.check()?;
+                let piece = &text[w[0]..w[1]];
+                if specials {
+                    self.encode_into(piece, &mut out, cache, cancel)?;
+                } else {
+                    self.encode_ordinary_into(piece, &mut out, cache, cancel)?;
+                }
+            }
+            Ok(())
+        };
         if text.len() >= THREAD_CACHE_MIN_BYTES {
-            self.with_worker_cache(|cache| self.encode_ordinary_into(text, &mut out, cache))?;
+            self.with_worker_cache(|cache| run(cache))?;
         } else {
-            self.encode_ordinary_into(text, &mut out, &mut Cache::new())?;
+            run(&mut Cache::new())?;
         }
         Ok(out)
     }
@@ -695,7 +729,7 @@ impl Encoder {
                 cancel.check()?;
                 let t = t.as_ref();
                 let mut out = Vec::with_capacity(t.len() / 3 + 1);
-                self.with_worker_cache(|cache| self.encode_into(t, &mut out, cache))?;
+                self.with_worker_cache(|cache| self.encode_into(t, &mut out, cache, cancel))?;
                 Ok(out)
             })
             .collect()
@@ -705,7 +739,7 @@ impl Encoder {
     /// `encode`. Returns one id vector per chunk, in order. Each chunk checks `cancel` first.
     pub fn encode_chunks(&self, text: &str, cancel: &CancelFlag) -> Result<Vec<Vec<u32>>> {
         if text.len() < PARALLEL_MIN_BYTES {
-            return Ok(vec![self.encode(text)?]);
+            return Ok(vec![self.encode_on_this_thread(text, true, cancel)?]);
         }
         let chunk = (text.len() / (4 * rayon::current_num_threads())).clamp(1 << 16, CHUNK_BYTES);
         let bounds = self.chunk_bounds(text.as_bytes(), chunk, true);
@@ -715,7 +749,7 @@ impl Encoder {
                 cancel.check()?;
                 let piece = &text[w[0]..w[1]];
                 let mut out = Vec::with_capacity(piece.len() / 3 + 1);
-                self.with_worker_cache(|cache| self.encode_into(piece, &mut out, cache))?;
+                self.with_worker_cache(|cache| self.encode_into(piece, &mut out, cache, cancel))?;
                 Ok(out)
             })
             .collect()
@@ -741,13 +775,13 @@ impl Encoder {
     /// Encodes the longest prefix of `text` that ends at a safe cut and returns the ids and the
     /// prefix length in bytes (0 and no ids when there is no safe cut). Streaming encoders call
     /// this on a buffer and keep the unencoded tail for the next call.
-    pub fn encode_prefix(&self, text: &str) -> Result<(Vec<u32>, usize)> {
+    pub fn encode_prefix(&self, text: &str, cancel: &CancelFlag) -> Result<(Vec<u32>, usize)> {
         let bytes = text.as_bytes();
         match self.cuts().last(bytes) {
             Some(p) => {
                 // A per-call cache, never the thread's: streaming must not grow memory.
                 let mut out = Vec::with_capacity(p / 3 + 1);
-                self.encode_into(&text[..p], &mut out, &mut Cache::new())?;
+                self.encode_into(&text[..p], &mut out, &mut Cache::new(), cancel)?;
                 Ok((out, p))
             }
             None => Ok((Vec::new(), 0)),
@@ -921,7 +955,9 @@ impl Encoder {
                     let piece = &buf[w[0]..w[1]];
                     let text = input::utf8(reader.name(), base + w[0] as u64, piece)?;
                     let mut out = Vec::with_capacity(piece.len() / 3 + 1);
-                    self.with_worker_cache(|cache| self.encode_into(text, &mut out, cache))?;
+                    self.with_worker_cache(|cache| {
+                        self.encode_into(text, &mut out, cache, cancel)
+                    })?;
                     progress.fetch_add(piece.len() as u64, Ordering::Relaxed);
                     Ok(out)
                 })
@@ -1247,7 +1283,7 @@ mod tests {
                     }
                 }
                 // The streaming prefix and the parallel chunks agree with the whole.
-                let (mut ids, used) = enc.encode_prefix(&text).unwrap();
+                let (mut ids, used) = enc.encode_prefix(&text, &CancelFlag::default()).unwrap();
                 ids.extend(enc.encode(&text[used..]).unwrap());
                 assert_eq!(ids, whole, "{pattern}: {text:?}");
             }
@@ -1332,7 +1368,50 @@ mod tests {
             .unwrap();
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0], enc.encode(&text).unwrap());
-        assert_eq!(enc.encode_prefix(&text).unwrap(), (vec![], 0));
+        assert_eq!(
+            enc.encode_prefix(&text, &CancelFlag::default()).unwrap(),
+            (vec![], 0)
+        );
+    }
+
+    /// A large text on the calling thread is encoded in pieces cut at safe cuts, with the ids
+    /// of one unchunked pass, and a set `CancelFlag` stops it (a custom regex, which has no cuts
+    /// here, between its matches).
+    #[test]
+    fn large_texts_on_this_thread_are_chunked_and_stoppable() {
+        let specials = ["<|e|>"];
+        let mut rng = Rng(7);
+        let mut text = String::new();
+        while text.len() <= 3 * CHUNK_BYTES {
+            text.push_str(&random_text(&mut rng, 30));
+            text.push_str(if rng.below(4) == 0 { "<|e|>" } else { " " });
+        }
+        let none = CancelFlag::default();
+        let stopped = CancelFlag::default();
+        stopped.cancel();
+        for pattern in ["gpt2", "cl100k", "o200k", CUSTOM_ALL] {
+            let enc = rebuild(&random_encoder(5, 200), &specials, pattern);
+            let (mut whole, mut ordinary) = (Vec::new(), Vec::new());
+            enc.encode_into(&text, &mut whole, &mut Cache::new(), &none)
+                .unwrap();
+            enc.encode_ordinary_into(&text, &mut ordinary, &mut Cache::new(), &none)
+                .unwrap();
+            assert_eq!(enc.encode(&text).unwrap(), whole, "{pattern}");
+            assert_eq!(enc.encode_ordinary(&text).unwrap(), ordinary, "{pattern}");
+            for specials in [true, false] {
+                assert!(matches!(
+                    enc.encode_on_this_thread(&text, specials, &stopped),
+                    Err(BpeError::Cancelled)
+                ));
+            }
+        }
+        let enc = rebuild(&random_encoder(5, 200), &[], CUSTOM_ALL);
+        let mut out = Vec::new();
+        assert!(matches!(
+            enc.encode_ordinary_into(&text, &mut out, &mut Cache::new(), &stopped),
+            Err(BpeError::Cancelled)
+        ));
+        assert!(out.is_empty());
     }
 
     /// A custom regex that hits fancy-regex's backtracking limit fails every path with an
@@ -1345,7 +1424,9 @@ mod tests {
         let is_pattern_error = |r: Result<_>| matches!(r, Err(BpeError::InvalidArgument(m)) if m.contains("failed on a text"));
         assert!(is_pattern_error(enc.encode(&text).map(|_| ())));
         assert!(is_pattern_error(enc.encode_ordinary(&text).map(|_| ())));
-        assert!(is_pattern_error(enc.encode_prefix(&text).map(|_| ())));
+        assert!(is_pattern_error(
+            enc.encode_prefix(&text, &CancelFlag::default()).map(|_| ())
+        ));
         assert!(is_pattern_error(
             with_threads(Some(2), || enc.encode_chunks(&text, &none))
                 .unwrap()

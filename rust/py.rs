@@ -880,6 +880,18 @@ impl PyEncoder {
     fn id_list<'py>(&self, py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>> {
         PyList::new(py, ids.iter().map(|&id| self.ints[id as usize].bind(py)))
     }
+
+    /// What `Call::run_sized` weighs encoding `text` on one thread as, so that a call that
+    /// may take long runs where Ctrl-C reaches it: for a custom regex 64 times its bytes (a
+    /// backtracking pattern can be slow on every match); for a named pattern a 32nd of them,
+    /// so only texts of 32 MiB and more (a quarter of a second) are watched, as the watched
+    /// work runs on a new thread whose cache starts cold (about 15% slower on such a text).
+    fn cost(&self, text: &str) -> usize {
+        match self.inner.pattern() {
+            Pattern::Custom(_) => text.len().saturating_mul(64),
+            _ => text.len() / 32,
+        }
+    }
 }
 
 #[pymethods]
@@ -938,17 +950,21 @@ impl PyEncoder {
         self.inner.pattern().name()
     }
 
-    /// Ids of `text`, special tokens recognised, on the calling thread.
+    /// Ids of `text`, special tokens recognised, on the calling thread (Ctrl-C stops a long one).
     #[pyo3(name = "encode")]
     fn py_encode<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
-        let ids = py.detach(|| self.inner.encode(text))?;
+        let ids = Call::new(CancelFlag::default()).run_sized(py, self.cost(text), |cancel| {
+            self.inner.encode_on_this_thread(text, true, cancel)
+        })?;
         self.id_list(py, &ids)
     }
 
     /// Ids of `text` with special tokens treated as ordinary text.
     #[pyo3(name = "encode_ordinary")]
     fn py_encode_ordinary<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
-        let ids = py.detach(|| self.inner.encode_ordinary(text))?;
+        let ids = Call::new(CancelFlag::default()).run_sized(py, self.cost(text), |cancel| {
+            self.inner.encode_on_this_thread(text, false, cancel)
+        })?;
         self.id_list(py, &ids)
     }
 
@@ -960,7 +976,10 @@ impl PyEncoder {
         py: Python<'py>,
         text: &str,
     ) -> PyResult<(Bound<'py, PyList>, usize)> {
-        let (ids, cut) = py.detach(|| self.inner.encode_prefix(text))?;
+        let (ids, cut) =
+            Call::new(CancelFlag::default()).run_sized(py, self.cost(text), |cancel| {
+                self.inner.encode_prefix(text, cancel)
+            })?;
         // Characters = bytes that are not UTF-8 continuation bytes.
         let chars = text.as_bytes()[..cut]
             .iter()

@@ -193,7 +193,7 @@ pub fn count_text(
     counts: &mut CountMap,
 ) -> Result<()> {
     let mut packed = PretokenCounts::default();
-    packed.count_text(text, specials, pattern)?;
+    packed.count_text(text, specials, pattern, &CancelFlag::default())?;
     packed.drain_into(counts);
     Ok(())
 }
@@ -301,19 +301,20 @@ pub struct PretokenCounts {
 }
 
 impl PretokenCounts {
-    /// Counts the pre-tokens of the ordinary text of `text`. Only a custom regex can fail (see
-    /// `Pattern::for_each_pretoken_range`).
+    /// Counts the pre-tokens of the ordinary text of `text`. Only a custom regex can fail, or
+    /// be stopped by `cancel` (see `Pattern::for_each_pretoken_range`).
     pub fn count_text(
         &mut self,
         text: &str,
         specials: &SpecialTokens,
         pattern: &Pattern,
+        cancel: &CancelFlag,
     ) -> Result<()> {
         let mut result = Ok(());
         specials.for_each_segment(text, |seg| {
             if let Segment::Text(t) = seg {
                 if result.is_ok() {
-                    result = self.count_segment(t, pattern);
+                    result = self.count_segment(t, pattern, cancel);
                 }
             }
         });
@@ -323,10 +324,10 @@ impl PretokenCounts {
     /// Counts one ordinary segment: the pattern is matched once here, and its matcher's loop
     /// runs with this closure inlined.
     #[inline]
-    fn count_segment(&mut self, text: &str, pattern: &Pattern) -> Result<()> {
+    fn count_segment(&mut self, text: &str, pattern: &Pattern, cancel: &CancelFlag) -> Result<()> {
         let b = text.as_bytes();
         let (short, long) = (&mut self.short, &mut self.long);
-        pattern.for_each_pretoken_range(text, |i, j| {
+        pattern.for_each_pretoken_range(text, cancel, |i, j| {
             let len = j - i;
             if len < 16 {
                 let key = if i + 16 <= b.len() {
@@ -434,8 +435,11 @@ impl Drop for InFlight<'_> {
 struct Shared {
     specials: SpecialTokens,
     pattern: Pattern,
-    /// The first error of a counting task (a custom regex's backtracking limit).
+    /// The first error of a counting task (a custom regex's backtracking limit, or cancelled).
     error: Mutex<Option<BpeError>>,
+    /// The call's stop request, which the tasks check too: with a custom regex one task may
+    /// hold all the text between two special tokens.
+    cancel: CancelFlag,
     /// One map per pool thread (uncontended locks), merged at the end.
     maps: Vec<Mutex<WorkerCounts>>,
     /// Chunks handed to the pool and not yet counted.
@@ -468,8 +472,9 @@ pub struct StreamCounter {
 }
 
 impl StreamCounter {
-    /// A counter for `opts` (its special tokens, pattern, chunk size and threads).
-    pub fn new(opts: &CountOptions) -> Result<Self> {
+    /// A counter for `opts` (its special tokens, pattern, chunk size and threads); its tasks
+    /// stop when `cancel` is set.
+    pub fn new(opts: &CountOptions, cancel: &CancelFlag) -> Result<Self> {
         let workers = opts.workers()?;
         let chunk_size = opts.chunk_size;
         let threads = workers.num_threads();
@@ -477,6 +482,7 @@ impl StreamCounter {
             specials: SpecialTokens::new(&opts.special_tokens)?,
             pattern: opts.pattern.clone(),
             error: Mutex::new(None),
+            cancel: cancel.clone(),
             maps: (0..threads)
                 .map(|_| Mutex::new(WorkerCounts::default()))
                 .collect(),
@@ -576,7 +582,8 @@ impl StreamCounter {
                 let idx = rayon::current_thread_index().unwrap_or(0) % shared.maps.len();
                 let mut guard = lock(&shared.maps[idx]);
                 let WorkerCounts { chunk, total } = &mut *guard;
-                let result = chunk.count_text(&text, &shared.specials, &shared.pattern);
+                let result =
+                    chunk.count_text(&text, &shared.specials, &shared.pattern, &shared.cancel);
                 chunk.drain_merge_into(total);
                 result
             }));
@@ -681,7 +688,7 @@ fn count_inputs(
     cancel: &CancelFlag,
 ) -> Result<(PretokenCounts, u64)> {
     let total: u64 = inputs.iter().map(Input::size).sum();
-    let mut counter = StreamCounter::new(opts)?;
+    let mut counter = StreamCounter::new(opts, cancel)?;
     let read_size = opts.chunk_size.clamp(1, 1 << 20);
     let mut block = vec![0u8; read_size];
     let step = (total / 100).max(1);
@@ -728,7 +735,7 @@ pub fn count_stream(
     /// Report progress about every this many bytes (the total is unknown).
     const REPORT_BYTES: u64 = 8 << 20;
     opts.validate()?;
-    let mut counter = StreamCounter::new(opts)?;
+    let mut counter = StreamCounter::new(opts, cancel)?;
     counter.begin_stream(name);
     let mut piece = Vec::new();
     let mut next_report = 0u64;
@@ -757,7 +764,7 @@ pub fn count_stream(
 /// Counts in-memory texts (each an independent stream).
 pub fn count_texts(texts: &[&str], opts: &CountOptions) -> Result<(PretokenCounts, u64)> {
     opts.validate()?;
-    let mut counter = StreamCounter::new(opts)?;
+    let mut counter = StreamCounter::new(opts, &CancelFlag::default())?;
     for t in texts {
         counter.begin_stream("<text>");
         counter.push(t.as_bytes())?;
@@ -1470,7 +1477,7 @@ mod tests {
                     for threads in [1, 2] {
                         opts.num_threads = Some(threads);
                         opts.chunk_size = chunk_size;
-                        let mut c = StreamCounter::new(&opts).unwrap();
+                        let mut c = StreamCounter::new(&opts, &CancelFlag::default()).unwrap();
                         c.begin_stream("t");
                         for piece in text.as_bytes().chunks(3) {
                             c.push(piece).unwrap();
@@ -1540,7 +1547,7 @@ mod tests {
             let mut opts = CountOptions::new(vec![]);
             opts.num_threads = Some(1);
             opts.chunk_size = chunk_size;
-            let mut c = StreamCounter::new(&opts).unwrap();
+            let mut c = StreamCounter::new(&opts, &CancelFlag::default()).unwrap();
             c.begin_stream("f");
             let r = c.push(&data).and_then(|_| c.end_stream());
             match r {

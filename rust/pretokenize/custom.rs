@@ -28,6 +28,7 @@
 //! # Ok::<(), _core::BpeError>(())
 //! ```
 
+use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 use fancy_regex::{Expr, Regex};
 
@@ -63,13 +64,18 @@ impl CustomPattern {
     }
 
     /// Calls `f(start, end)` with the byte range of each match of the pattern in `text`, in
-    /// order. Text between matches is skipped (see the module documentation).
+    /// order. Text between matches is skipped (see the module documentation). `cancel` is
+    /// checked before each match: a custom regex has no safe cuts, so one call may get the
+    /// text between two special tokens whole, and a backtracking pattern can be slow on every
+    /// match without reaching fancy-regex's limit.
     pub fn for_each_pretoken_range(
         &self,
         text: &str,
+        cancel: &CancelFlag,
         mut f: impl FnMut(usize, usize),
     ) -> Result<()> {
         for m in self.regex.find_iter(text) {
+            cancel.check()?;
             let m = m.map_err(|e| self.runtime_error(text, e))?;
             // Never empty (checked in `new`); skipping keeps the promise even if that check
             // were wrong.
@@ -82,7 +88,7 @@ impl CustomPattern {
 
     /// Calls `f` on each pre-token of `text` (ordinary text, no special tokens), in order.
     pub fn for_each_pretoken<'a>(&self, text: &'a str, mut f: impl FnMut(&'a str)) -> Result<()> {
-        self.for_each_pretoken_range(text, |i, j| f(&text[i..j]))
+        self.for_each_pretoken_range(text, &CancelFlag::default(), |i, j| f(&text[i..j]))
     }
 
     /// Whether `p` is a safe cut: never (see `is_safe_cut`).
@@ -164,7 +170,7 @@ mod tests {
         assert_eq!(pretokens(&p, "123"), Vec::<&str>::new());
         assert_eq!(p.as_str(), "[a-z]+");
         let mut ranges = Vec::new();
-        p.for_each_pretoken_range("xy z", |i, j| ranges.push((i, j)))
+        p.for_each_pretoken_range("xy z", &CancelFlag::default(), |i, j| ranges.push((i, j)))
             .unwrap();
         assert_eq!(ranges, vec![(0, 2), (3, 4)]);
     }

@@ -27,6 +27,7 @@
 use super::custom::{self, CustomPattern};
 use super::cuts::{Cuts, SafeCutRule};
 use super::{cl100k, gpt2, o200k, SpecialTokens, CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN};
+use crate::cancel::CancelFlag;
 use crate::error::{BpeError, Result};
 
 /// tiktoken's spelling of the GPT-2 pattern (`r50k_base`, `gpt2`): possessive runs and
@@ -117,22 +118,29 @@ impl Pattern {
     }
 
     /// Calls `f(start, end)` with the byte range of each pre-token of `text` (ordinary text, no
-    /// special tokens), in order. Only a custom regex can fail (fancy-regex's backtracking
-    /// limit); the named patterns always return `Ok`.
+    /// special tokens), in order. Only a custom regex can fail: fancy-regex's backtracking
+    /// limit, or `cancel` (checked between its matches; the named matchers are linear and fast,
+    /// and their callers check `cancel` between chunks cut at safe cuts, which a custom regex
+    /// lacks). The named patterns always return `Ok`.
     #[inline]
-    pub fn for_each_pretoken_range(&self, text: &str, f: impl FnMut(usize, usize)) -> Result<()> {
+    pub fn for_each_pretoken_range(
+        &self,
+        text: &str,
+        cancel: &CancelFlag,
+        f: impl FnMut(usize, usize),
+    ) -> Result<()> {
         match self {
             Pattern::Gpt2 => gpt2::for_each_pretoken_range(text.as_bytes(), f),
             Pattern::Cl100k => cl100k::for_each_pretoken_range(text.as_bytes(), f),
             Pattern::O200k => o200k::for_each_pretoken_range(text.as_bytes(), f),
-            Pattern::Custom(c) => return c.for_each_pretoken_range(text, f),
+            Pattern::Custom(c) => return c.for_each_pretoken_range(text, cancel, f),
         }
         Ok(())
     }
 
     /// Calls `f` on each pre-token of `text` (ordinary text, no special tokens), in order.
     pub fn for_each_pretoken<'a>(&self, text: &'a str, mut f: impl FnMut(&'a str)) -> Result<()> {
-        self.for_each_pretoken_range(text, |i, j| f(&text[i..j]))
+        self.for_each_pretoken_range(text, &CancelFlag::default(), |i, j| f(&text[i..j]))
     }
 }
 

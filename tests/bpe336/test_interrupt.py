@@ -142,6 +142,45 @@ def test_long_training_stops_on_ctrl_c(tmp_path):
     assert seconds < PROMPT
 
 
+# A custom regex that backtracks on every match (about a millisecond each) without reaching
+# fancy-regex's limit; a custom regex has no safe cuts, so each call below gets the text whole.
+SLOW_PATTERN = r"(?:a(?!c)|aa)+b| "
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "tok.encode(TEXT)",
+        "tok.encode_ordinary(TEXT)",
+        "list(tok.encode_iterable([TEXT]))",
+        "tok.encode_batch([TEXT])",
+        "tok.encode_to_numpy(TEXT)",
+        "tok.encode_file('text.txt', 'ids.npy')",
+        "train_bpe('text.txt', 300, pattern=SLOW)",
+        "train_bpe_from_iterator([TEXT], 300, pattern=SLOW)",
+        "count_pretokens('text.txt', pattern=SLOW)",
+    ],
+)
+def test_a_slow_custom_regex_stops_on_ctrl_c(tmp_path, call):
+    """Ctrl-C reaches a custom regex between its matches, not only between chunks."""
+    proc, seconds = interrupt_child(
+        f"""
+        from bpe336 import Tokenizer, count_pretokens, train_bpe, train_bpe_from_iterator
+        SLOW = {SLOW_PATTERN!r}
+        TEXT = ("a" * 18 + " ") * 200_000
+        open("text.txt", "w").write(TEXT)
+        tok = Tokenizer({{i: bytes([i]) for i in range(256)}}, [], pattern=SLOW)
+        def main():
+            {call}
+        """,
+        tmp_path,
+        delay=1.5,
+    )
+    assert proc.stdout.split()[-1] == "KeyboardInterrupt", proc.stdout + proc.stderr[-2000:]
+    assert seconds < PROMPT
+    assert not (tmp_path / "ids.npy").exists()
+
+
 def test_cli_stops_cleanly_on_ctrl_c(tmp_path):
     path = fifo(tmp_path)
     bpe336 = shutil.which("bpe336", path=str(Path(sys.executable).parent))
