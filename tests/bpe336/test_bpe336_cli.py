@@ -222,6 +222,19 @@ def test_real_processes_print_no_traceback(files):
         assert p.returncode != 0 and "error:" in p.stderr and "Traceback" not in p.stderr, (argv, p.stderr)
 
 
+def test_python_dash_m_runs_the_cli(files):
+    """`python -m bpe336` is the `bpe336` command, as `python -m lm336` is `lm336`."""
+    p = subprocess.run([sys.executable, "-m", "bpe336", "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.startswith("usage: bpe336"), p.stderr
+    p = subprocess.run(
+        [sys.executable, "-m", "bpe336", "train", str(files["corpus"]), "--out", str(files["corpus"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 1 and "bpe336 train: error:" in p.stderr, p.stderr
+
+
 def test_progress_in_a_log_is_a_few_plain_lines(files, capsys):
     """stderr that is not a terminal (pytest's capture, a pipe, a file) gets lines, not bars."""
     f = files
