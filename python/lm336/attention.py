@@ -23,6 +23,8 @@ Backends, one `torch.autograd.Function` each:
   baddbmm against -D: few passes over the scores, which at d = 32 cost as much as the matmuls.
 - `_TritonAttention` (CUDA, in attention_triton.py): our Triton kernels, registered with
   torch.library so torch.compile traces through them.
+Each backward gives first derivatives only: differentiating them again (create_graph=True) raises
+AttentionError (`first_order_only`); the reference has second derivatives.
 
 `choose(impl, q, k)` and `attend(q, k, v, kind)` are what the model calls; impl is one of
 IMPLEMENTATIONS:
@@ -40,6 +42,7 @@ IMPLEMENTATIONS:
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import torch
@@ -260,6 +263,51 @@ def _backward_heads(do, q, k, v, out, lse, causal, dq, dk, dv) -> None:
             torch.mul(dq_acc, scale, out=dq[h0:h1, q0:q1])
 
 
+class _SecondDerivativeError(torch.autograd.Function):
+    """Passes first-order gradients through (the first `count` arguments), attached to what they
+    depend on (the rest); differentiating them again raises AttentionError."""
+
+    @staticmethod
+    def forward(ctx, count: int, *tensors: Tensor) -> tuple[Tensor, ...]:
+        return tuple(g.clone() for g in tensors[:count])
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise AttentionError(
+            "flash_attention has no second derivative (a double backward, e.g. autograd.grad(..., create_graph=True) "
+            "differentiated again through attention); use model.attention='reference' (or "
+            "lm336.attention.reference_attention) for higher-order gradients"
+        )
+
+
+def first_order_only(backward):
+    """Decorates an attention autograd.Function's backward, whose gradients are computed from
+    saved tensors outside autograd (the probabilities, the log-sum-exp): under create_graph=True
+    they come back attached, through a node that raises AttentionError when differentiated, to the
+    inputs and incoming gradients that require grad, instead of second derivatives that would
+    silently treat the saved tensors as constants (or leave the inputs out of the graph). Without
+    create_graph (grad mode off in the backward) and while torch.compile traces, nothing changes.
+    """
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grad_outputs):
+        if not torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return backward(ctx, *grad_outputs)
+        with torch.no_grad():
+            grads = backward(ctx, *grad_outputs)
+        sources = [t for t in (*ctx.saved_tensors, *grad_outputs) if isinstance(t, Tensor) and t.requires_grad]
+        if not sources:
+            return grads
+        tensors = [i for i, g in enumerate(grads) if isinstance(g, Tensor)]
+        guarded = _SecondDerivativeError.apply(len(tensors), *(grads[i] for i in tensors), *sources)
+        grads = list(grads)
+        for i, g in zip(tensors, guarded):
+            grads[i] = g
+        return tuple(grads)
+
+    return wrapper
+
+
 def _exact(device: torch.device):
     """Autocast off: the kernels below choose their own precision (float32 or float64), which an
     enclosing autocast region would otherwise lower to bfloat16 matmuls."""
@@ -282,6 +330,7 @@ class _BlockAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad_out: Tensor):
         q, k, v, out, lse = ctx.saved_tensors
         ct = lse.dtype
@@ -315,6 +364,7 @@ class _MaterialisedAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad_out: Tensor):
         with _exact(grad_out.device):
             return _MaterialisedAttention._backward(ctx, grad_out)

@@ -25,6 +25,8 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
+from .attention import first_order_only
+
 LOG2E = math.log2(math.e)
 MAX_HEAD_DIM = 128
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -320,6 +322,7 @@ class _TritonAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad_out: Tensor):
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = torch.ops.lm336.flash_attn_bwd(grad_out, q, k, v, out, lse, ctx.causal)

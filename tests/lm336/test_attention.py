@@ -114,6 +114,31 @@ def test_gradcheck():
         assert torch.autograd.gradcheck(lambda q, k, v, c=causal: flash_attention(q, k, v, causal=c), args)
 
 
+@pytest.mark.parametrize("kind", ["flash", "materialised"])
+def test_second_derivatives_are_refused_not_wrong(kind):
+    """Gradients come from saved probabilities or log-sum-exps outside autograd: under
+    create_graph=True the first derivatives are exact, and differentiating them again is an
+    error naming the fix, never second derivatives that treat those saved tensors as constants."""
+    q, k, v, do = qkv((1, 2), 5, 5, 4)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    exact = torch.autograd.grad(reference_attention(q, k, v), (q, k, v), do)
+    grads = torch.autograd.grad(attend(q, k, v, kind), (q, k, v), do, create_graph=True)
+    for g, e in zip(grads, exact):
+        assert_close(g, e, rtol=0, atol=1e-12)
+    with pytest.raises(AttentionError, match="no second derivative.*model.attention='reference'"):
+        torch.autograd.grad(grads[0].sum(), k)
+    # Through the saved inputs alone (an incoming gradient that needs none), and with backward().
+    (dq,) = torch.autograd.grad(attend(q, k, v, kind).sum(), q, create_graph=True)
+    with pytest.raises(AttentionError, match="no second derivative"):
+        (dq.pow(2).sum() + q.sum()).backward()
+    # A gradient penalty through the model ("auto" takes the materialised path at this size).
+    model = TransformerLM(**SMALL, dtype=F64)
+    loss = model(torch.randint(0, 50, (1, 8))).logsumexp(-1).mean()
+    (g,) = torch.autograd.grad(loss, model.layers[0].attn.q_proj.weight, create_graph=True)
+    with pytest.raises(AttentionError, match="no second derivative"):
+        torch.autograd.grad(g.pow(2).sum(), model.layers[0].attn.k_proj.weight)
+
+
 def test_matches_torch_sdpa_float32(blocks):
     q, k, v, do = qkv((2, 4), 50, 50, 32, dtype=torch.float32)
     ours = run(flash_attention, q, k, v, do)
