@@ -465,6 +465,32 @@ def test_triton_kernels_under_the_interpreter():
     assert proc.stdout.count(": ok") == len(TRITON_CASES) + 2
 
 
+def test_triton_float32_precision_follows_the_cuda_matmul_setting():
+    """The kernels' float32 precision comes from torch.backends.cuda.matmul.fp32_precision (the
+    newer setting, under which torch.get_float32_matmul_precision() raises) and from the legacy
+    one. A subprocess: the newer setting cannot be undone within one process."""
+    pytest.importorskip("triton")
+    code = """
+import torch, warnings
+warnings.simplefilter("ignore")
+from lm336.attention_triton import _precision
+seen = [_precision(torch.float32)]
+torch.set_float32_matmul_precision("high")
+seen.append(_precision(torch.float32))
+torch.backends.cuda.matmul.fp32_precision = "ieee"
+seen.append(_precision(torch.float32))
+torch.backends.cuda.matmul.fp32_precision = "tf32"
+seen.append(_precision(torch.float32))
+torch.backends.cuda.matmul.fp32_precision = "none"
+torch.backends.fp32_precision = "tf32"
+seen.append(_precision(torch.float32))
+print(" ".join(seen))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["ieee", "tf32", "ieee", "tf32", "tf32"]
+
+
 @pytest.mark.gpu
 @cuda
 def test_triton_kernels_on_cuda():
