@@ -121,7 +121,7 @@ def check_inputs(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> None:
 
 def _flat(t: Tensor) -> Tensor:
     """(..., T, d) -> (N, T, d), a view when the strides allow it."""
-    return t.reshape(-1, t.shape[-2], t.shape[-1])
+    return t.reshape(math.prod(t.shape[:-2]), t.shape[-2], t.shape[-1])  # (not -1: ambiguous when T = 0)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -175,7 +175,7 @@ def _forward_heads(q: Tensor, k: Tensor, v: Tensor, causal: bool, out: Tensor, l
     tk = k.shape[1]
     offset = tk - tq  # query i sits at position offset + i
     c = LOG2E / math.sqrt(d)  # scores come out log2(e)-scaled (the matmul's alpha: no extra pass)
-    block_q = min(BLOCK_Q, tq)
+    block_q = max(1, min(BLOCK_Q, tq))
     chunk = _head_chunk(n, block_q, tk)
     bias = _hidden_bias(block_q, q.device, q.dtype) if causal and block_q > 1 else None
     nothing = q.new_zeros(())  # the ignored addend of a beta = 0 baddbmm
@@ -232,7 +232,7 @@ def _backward_heads(do, q, k, v, out, lse, causal, dq, dk, dv) -> None:
     tk = k.shape[1]
     offset = tk - tq
     scale = 1.0 / math.sqrt(d)
-    block_q = min(BLOCK_Q, tq)
+    block_q = max(1, min(BLOCK_Q, tq))
     chunk = _head_chunk(n, block_q, tk)
     bias = _hidden_bias(block_q, q.device, q.dtype) if causal else None
     for h0 in range(0, n, chunk):
@@ -413,6 +413,10 @@ def flash_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Ten
     """
     check_inputs(q, k, v, causal)
     if q.shape[-2] == 0:
+        # No queries: nothing to compute. Under autograd through the block path (on any device; its
+        # loops are empty), so the output stays in the graph and k and v get zero gradients.
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            return _BlockAttention.apply(q, k, v, causal)
         return q.new_empty(q.shape)
     if q.device.type == "cuda":
         from .attention_triton import triton_attention

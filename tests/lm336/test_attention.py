@@ -139,6 +139,18 @@ def test_second_derivatives_are_refused_not_wrong(kind):
         torch.autograd.grad(g.pow(2).sum(), model.layers[0].attn.k_proj.weight)
 
 
+def test_no_queries_stay_in_the_graph():
+    """Tq = 0 under autograd: an empty output attached to the inputs (as F.sdpa's), zero gradients
+    for the keys and values."""
+    for tk, causal in ((0, True), (5, True), (5, False)):
+        q, k, v, _ = qkv((2, 3), 0, tk, 8)
+        q, k, v = (t.requires_grad_() for t in (q, k, v))
+        out = flash_attention(q, k, v, causal=causal)
+        assert out.shape == (2, 3, 0, 8) and out.requires_grad
+        out.sum().backward()
+        assert q.grad.shape == q.shape and torch.equal(k.grad, torch.zeros_like(k)) and torch.equal(v.grad, torch.zeros_like(v))
+
+
 def test_matches_torch_sdpa_float32(blocks):
     q, k, v, do = qkv((2, 4), 50, 50, 32, dtype=torch.float32)
     ours = run(flash_attention, q, k, v, do)
