@@ -23,6 +23,8 @@ Backends, one `torch.autograd.Function` each:
   baddbmm against -D: few passes over the scores, which at d = 32 cost as much as the matmuls.
 - `_TritonAttention` (CUDA, in attention_triton.py): our Triton kernels, registered with
   torch.library so torch.compile traces through them.
+Each backward gives first derivatives only: differentiating them again (create_graph=True) raises
+AttentionError (`first_order_only`); the reference has second derivatives.
 
 `choose(impl, q, k)` and `attend(q, k, v, kind)` are what the model calls; impl is one of
 IMPLEMENTATIONS:
@@ -40,6 +42,7 @@ IMPLEMENTATIONS:
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import torch
@@ -118,7 +121,7 @@ def check_inputs(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> None:
 
 def _flat(t: Tensor) -> Tensor:
     """(..., T, d) -> (N, T, d), a view when the strides allow it."""
-    return t.reshape(-1, t.shape[-2], t.shape[-1])
+    return t.reshape(math.prod(t.shape[:-2]), t.shape[-2], t.shape[-1])  # (not -1: ambiguous when T = 0)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -172,7 +175,7 @@ def _forward_heads(q: Tensor, k: Tensor, v: Tensor, causal: bool, out: Tensor, l
     tk = k.shape[1]
     offset = tk - tq  # query i sits at position offset + i
     c = LOG2E / math.sqrt(d)  # scores come out log2(e)-scaled (the matmul's alpha: no extra pass)
-    block_q = min(BLOCK_Q, tq)
+    block_q = max(1, min(BLOCK_Q, tq))
     chunk = _head_chunk(n, block_q, tk)
     bias = _hidden_bias(block_q, q.device, q.dtype) if causal and block_q > 1 else None
     nothing = q.new_zeros(())  # the ignored addend of a beta = 0 baddbmm
@@ -229,7 +232,7 @@ def _backward_heads(do, q, k, v, out, lse, causal, dq, dk, dv) -> None:
     tk = k.shape[1]
     offset = tk - tq
     scale = 1.0 / math.sqrt(d)
-    block_q = min(BLOCK_Q, tq)
+    block_q = max(1, min(BLOCK_Q, tq))
     chunk = _head_chunk(n, block_q, tk)
     bias = _hidden_bias(block_q, q.device, q.dtype) if causal else None
     for h0 in range(0, n, chunk):
@@ -260,6 +263,51 @@ def _backward_heads(do, q, k, v, out, lse, causal, dq, dk, dv) -> None:
             torch.mul(dq_acc, scale, out=dq[h0:h1, q0:q1])
 
 
+class _SecondDerivativeError(torch.autograd.Function):
+    """Passes first-order gradients through (the first `count` arguments), attached to what they
+    depend on (the rest); differentiating them again raises AttentionError."""
+
+    @staticmethod
+    def forward(ctx, count: int, *tensors: Tensor) -> tuple[Tensor, ...]:
+        return tuple(g.clone() for g in tensors[:count])
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise AttentionError(
+            "flash_attention has no second derivative (a double backward, e.g. autograd.grad(..., create_graph=True) "
+            "differentiated again through attention); use model.attention='reference' (or "
+            "lm336.attention.reference_attention) for higher-order gradients"
+        )
+
+
+def first_order_only(backward):
+    """Decorates an attention autograd.Function's backward, whose gradients are computed from
+    saved tensors outside autograd (the probabilities, the log-sum-exp): under create_graph=True
+    they come back attached, through a node that raises AttentionError when differentiated, to the
+    inputs and incoming gradients that require grad, instead of second derivatives that would
+    silently treat the saved tensors as constants (or leave the inputs out of the graph). Without
+    create_graph (grad mode off in the backward) and while torch.compile traces, nothing changes.
+    """
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grad_outputs):
+        if not torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return backward(ctx, *grad_outputs)
+        with torch.no_grad():
+            grads = backward(ctx, *grad_outputs)
+        sources = [t for t in (*ctx.saved_tensors, *grad_outputs) if isinstance(t, Tensor) and t.requires_grad]
+        if not sources:
+            return grads
+        tensors = [i for i, g in enumerate(grads) if isinstance(g, Tensor)]
+        guarded = _SecondDerivativeError.apply(len(tensors), *(grads[i] for i in tensors), *sources)
+        grads = list(grads)
+        for i, g in zip(tensors, guarded):
+            grads[i] = g
+        return tuple(grads)
+
+    return wrapper
+
+
 def _exact(device: torch.device):
     """Autocast off: the kernels below choose their own precision (float32 or float64), which an
     enclosing autocast region would otherwise lower to bfloat16 matmuls."""
@@ -282,6 +330,7 @@ class _BlockAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad_out: Tensor):
         q, k, v, out, lse = ctx.saved_tensors
         ct = lse.dtype
@@ -315,6 +364,7 @@ class _MaterialisedAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad_out: Tensor):
         with _exact(grad_out.device):
             return _MaterialisedAttention._backward(ctx, grad_out)
@@ -363,6 +413,10 @@ def flash_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Ten
     """
     check_inputs(q, k, v, causal)
     if q.shape[-2] == 0:
+        # No queries: nothing to compute. Under autograd through the block path (on any device; its
+        # loops are empty), so the output stays in the graph and k and v get zero gradients.
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            return _BlockAttention.apply(q, k, v, causal)
         return q.new_empty(q.shape)
     if q.device.type == "cuda":
         from .attention_triton import triton_attention

@@ -25,6 +25,8 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
+from .attention import first_order_only
+
 LOG2E = math.log2(math.e)
 MAX_HEAD_DIM = 128
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -237,8 +239,18 @@ def _block_d(d: int) -> int:
 
 
 def _precision(dtype: torch.dtype) -> str:
-    """float32 inputs multiply in TF32 unless torch asks for full float32 matmuls."""
-    return "ieee" if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest" else "tf32"
+    """float32 inputs multiply in TF32 where torch lets CUDA matmuls use it, else in IEEE float32.
+
+    Read from torch.backends.cuda.matmul.fp32_precision ("tf32", "ieee", or "none" = the default,
+    IEEE) where torch has it: torch.get_float32_matmul_precision() raises once that newer setting,
+    or a mix of it and the legacy ones, has been used. Older torch: the legacy precision.
+    """
+    if dtype != torch.float32:
+        return "tf32"  # (ignored for half-precision inputs)
+    setting = getattr(torch.backends.cuda.matmul, "fp32_precision", None)
+    if setting is not None:
+        return "tf32" if setting == "tf32" else "ieee"
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
 def _fwd_config(tq: int, block_d: int) -> dict:
@@ -320,6 +332,7 @@ class _TritonAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad_out: Tensor):
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = torch.ops.lm336.flash_attn_bwd(grad_out, q, k, v, out, lse, ctx.causal)

@@ -114,6 +114,43 @@ def test_gradcheck():
         assert torch.autograd.gradcheck(lambda q, k, v, c=causal: flash_attention(q, k, v, causal=c), args)
 
 
+@pytest.mark.parametrize("kind", ["flash", "materialised"])
+def test_second_derivatives_are_refused_not_wrong(kind):
+    """Gradients come from saved probabilities or log-sum-exps outside autograd: under
+    create_graph=True the first derivatives are exact, and differentiating them again is an
+    error naming the fix, never second derivatives that treat those saved tensors as constants."""
+    q, k, v, do = qkv((1, 2), 5, 5, 4)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    exact = torch.autograd.grad(reference_attention(q, k, v), (q, k, v), do)
+    grads = torch.autograd.grad(attend(q, k, v, kind), (q, k, v), do, create_graph=True)
+    for g, e in zip(grads, exact):
+        assert_close(g, e, rtol=0, atol=1e-12)
+    with pytest.raises(AttentionError, match="no second derivative.*model.attention='reference'"):
+        torch.autograd.grad(grads[0].sum(), k)
+    # Through the saved inputs alone (an incoming gradient that needs none), and with backward().
+    (dq,) = torch.autograd.grad(attend(q, k, v, kind).sum(), q, create_graph=True)
+    with pytest.raises(AttentionError, match="no second derivative"):
+        (dq.pow(2).sum() + q.sum()).backward()
+    # A gradient penalty through the model ("auto" takes the materialised path at this size).
+    model = TransformerLM(**SMALL, dtype=F64)
+    loss = model(torch.randint(0, 50, (1, 8))).logsumexp(-1).mean()
+    (g,) = torch.autograd.grad(loss, model.layers[0].attn.q_proj.weight, create_graph=True)
+    with pytest.raises(AttentionError, match="no second derivative"):
+        torch.autograd.grad(g.pow(2).sum(), model.layers[0].attn.k_proj.weight)
+
+
+def test_no_queries_stay_in_the_graph():
+    """Tq = 0 under autograd: an empty output attached to the inputs (as F.sdpa's), zero gradients
+    for the keys and values."""
+    for tk, causal in ((0, True), (5, True), (5, False)):
+        q, k, v, _ = qkv((2, 3), 0, tk, 8)
+        q, k, v = (t.requires_grad_() for t in (q, k, v))
+        out = flash_attention(q, k, v, causal=causal)
+        assert out.shape == (2, 3, 0, 8) and out.requires_grad
+        out.sum().backward()
+        assert q.grad.shape == q.shape and torch.equal(k.grad, torch.zeros_like(k)) and torch.equal(v.grad, torch.zeros_like(v))
+
+
 def test_matches_torch_sdpa_float32(blocks):
     q, k, v, do = qkv((2, 4), 50, 50, 32, dtype=torch.float32)
     ours = run(flash_attention, q, k, v, do)
@@ -438,6 +475,32 @@ def test_triton_kernels_under_the_interpreter():
     proc = subprocess.run([sys.executable, "-c", "import torch; " + code], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert proc.stdout.count(": ok") == len(TRITON_CASES) + 2
+
+
+def test_triton_float32_precision_follows_the_cuda_matmul_setting():
+    """The kernels' float32 precision comes from torch.backends.cuda.matmul.fp32_precision (the
+    newer setting, under which torch.get_float32_matmul_precision() raises) and from the legacy
+    one. A subprocess: the newer setting cannot be undone within one process."""
+    pytest.importorskip("triton")
+    code = """
+import torch, warnings
+warnings.simplefilter("ignore")
+from lm336.attention_triton import _precision
+seen = [_precision(torch.float32)]
+torch.set_float32_matmul_precision("high")
+seen.append(_precision(torch.float32))
+torch.backends.cuda.matmul.fp32_precision = "ieee"
+seen.append(_precision(torch.float32))
+torch.backends.cuda.matmul.fp32_precision = "tf32"
+seen.append(_precision(torch.float32))
+torch.backends.cuda.matmul.fp32_precision = "none"
+torch.backends.fp32_precision = "tf32"
+seen.append(_precision(torch.float32))
+print(" ".join(seen))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["ieee", "tf32", "ieee", "tf32", "tf32"]
 
 
 @pytest.mark.gpu
