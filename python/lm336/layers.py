@@ -359,6 +359,11 @@ def softmax(x: Tensor, dim: int) -> Tensor:
 class _Softmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, dim: int) -> Tensor:
+        ctx.dim = dim
+        if x.shape[dim] == 0:  # nothing to normalise (amax has no identity for an empty dim)
+            p = x.new_empty(x.shape)
+            ctx.save_for_backward(p)
+            return p
         x_max = x.amax(dim=dim, keepdim=True)
         x_max = torch.where(x_max == float("-inf"), 0.0, x_max)  # all -inf: exp() below gives zeros
         e = (x - x_max).exp_()

@@ -267,6 +267,23 @@ def test_softmax_huge_logits_and_all_masked_rows():
     assert torch.equal(softmax(row, -1), torch.zeros(1, 4))
 
 
+def test_softmax_and_attention_over_empty_dimensions():
+    """Empty inputs behave as torch's: an empty softmax dimension, zero queries (an empty output
+    still in the graph), zero keys and values gradients."""
+    for shape, dim in [((2, 0), -1), ((0, 3), -1), ((2, 0, 4), 1)]:
+        x = torch.randn(shape, dtype=F64, requires_grad=True)
+        out = softmax(x, dim)
+        assert out.shape == F.softmax(x, dim).shape
+        out.sum().backward()
+        assert x.grad.shape == x.shape
+    q = torch.randn(2, 0, 8, dtype=F64, requires_grad=True)
+    k = torch.randn(2, 5, 8, dtype=F64, requires_grad=True)
+    out = scaled_dot_product_attention(q, k, k, torch.ones(0, 5, dtype=torch.bool))
+    assert out.shape == (2, 0, 8)
+    out.sum().backward()
+    assert torch.equal(k.grad, torch.zeros_like(k))
+
+
 def test_sdpa_matches_torch_with_random_masks_and_extra_batch_dims():
     torch.manual_seed(4)
     q = torch.randn(2, 3, 4, 6, 8, dtype=F64)
