@@ -168,7 +168,9 @@ class TransformerLM(Module):
 
     def new_kv_cache(self, batch_size: int, max_seq_len: int | None = None, device=None, dtype=None) -> KVCache:
         """An empty KVCache for `batch_size` sequences of up to max_seq_len (default context_length)
-        tokens, on the model's device and in its parameter dtype unless given."""
+        tokens, on the model's device, in the dtype given, else autocast's where it is on for that
+        device (the keys come out of the projections in it, so decoding never converts the whole
+        cache per token), else the parameter dtype."""
         cfg = self._config
         max_seq_len = cfg.context_length if max_seq_len is None else max_seq_len
         if not 1 <= max_seq_len <= cfg.context_length:
@@ -176,9 +178,12 @@ class TransformerLM(Module):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         weight = self.lm_head.weight
+        device = weight.device if device is None else torch.device(device)
+        if dtype is None:
+            on = torch.is_autocast_enabled(device.type)
+            dtype = torch.get_autocast_dtype(device.type) if on and weight.is_floating_point() else weight.dtype
         return KVCache(
-            cfg.num_layers, batch_size, cfg.num_heads, max_seq_len, cfg.d_model // cfg.num_heads,
-            device=weight.device if device is None else device, dtype=weight.dtype if dtype is None else dtype,
+            cfg.num_layers, batch_size, cfg.num_heads, max_seq_len, cfg.d_model // cfg.num_heads, device=device, dtype=dtype,
         )  # fmt: skip
 
     def _check_inputs(self, token_ids: Tensor, token_positions: Tensor | None, kv_cache: KVCache | None) -> None:

@@ -188,11 +188,19 @@ def test_bf16_autocast_and_bf16_weights_with_cache():
     reference = model(ids)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(ids)
-        cache = model.new_kv_cache(2)  # float32 cache; bf16 keys are stored upcast
+        # Made under autocast, the cache takes its dtype (the keys' dtype there), so no token
+        # converts the whole cache; a float32 cache asked for explicitly stores them upcast.
+        cache = model.new_kv_cache(2)
+        assert cache.keys[0].dtype == torch.bfloat16
+        keys = cache.keys[0].data_ptr()
         steps = [model(ids[:, :6], kv_cache=cache)] + [model(ids[:, t : t + 1], kv_cache=cache) for t in range(6, 12)]
+        assert cache.keys[0].data_ptr() == keys
+        wide = model.new_kv_cache(2, dtype=torch.float32)
+        wide_steps = [model(ids[:, :6], kv_cache=wide)] + [model(ids[:, t : t + 1], kv_cache=wide) for t in range(6, 12)]
     assert logits.dtype == torch.bfloat16
     assert_close(logits.float(), reference, rtol=0.02, atol=0.08)
     assert_close(torch.cat(steps, 1).float(), reference, rtol=0.02, atol=0.08)
+    assert_close(torch.cat(wide_steps, 1).float(), reference, rtol=0.02, atol=0.08)
     model.to(torch.bfloat16)
     cache = model.new_kv_cache(2)
     assert cache.keys[0].dtype == torch.bfloat16
