@@ -400,7 +400,8 @@ def run_bench(args: argparse.Namespace) -> int:
     except UnicodeDecodeError as e:
         raise CliError(f"{src}: invalid UTF-8 at byte offset {e.start} (byte 0x{data[e.start]:02x})") from None
     if args.limit_mb:
-        text = text[: int(args.limit_mb * 1e6)]
+        # The first MB megabytes, less the start of a character they would cut (the rest is valid UTF-8).
+        text = data[: int(args.limit_mb * 1e6)].decode("utf-8", errors="ignore")
     nbytes = len(text.encode("utf-8"))
     if nbytes == 0:
         raise CliError(f"{src}: is empty{' (after --limit-mb)' if args.limit_mb else ''}; nothing to measure")
