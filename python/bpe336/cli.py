@@ -459,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"bpe336 {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`bpe336 bench ... | head`): not an error; the rest goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CliError, OSError, ValueError, TypeError, KeyError, OverflowError, MemoryError) as e:
         print(f"bpe336 {args.command}: error: {_message(e)}", file=sys.stderr)
         return 1

@@ -193,6 +193,17 @@ def test_bench_limit_mb_counts_bytes(files, capsys):
     assert tokens <= 1_000, out
 
 
+def test_closed_pipe_is_not_an_error(files):
+    """A reader that leaves early (`bpe336 bench ... | head -1`) ends the command quietly, status 0."""
+    f = files
+    cmd = [sys.executable, "-m", "bpe336", "bench", str(f["corpus"]), "--tokenizer", str(f["tok"]), "--repeat", "1"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()  # no reader left before the command writes anything
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 0, err
+    assert err == "", err
+
+
 def test_streamed_inputs_and_other_kinds(files, capsys):
     """train and encode read a FIFO or pipe as a stream (`bpe336 train <(zcat corpus.gz)`); bench and
     the tokenizer files need regular files; a socket is never an input."""
