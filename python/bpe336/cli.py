@@ -66,17 +66,20 @@ def _input_file(path: str, *, stream: bool = False) -> Path:
 
 def _add_pattern(p: argparse.ArgumentParser, default: str | None, *, counts: bool = False) -> None:
     if default is None:
-        what = "for a tokenizer that records none (a bare vocab.json/merges.txt, a .tiktoken without its sidecar; default gpt2); it must agree with a recorded one"
+        what = (
+            "; it applies to a tokenizer that records none (a bare vocab.json/merges.txt, a .tiktoken without its "
+            "sidecar; default: gpt2), and must agree with the pattern a tokenizer records"
+        )
     elif counts:
-        what = f"(default: {default}; with --counts the counts' own, and another is an error)"
+        what = f" (default: {default}; with --counts the counts' own, and another is an error)"
     else:
-        what = f"(default: {default})"
+        what = f" (default: {default})"
     p.add_argument(
         "--pattern",
         default=None if counts else default,
         metavar="{gpt2,cl100k,o200k,REGEX}",
         help="pre-tokenization pattern: gpt2 (GPT-2), cl100k (GPT-4), o200k (GPT-4o), or a regex, whose unmatched text is "
-        f"dropped as tiktoken does (with a regex, text is cut for streaming only where a special token starts) {what}",
+        f"dropped as tiktoken does (with a regex, text is cut for streaming only where a special token starts){what}",
     )
 
 
@@ -371,7 +374,7 @@ def add_bench_parser(sub) -> None:
     p = sub.add_parser(
         "bench",
         help="measure encoding throughput and compression",
-        description="Measure encoding throughput (text in memory -> token array) on 1 and 2 threads, "
+        description="Measure encoding throughput (text in memory -> token array) on each --threads count (default 1 and 2), "
         "the list-returning encode, compression (bytes per token) and the time to tokenize the 825 GB Pile.",
     )
     p.add_argument("input", metavar="INPUT", help="UTF-8 text file to encode (not empty)")
@@ -400,7 +403,8 @@ def run_bench(args: argparse.Namespace) -> int:
     except UnicodeDecodeError as e:
         raise CliError(f"{src}: invalid UTF-8 at byte offset {e.start} (byte 0x{data[e.start]:02x})") from None
     if args.limit_mb:
-        text = text[: int(args.limit_mb * 1e6)]
+        # The first MB megabytes, less the start of a character they would cut (the rest is valid UTF-8).
+        text = data[: int(args.limit_mb * 1e6)].decode("utf-8", errors="ignore")
     nbytes = len(text.encode("utf-8"))
     if nbytes == 0:
         raise CliError(f"{src}: is empty{' (after --limit-mb)' if args.limit_mb else ''}; nothing to measure")
@@ -458,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"bpe336 {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`bpe336 bench ... | head`): not an error; the rest goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CliError, OSError, ValueError, TypeError, KeyError, OverflowError, MemoryError) as e:
         print(f"bpe336 {args.command}: error: {_message(e)}", file=sys.stderr)
         return 1

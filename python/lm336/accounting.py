@@ -555,7 +555,11 @@ def _build_parser() -> argparse.ArgumentParser:
     ):
         fallback = getattr(default, flag.replace("-", "_"))
         p.add_argument(f"--{flag}", type=int, help=f"{help_} (default: preset or {fallback})")
-    p.add_argument("--d-ff", type=int, help="feed-forward width; 0 = default rule (8/3 d_model to 64 for swiglu, 4 d_model for silu)")
+    p.add_argument(
+        "--d-ff",
+        type=int,
+        help="feed-forward width (default: preset or 1344); 0 = the default rule (8/3 d_model rounded to a multiple of 64 for swiglu, 4 d_model for silu)",
+    )
     p.add_argument("--context-length", type=int, help="tokens per sequence (default: preset or 256); parameters do not depend on it")
     p.add_argument("--norm", choices=("pre", "post", "none"), help="normalisation placement")
     p.add_argument("--position", choices=("rope", "nope"), help="position encoding")

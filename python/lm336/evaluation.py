@@ -311,7 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="held-out text (UTF-8, encoded with the run's tokenizer), a .npy/.bin token array, or a directory of token shards (manifest.json)",
     )
-    p.add_argument("--tokenizer", default=None, help="tokenizer file or folder (default: the run's, or RUN_DIR/tokenizer)")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer file or folder (default: the run config's data.tokenizer_path, else tokenizer/ in the run folder or one level up)",
+    )
     p.add_argument("--context-length", type=int, default=None, help="tokens per window (default: the model's context length)")
     p.add_argument("--stride", type=int, default=None,
                    help="tokens between window starts, in [1, context length]; each token is scored once, with "

@@ -585,7 +585,11 @@ def build_export_parser() -> argparse.ArgumentParser:
     p.add_argument("src", metavar="RUN_DIR_OR_CKPT", help="run directory, ckpt.pt or model.safetensors")
     p.add_argument("--format", default="hf", choices=["hf"], help="output format (only 'hf': a transformers Llama folder)")
     p.add_argument("--out", required=True, help="folder to write (written as one unit; must be new or empty unless --overwrite)")
-    p.add_argument("--tokenizer", default=None, help="tokenizer file or folder (default: the run's, or RUN_DIR/tokenizer)")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer file or folder (default: the run config's data.tokenizer_path, else tokenizer/ in the run folder or one level up)",
+    )
     p.add_argument("--no-tokenizer", action="store_true", help="export the model without tokenizer files")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weight dtype of the export (default auto = as stored)")  # fmt: skip

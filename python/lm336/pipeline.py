@@ -225,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Raw text -> BPE tokenizer -> token arrays -> a small Transformer LM -> a sample, end to end.",
     )
     p.add_argument(
-        "text_file", nargs="?", default=None, help="UTF-8 corpus, documents separated by <|endoftext|> lines (default: generated stories)"
+        "text_file",
+        nargs="?",
+        default=None,
+        metavar="TEXT_FILE",
+        help="UTF-8 corpus, documents separated by <|endoftext|> lines (default: generated stories)",
     )
     p.add_argument(
         "--out", default="runs/quickstart", help="run directory, relative to the current directory (default runs/quickstart); overwritten"

@@ -333,14 +333,18 @@ def generate(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lm336 generate", description="Sample text from a trained checkpoint.")
     p.add_argument("--checkpoint", required=True, help="ckpt.pt, model.safetensors, or a run directory holding either")
-    p.add_argument("--tokenizer", default=None, help="tokenizer file or directory (default: RUN_DIR/tokenizer, or one level up)")
-    p.add_argument("--prompt", default="Once upon a time", help='text to continue ("" = a new document)')
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer file or directory (default: the run config's data.tokenizer_path, else tokenizer/ in the run folder or one level up)",
+    )
+    p.add_argument("--prompt", default="Once upon a time", help='text to continue ("" = a new document; default "Once upon a time")')
     p.add_argument("--max-new-tokens", type=int, default=256, help="most tokens to generate (default 256)")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = greedy (default 0.8)")
     p.add_argument("--top-p", type=float, default=0.9, help="nucleus mass in (0, 1]; 1 = off (default 0.9)")
     p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (default: off)")
     p.add_argument("--seed", type=int, default=None, help="random seed; same seed = same text (default: random)")
-    p.add_argument("--num-samples", type=int, default=1, help="samples to draw (seeds seed, seed+1, ...)")
+    p.add_argument("--num-samples", type=int, default=1, help="samples to draw, with seeds seed, seed+1, ... (default 1)")
     p.add_argument("--eos-token", default=EOT, help=f"stop token (default {EOT}); '' = never stop early")
     p.add_argument("--device", default="auto", help=f"{DEVICE_HELP}; default auto")
     p.add_argument("--no-cache", action="store_true", help="disable the KV cache (recompute every step)")
@@ -376,11 +380,12 @@ def _run(args: argparse.Namespace) -> int:
     from bpe336 import Tokenizer
 
     device = resolve_device(args.device)
-    model, _ = load_model(args.checkpoint, device)
-    tok_path = Path(args.tokenizer) if args.tokenizer else find_tokenizer(args.checkpoint)
+    model, raw = load_model(args.checkpoint, device)
+    tok_path = Path(args.tokenizer) if args.tokenizer else find_tokenizer(args.checkpoint, raw)
     if tok_path is None:
         raise ValueError(
-            f"no tokenizer found for {args.checkpoint} (looked for {TOKENIZER}/ beside it and one level up); pass --tokenizer DIR"
+            f"no tokenizer found for {args.checkpoint} (looked for the one its config names and for {TOKENIZER}/ beside it "
+            "and one level up); pass --tokenizer DIR"
         )
     eos_token = args.eos_token or None
     tokenizer = Tokenizer.load(tok_path)

@@ -818,9 +818,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field, e.g. --set optimizer.lr=1e-3 run.batch_size=64")  # fmt: skip
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true",
-                       help="continue the run in RUN.out_dir from its ckpt.pt, bit for bit (same as --set run.resume=true)")  # fmt: skip
+                       help="continue the run in run.out_dir from its ckpt.pt, bit for bit (same as --set run.resume=true)")  # fmt: skip
     start.add_argument("--overwrite", action="store_true",
-                       help="start afresh even if RUN.out_dir holds a run, replacing it (same as --set run.overwrite=true)")  # fmt: skip
+                       help="start afresh even if run.out_dir holds a run, replacing it (same as --set run.overwrite=true)")  # fmt: skip
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     return p
 

@@ -178,6 +178,32 @@ def test_bench_bad_inputs(files, capsys):
     assert rc == 0
 
 
+def test_bench_limit_mb_counts_bytes(files, capsys):
+    """--limit-mb keeps the first MB megabytes of the file, not that many characters (which for
+    two-byte letters would be twice the bytes); a character it would cut is left out whole."""
+    f = files
+    text = f["tmp"] / "cyrillic.txt"
+    text.write_text("привет мир " * 300, encoding="utf-8")  # 20 bytes per 11 characters
+    rc = main(["bench", str(text), "--tokenizer", str(f["tok"]), "--repeat", "1", "--threads", "1", "--limit-mb", "0.001"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    tokens = int(out.split(" tokens,")[0].rsplit(" ", 1)[1].replace(",", ""))
+    # A byte-level vocabulary without merges for Cyrillic: one token per byte except the spaces' merges,
+    # so the tokens of 1,000 bytes are at most 1,000, where 1,000 characters give well over 1,500.
+    assert tokens <= 1_000, out
+
+
+def test_closed_pipe_is_not_an_error(files):
+    """A reader that leaves early (`bpe336 bench ... | head -1`) ends the command quietly, status 0."""
+    f = files
+    cmd = [sys.executable, "-m", "bpe336", "bench", str(f["corpus"]), "--tokenizer", str(f["tok"]), "--repeat", "1"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()  # no reader left before the command writes anything
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 0, err
+    assert err == "", err
+
+
 def test_streamed_inputs_and_other_kinds(files, capsys):
     """train and encode read a FIFO or pipe as a stream (`bpe336 train <(zcat corpus.gz)`); bench and
     the tokenizer files need regular files; a socket is never an input."""

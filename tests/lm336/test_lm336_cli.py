@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -311,6 +312,21 @@ def test_generate_without_a_tokenizer_or_with_another_config(trained, capsys):
     ck.save_checkpoint(model, None, 1, trained / "other.pt")
     _fails(capsys, ["generate", "--checkpoint", str(trained / "other.pt"), "--device", "cpu"], "do not match the stored model config")
     assert state["iteration"] == 4
+
+
+def test_generate_finds_the_tokenizer_a_lone_checkpoint_names(work, capsys):
+    """A ckpt.pt away from its run folder still names its tokenizer (data.tokenizer_path in the
+    checkpoint's config), and generate uses it as eval and export do."""
+    from bpe336 import Tokenizer
+
+    Tokenizer({i: bytes([i]) for i in range(256)}, [], ["<|endoftext|>"]).save(work / "tok")  # 257 tokens
+    assert main(_train("model.vocab_size=257", "data.tokenizer_path=tok")) == 0
+    lone = work / "elsewhere"
+    lone.mkdir()
+    shutil.copy(work / "run" / "ckpt.pt", lone / "ckpt.pt")
+    capsys.readouterr()
+    argv = ["generate", "--checkpoint", str(lone / "ckpt.pt"), "--max-new-tokens", "2", "--seed", "0", "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
 
 
 def test_other_commands_bad_input(work, capsys):
