@@ -361,6 +361,28 @@ def test_nan_on_a_log_step_names_the_step(tmp_path, data, monkeypatch):
     assert not (tmp_path / "run" / "ckpt.pt").exists()
 
 
+def test_overwrite_stopped_before_its_first_checkpoint_leaves_none_of_the_old_run(tmp_path, data, monkeypatch):
+    # --overwrite removes every file the old run trained, model.safetensors included: a new run
+    # stopped (Ctrl-C, a kill) before its first checkpoint must not leave the old model where
+    # load_model, generate and export look for this run's.
+    import lm336.training as training
+    from lm336.checkpoint import load_model
+
+    train(_cfg(tmp_path, data, "run.max_steps=2"))
+    run = tmp_path / "run"
+    assert (run / "model.safetensors").exists()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "cross_entropy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, data, "run.overwrite=true", "model.d_model=64"))
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "log.jsonl"]
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        load_model(run)
+
+
 def test_token_ids_beyond_vocab_are_rejected(tmp_path, data):
     bad = tmp_path / "bad.bin"
     tokens = _tokens(5_000)
