@@ -532,6 +532,9 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         write_json(files.config, _stored_config(cfg))
         if run.resume:
             _truncate_log(log_path, start_step)
+            # The weights file is written just after ckpt.pt: a kill between the two leaves it a
+            # step behind (or missing), and a finished run would never write it again.
+            save_weights(model, files.weights, iteration=start_step)
         else:
             log_path.write_text("")
     wandb_run = _wandb_run(cfg, ddp.master)
