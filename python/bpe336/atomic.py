@@ -420,6 +420,19 @@ def atomic_directory(path: str | os.PathLike, owned: Collection[str]) -> Iterato
         raise
 
 
+def _rename_unless_taken(new: Path, target: Path, owned: Collection[str]) -> bool:
+    """Move `new` to the missing `target`; False when another writer published a version there
+    meanwhile (it is then replaced as a whole like any previous version: the last writer wins)."""
+    try:
+        os.rename(new, target)
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        check_output_directory(target, owned)
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def _swap_in(path: Path, owned: Collection[str]) -> Iterator[Path]:
     """The body of `atomic_directory` once `path`'s parent exists."""
@@ -433,8 +446,7 @@ def _swap_in(path: Path, owned: Collection[str]) -> Iterator[Path]:
         _BUILDING.discard(new)
         _fsync_tree(new)
         check_output_directory(target, owned)
-        if not os.path.lexists(target):
-            os.rename(new, target)
+        if not os.path.lexists(target) and _rename_unless_taken(new, target, owned):
             _fsync_dir(target.parent)
         elif _exchange(new, target):
             _fsync_dir(target.parent)

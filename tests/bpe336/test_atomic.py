@@ -367,3 +367,23 @@ with atomic_output({str(tmp_path / "w.safetensors")!r}) as tmp:
     os.umask(mask)
     assert stat.S_IMODE(os.stat(tmp_path / "w.safetensors").st_mode) == 0o666 & ~mask
     assert (tmp_path / "w.safetensors").read_bytes() == b"a model"
+
+
+def test_a_directory_another_writer_publishes_first_is_replaced_as_a_whole(tmp_path, monkeypatch):
+    # Two writers of a new directory: the other one's rename lands between this one's check that
+    # the target is missing and its own rename. The last writer wins, as over any previous version.
+    target = tmp_path / "tok"
+    real_rename = os.rename
+
+    def other_writer_first(src, dst):
+        if Path(dst) == target and not target.exists():
+            target.mkdir()
+            (target / "vocab.json").write_text("other", encoding="utf-8")
+            (target / "merges.txt").write_text("other", encoding="utf-8")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(atomic.os, "rename", other_writer_first)
+    with atomic_directory(target, TOKENIZER_FILES) as tmp:
+        (tmp / "vocab.json").write_text("mine", encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]
+    assert [(p.name, p.read_text(encoding="utf-8")) for p in target.iterdir()] == [("vocab.json", "mine")]
