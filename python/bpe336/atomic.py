@@ -24,9 +24,9 @@ under another name (a symlink, a hard link, a relative path) is refused before a
 
 Temporary names are `.{target}.bpe336-{kind}-{host}-{pid}-{random}.tmp` (kind `tmp` for files,
 and for the private folder `atomic_output` puts its path in; `new` and `old` for directories; host
-a hash of the hostname). A write killed with SIGKILL cannot
-clean up after itself, so every write first removes the stale temporaries of dead processes of
-this host in its directory; nothing that does not match this pattern is ever deleted.
+a hash of the hostname). A write killed with SIGKILL cannot clean up after itself, so every write
+first removes the stale temporaries of dead processes of this host in its directory; nothing that
+does not match this pattern is ever deleted.
 
 Directory swap (`atomic_directory`):
 1. The new contents are written into `.{name}.bpe336-new-...tmp` beside the target, fsynced.
