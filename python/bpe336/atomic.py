@@ -23,9 +23,10 @@ Writers that read an input and write an output call `check_not_same_file` first:
 under another name (a symlink, a hard link, a relative path) is refused before any work.
 
 Temporary names are `.{target}.bpe336-{kind}-{host}-{pid}-{random}.tmp` (kind `tmp` for files,
-`new` and `old` for directories; host a hash of the hostname). A write killed with SIGKILL cannot
-clean up after itself, so every write first removes the stale temporaries of dead processes of
-this host in its directory; nothing that does not match this pattern is ever deleted.
+and for the private folder `atomic_output` puts its path in; `new` and `old` for directories; host
+a hash of the hostname). A write killed with SIGKILL cannot clean up after itself, so every write
+first removes the stale temporaries of dead processes of this host in its directory; nothing that
+does not match this pattern is ever deleted.
 
 Directory swap (`atomic_directory`):
 1. The new contents are written into `.{name}.bpe336-new-...tmp` beside the target, fsynced.
@@ -258,6 +259,17 @@ def _create_temp_file(target: Path) -> tuple[int, Path]:
         return fd, tmp
 
 
+def _create_temp_dir(target: Path) -> Path:
+    """A new private temporary directory beside `target` (named like a file temporary)."""
+    while True:
+        tmp = _temp_name(target, "tmp")
+        try:
+            os.mkdir(tmp, 0o700)
+        except FileExistsError:
+            continue
+        return tmp
+
+
 # ---------------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------------
@@ -299,19 +311,27 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path for writers that need a path rather than a file object (Rust
-    writing a token array); it replaces `path` (fsynced) only if the block completes."""
+    writing a token array, safetensors' save_file); it replaces `path` (fsynced, with the
+    permissions a plain open() gives) only if the block completes.
+
+    The path lies in a private temporary directory (`.{target}.bpe336-tmp-...tmp/{name}`): a
+    writer that makes temporaries of its own beside the path it is given (safetensors' save_file
+    writes `.tmpXXXXXX` and renames it over the path) keeps them in there, so a killed write
+    leaves nothing that the next write does not remove."""
     target = check_output_file(path)
     clean_stale_temporaries(target.parent)
-    fd, tmp = _create_temp_file(target)
-    os.close(fd)
+    folder = _create_temp_dir(target)
+    tmp = folder / target.name
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_umask()))
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # a writer that renamed its own file here left mkstemp's 0600
         with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
         _commit(tmp, target)
-    except BaseException:
-        _discard(tmp)
-        raise
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(folder)
 
 
 def _commit(tmp: str | os.PathLike, target: Path) -> None:
@@ -400,6 +420,19 @@ def atomic_directory(path: str | os.PathLike, owned: Collection[str]) -> Iterato
         raise
 
 
+def _rename_unless_taken(new: Path, target: Path, owned: Collection[str]) -> bool:
+    """Move `new` to the missing `target`; False when another writer published a version there
+    meanwhile (it is then replaced as a whole like any previous version: the last writer wins)."""
+    try:
+        os.rename(new, target)
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        check_output_directory(target, owned)
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def _swap_in(path: Path, owned: Collection[str]) -> Iterator[Path]:
     """The body of `atomic_directory` once `path`'s parent exists."""
@@ -413,8 +446,7 @@ def _swap_in(path: Path, owned: Collection[str]) -> Iterator[Path]:
         _BUILDING.discard(new)
         _fsync_tree(new)
         check_output_directory(target, owned)
-        if not os.path.lexists(target):
-            os.rename(new, target)
+        if not os.path.lexists(target) and _rename_unless_taken(new, target, owned):
             _fsync_dir(target.parent)
         elif _exchange(new, target):
             _fsync_dir(target.parent)

@@ -44,7 +44,7 @@ import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from .atomic import atomic_write
+from .atomic import atomic_write, check_output_file
 from .pattern import CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN, same_pattern
 
 Vocab = dict[int, bytes]
@@ -653,8 +653,9 @@ def _verify_checksums(sidecar_path: Path, sums: Mapping[str, str], files: Iterab
         if want is not None and _sha256(f) != want:
             raise TokenizerFileError(
                 sidecar_path,
-                f"{f} was changed after this file was written (sha256 mismatch), so the two do not belong together; "
-                "save the tokenizer again (or delete this file if you edited the other on purpose)",
+                f"{f} was changed after this file was written (sha256 mismatch: an edit, or a save interrupted between "
+                "the two files), so the two do not belong together; save the tokenizer again (or delete this file if "
+                "you edited the other on purpose)",
             )
 
 
@@ -1250,8 +1251,10 @@ def tiktoken_sidecar_path(path: str | os.PathLike) -> Path:
 
 def write_tiktoken(path: str | os.PathLike, data: TokenizerData, encode: Callable[[str], list[int]] | None = None) -> None:
     """Write `NAME.tiktoken` (`base64(token) id` per line, every token but the specials) and its
-    sidecar `NAME.tiktoken.json` (specials with ids, pattern, the rank file's sha256; written
-    second, so a reader can tell a pair that an interrupted save left mismatched). Raises
+    sidecar `NAME.tiktoken.json` (specials with ids, pattern, the rank file's sha256). Two files
+    cannot be replaced in one step, so the sidecar goes first: a save interrupted between the two
+    leaves a sidecar whose checksum the old rank file fails (a clear error on load), or, where
+    there was no rank file, none at all; never new ranks that load without their specials. Raises
     ValueError when tiktoken would encode differently (`check_rank_consistent`) or the vocabulary
     repeats a token (a rank file maps each token to one rank)."""
     path = Path(path)
@@ -1272,11 +1275,11 @@ def write_tiktoken(path: str | os.PathLike, data: TokenizerData, encode: Callabl
             raise ValueError(f"ids {seen[t]} and {idx} are both {_show(t)}; a .tiktoken file maps each token to one rank")
         seen[t] = idx
     check_rank_consistent(data.vocab, data.merges, special_ids - set(rank_ids), encode)
-    with atomic_write(path, "w") as f:
-        for idx in rank_ids:
-            f.write(f"{base64.b64encode(data.vocab[idx]).decode('ascii')} {idx}\n")
-    side = tiktoken_sidecar_path(path)
-    _write_json(side, _sidecar(data, {}, {path.name: _sha256(path)}))
+    ranks = "".join(f"{base64.b64encode(data.vocab[idx]).decode('ascii')} {idx}\n" for idx in rank_ids).encode("ascii")
+    check_output_file(path)  # a bad rank-file target fails before the sidecar is replaced
+    _write_json(tiktoken_sidecar_path(path), _sidecar(data, {}, {path.name: hashlib.sha256(ranks).hexdigest()}))
+    with atomic_write(path, "wb") as f:
+        f.write(ranks)
 
 
 def read_tiktoken(

@@ -500,7 +500,9 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
     if run.resume:
         start_step, elapsed_before = _resume(ckpt_path, cfg, model, optimizer, stream)
     elif previous and ddp.master:  # run.overwrite: the old run's files go, so the directory never mixes two runs
-        for path in (ckpt_path, files.summary):
+        # (its weights file too: a run stopped before its first checkpoint must not leave the old
+        # model where load_model, generate and export look for this run's)
+        for path in (ckpt_path, files.weights, files.summary):
             path.unlink(missing_ok=True)
     if ddp.master:
         amp = "off" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
@@ -530,6 +532,9 @@ def _train(cfg: TrainConfig, ddp: Dist, return_model: bool) -> dict:
         write_json(files.config, _stored_config(cfg))
         if run.resume:
             _truncate_log(log_path, start_step)
+            # The weights file is written just after ckpt.pt: a kill between the two leaves it a
+            # step behind (or missing), and a finished run would never write it again.
+            save_weights(model, files.weights, iteration=start_step)
         else:
             log_path.write_text("")
     wandb_run = _wandb_run(cfg, ddp.master)

@@ -339,3 +339,51 @@ def test_encode_file_output_is_atomic_and_leaves_no_temporaries(gpt2, tmp_path):
     gpt2.encode_file(src, out, progress=False)
     assert np.load(out).tolist() == gpt2.encode(src.read_text(encoding="utf-8"))
     assert temporaries(tmp_path) == []
+
+
+def test_atomic_output_keeps_a_writers_own_temporaries_where_the_next_write_removes_them(tmp_path):
+    # safetensors' save_file writes `.tmpXXXXXX` beside the path it is given and renames it over
+    # that path (with mkstemp's 0600). Killed, such a writer must leave nothing the next write
+    # does not remove, and a completed write gets the permissions a plain open() gives.
+    code = f"""
+import os
+from pathlib import Path
+from bpe336.atomic import atomic_output
+with atomic_output({str(tmp_path / "w.safetensors")!r}) as tmp:
+    own = Path(tmp).parent / ".tmpQ1w2E3"
+    own.write_bytes(b"half a model")
+    os._exit(9)  # killed: no cleanup runs
+"""
+    subprocess.run([sys.executable, "-c", code], check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert sorted(p.name for p in tmp_path.iterdir())  # it left something behind
+    with atomic_output(tmp_path / "w.safetensors") as tmp:
+        own = Path(tmp).parent / ".tmpR4t5Y6"
+        fd = os.open(own, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, b"a model")
+        os.close(fd)
+        os.replace(own, tmp)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(tmp_path / "w.safetensors").st_mode) == 0o666 & ~mask
+    assert (tmp_path / "w.safetensors").read_bytes() == b"a model"
+
+
+def test_a_directory_another_writer_publishes_first_is_replaced_as_a_whole(tmp_path, monkeypatch):
+    # Two writers of a new directory: the other one's rename lands between this one's check that
+    # the target is missing and its own rename. The last writer wins, as over any previous version.
+    target = tmp_path / "tok"
+    real_rename = os.rename
+
+    def other_writer_first(src, dst):
+        if Path(dst) == target and not target.exists():
+            target.mkdir()
+            (target / "vocab.json").write_text("other", encoding="utf-8")
+            (target / "merges.txt").write_text("other", encoding="utf-8")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(atomic.os, "rename", other_writer_first)
+    with atomic_directory(target, TOKENIZER_FILES) as tmp:
+        (tmp / "vocab.json").write_text("mine", encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]
+    assert [(p.name, p.read_text(encoding="utf-8")) for p in target.iterdir()] == [("vocab.json", "mine")]

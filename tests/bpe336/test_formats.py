@@ -665,6 +665,43 @@ def test_tiktoken_needs_its_pattern_and_specials(tmp_path):
         Tokenizer.load(tmp_path / "t.tiktoken")
 
 
+def test_tiktoken_save_interrupted_between_its_two_files(tmp_path, monkeypatch):
+    # The rank file and its sidecar are two files: a save stopped between them (a kill, Ctrl-C)
+    # must leave nothing that loads as the new ranks without their special tokens.
+    import bpe336.formats as formats
+
+    old = Tokenizer(*train_bpe_from_iterator(["hello hello world" + EOT], 270, [EOT]), [EOT])
+    new = Tokenizer(*train_bpe_from_iterator(["other text entirely" + EOT], 280, [EOT]), [EOT])
+    real = formats.atomic_write
+
+    def second_write_interrupted(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(formats, "atomic_write", second_write_interrupted)
+    # A new path: no rank file that loads (with a pattern given) without its specials.
+    calls: list = []
+    with pytest.raises(KeyboardInterrupt):
+        new.save(tmp_path / "fresh.tiktoken")
+    with pytest.raises(FileNotFoundError):
+        Tokenizer.load(tmp_path / "fresh.tiktoken", pattern="gpt2")
+    # Over a previous save: the mismatch is refused, naming the likely cause.
+    monkeypatch.setattr(formats, "atomic_write", real)
+    old.save(tmp_path / "t.tiktoken")
+    monkeypatch.setattr(formats, "atomic_write", second_write_interrupted)
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        new.save(tmp_path / "t.tiktoken")
+    with pytest.raises(TokenizerFileError, match="sha256 mismatch: an edit, or a save interrupted"):
+        Tokenizer.load(tmp_path / "t.tiktoken")
+    monkeypatch.setattr(formats, "atomic_write", real)
+    new.save(tmp_path / "t.tiktoken")
+    assert Tokenizer.load(tmp_path / "t.tiktoken").vocab == new.vocab
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.tiktoken.json", "t.tiktoken", "t.tiktoken.json"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Malformed files: one clear error with the path and the line
 # ---------------------------------------------------------------------------------------------

@@ -448,6 +448,12 @@ def test_weights_file_round_trip(tmp_path, tie):
         assert torch.equal(a, b), name
     if tie:
         assert again.lm_head.weight is again.token_embeddings.weight
+    # Nothing else in the folder (safetensors' own temporary stays in the writer's), and the
+    # permissions a plain open() gives, not mkstemp's 0600.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_weights_file_bad_input(tmp_path):

@@ -361,6 +361,54 @@ def test_nan_on_a_log_step_names_the_step(tmp_path, data, monkeypatch):
     assert not (tmp_path / "run" / "ckpt.pt").exists()
 
 
+def test_overwrite_stopped_before_its_first_checkpoint_leaves_none_of_the_old_run(tmp_path, data, monkeypatch):
+    # --overwrite removes every file the old run trained, model.safetensors included: a new run
+    # stopped (Ctrl-C, a kill) before its first checkpoint must not leave the old model where
+    # load_model, generate and export look for this run's.
+    import lm336.training as training
+    from lm336.checkpoint import load_model
+
+    train(_cfg(tmp_path, data, "run.max_steps=2"))
+    run = tmp_path / "run"
+    assert (run / "model.safetensors").exists()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "cross_entropy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, data, "run.overwrite=true", "model.d_model=64"))
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "log.jsonl"]
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        load_model(run)
+
+
+def test_resume_rewrites_a_weights_file_a_kill_left_behind_the_checkpoint(tmp_path, data, monkeypatch):
+    # model.safetensors is written just after ckpt.pt; stopped between the two on the last step,
+    # the run is complete, so resuming trains nothing, yet must leave the weights of ckpt.pt.
+    import lm336.training as training
+    from lm336.safetensors_io import load_weights
+
+    real = training.save_weights
+
+    def stopped_on_the_last_step(model, path, *, iteration=None):
+        if iteration == 4:
+            raise KeyboardInterrupt
+        real(model, path, iteration=iteration)
+
+    monkeypatch.setattr(training, "save_weights", stopped_on_the_last_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, data, "run.max_steps=4", "run.checkpoint_interval=2"))
+    monkeypatch.setattr(training, "save_weights", real)
+    run = tmp_path / "run"
+    assert load_weights(run / "model.safetensors")[1]["iteration"] == 2
+    train(_cfg(tmp_path, data, "run.max_steps=4", "run.checkpoint_interval=2", "run.resume=true"))
+    model, info = load_weights(run / "model.safetensors")
+    ckpt = read_checkpoint(run / "ckpt.pt")
+    assert info["iteration"] == ckpt["iteration"] == 4
+    assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
+
+
 def test_token_ids_beyond_vocab_are_rejected(tmp_path, data):
     bad = tmp_path / "bad.bin"
     tokens = _tokens(5_000)
