@@ -108,10 +108,9 @@ def oniguruma_problem(pattern: str) -> str | None:
     - ^ and $ outside a class: always line anchors in Oniguruma, text anchors here (\\A, \\z);
     - Python-style named groups (?P<name>...), which Oniguruma refuses;
     - \\p{name=value} properties, which Oniguruma refuses;
-    - class set operations -- and ~~, which Oniguruma reads as literal characters.
+    - class set operations -- and ~~, which Oniguruma reads as literal characters;
     - a case-dependent property (\\p{Lu}, \\p{Ll}, [:upper:], ...) where the i flag is on:
-      fancy-regex matches it in both cases, Oniguruma only in its own.
-
+      fancy-regex matches it in both cases, Oniguruma only in its own;
     - a possessive counted repetition (`x{1,3}+`), which Oniguruma reads as a repetition of the
       repetition.
 

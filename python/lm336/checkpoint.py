@@ -492,6 +492,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     return model.to(device).eval(), ckpt
 
 
+TOKENIZER_HELP = (
+    "tokenizer file or folder (default: the run config's data.tokenizer_path, else tokenizer/ in the run folder or one level up)"
+)
+"""The --tokenizer help of every command that finds a run's tokenizer with `find_tokenizer`."""
+
+
 def find_tokenizer(path: str | os.PathLike, ckpt: dict | None = None) -> Path | None:
     """The tokenizer of the run a checkpoint belongs to: the one its config names
     (`data.tokenizer_path`, in the checkpoint or the run's config.json), else `tokenizer/` beside

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import TOKENIZER_HELP
 from .common import command
 from .optim import cross_entropy
 from .sampling import EOT
@@ -314,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tokenizer",
         default=None,
-        help="tokenizer file or folder (default: the run config's data.tokenizer_path, else tokenizer/ in the run folder or one level up)",
+        help=TOKENIZER_HELP,
     )
     p.add_argument("--context-length", type=int, default=None, help="tokens per window (default: the model's context length)")
     p.add_argument("--stride", type=int, default=None,

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checkpoint import CHECKPOINT, CONFIG, LOG, SUMMARY, TOKENIZER
+from .checkpoint import CHECKPOINT, CONFIG, LOG, SUMMARY, TOKENIZER, TOKENIZER_HELP
 from .common import command
 from .config import ConfigError, ModelConfig, TrainConfig
 from .safetensors_io import WEIGHTS, check_state, read_safetensors, save_weights, write_safetensors
@@ -588,7 +588,7 @@ def build_export_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tokenizer",
         default=None,
-        help="tokenizer file or folder (default: the run config's data.tokenizer_path, else tokenizer/ in the run folder or one level up)",
+        help=TOKENIZER_HELP,
     )
     p.add_argument("--no-tokenizer", action="store_true", help="export the model without tokenizer files")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import TOKENIZER, find_tokenizer, load_model
+from .checkpoint import TOKENIZER, TOKENIZER_HELP, find_tokenizer, load_model
 from .common import DEVICE_HELP, command, resolve_device
 from .layers import decode_layout, softmax
 
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tokenizer",
         default=None,
-        help="tokenizer file or directory (default: the run config's data.tokenizer_path, else tokenizer/ in the run folder or one level up)",
+        help=TOKENIZER_HELP,
     )
     p.add_argument("--prompt", default="Once upon a time", help='text to continue ("" = a new document; default "Once upon a time")')
     p.add_argument("--max-new-tokens", type=int, default=256, help="most tokens to generate (default 256)")
