@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from ._core import max_threads
+from .train import MAX_VOCAB
 
 MAX_THREADS = max_threads()  # what the core accepts on this machine, so --threads is refused before any work
-MAX_VOCAB = 0xFFFF_FFFF  # token ids are 32-bit
 
 
 class CliError(Exception):

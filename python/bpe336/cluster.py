@@ -50,7 +50,7 @@ from typing import Any
 from .counts import PretokenCounts, count_pretokens, count_pretokens_from_iterator
 from .pattern import resolve_pattern
 from .shards import ShardDirectoryEntries, plan_byte_ranges, shard_file_name, write_manifest
-from .train import Merges, Vocab, _check_path, _check_specials, _check_vocab_size, train_bpe
+from .train import Merges, Vocab, _check_path, _check_specials, check_vocab_size, train_bpe
 
 DEFAULT_SHARD_BYTES = 64 << 20
 """Bytes per task by default: large enough that a task's start-up is a small part of it."""
@@ -290,7 +290,7 @@ def train_bpe_on_ray(
         `(vocab, merges)` as `train_bpe`.
     """
     specials = _check_specials(special_tokens)
-    _check_vocab_size(vocab_size, len(specials))
+    check_vocab_size(vocab_size, len(specials))
     counts = count_pretokens_on_ray(
         paths_or_globs,
         specials,

@@ -69,12 +69,19 @@ def _check_specials(special_tokens: Iterable[str]) -> list[str]:
     return specials
 
 
-def _check_vocab_size(vocab_size: int, n_specials: int) -> int:
+MAX_VOCAB = 0xFFFF_FFFF  # token ids are 32-bit
+
+
+def check_vocab_size(vocab_size: int, n_specials: int) -> int:
+    """`vocab_size` if training can reach it with `n_specials` special tokens: the 256 byte
+    tokens and the specials at least, 32-bit ids at most. Raises TypeError / ValueError."""
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
         raise TypeError(f"vocab_size must be int, got {type(vocab_size).__name__}")
     minimum = 256 + n_specials
     if vocab_size < minimum:
         raise ValueError(f"vocab_size {vocab_size} is too small: it must be at least 256 + {n_specials} special tokens = {minimum}")
+    if vocab_size > MAX_VOCAB:
+        raise ValueError(f"vocab_size {vocab_size} is too large: token ids are 32-bit (at most {MAX_VOCAB:,})")
     return vocab_size
 
 
@@ -157,7 +164,7 @@ def _train_counts(
     if pattern is not None and not same_pattern(pattern, counts.pattern):
         shown = [name if name != "custom" else repr(p) for p in (counts.pattern, pattern) for name in [pattern_name(p)]]
         raise ValueError(f"the counts were made with the pattern {shown[0]}, not {shown[1]}: training from counts uses theirs")
-    vocab_size = _check_vocab_size(vocab_size, len(specials))
+    vocab_size = check_vocab_size(vocab_size, len(specials))
     callback, bar = _progress_callback(progress)
     try:
         raw = counts._core.train(vocab_size, specials, num_threads, callback)
@@ -189,7 +196,7 @@ def train_bpe_with_stats(
         raise ValueError("no input files given")
     paths = [str(_check_path(p)) for p in paths_in]
     specials = _check_specials(() if special_tokens is None else special_tokens)
-    vocab_size = _check_vocab_size(vocab_size, len(specials))
+    vocab_size = check_vocab_size(vocab_size, len(specials))
     regex = resolve_pattern(pattern)
     callback, bar = _progress_callback(progress)
     try:
@@ -269,7 +276,7 @@ def train_bpe_from_iterator(
     if isinstance(iterable, (str, bytes)):
         raise TypeError("train_bpe_from_iterator takes an iterable of str, not a single string (wrap it in a list)")
     specials = _check_specials(special_tokens)
-    vocab_size = _check_vocab_size(vocab_size, len(specials))
+    vocab_size = check_vocab_size(vocab_size, len(specials))
     regex = resolve_pattern(pattern)
     callback, bar = _progress_callback(progress)
     try:

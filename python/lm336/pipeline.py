@@ -35,8 +35,6 @@ from pathlib import Path
 from .common import DEVICE_HELP, command, command_path
 from .corpus import EOT, write_stories
 
-MIN_VOCAB = 256 + 1  # every byte plus the one special token the pipeline trains with (EOT)
-
 STORY_PROMPT = "Once upon a time"
 _CHUNK = 1 << 24
 
@@ -434,8 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--minutes must be a positive number (or give --max-steps), got {args.minutes}")
     if args.max_steps < 0 or args.threads < 0:
         raise ValueError("--max-steps and --threads must be >= 0")
-    if args.vocab_size < MIN_VOCAB:
-        raise ValueError(f"--vocab-size must be at least {MIN_VOCAB} (the 256 byte tokens and {EOT}), got {args.vocab_size}")
+    from bpe336.train import check_vocab_size
+
+    check_vocab_size(args.vocab_size, 1)  # the pipeline trains with one special token, EOT: before any work
     if args.text_file is not None and not Path(args.text_file).is_file():
         raise FileNotFoundError(f"{args.text_file}: no such file")
     run_pipeline(args)

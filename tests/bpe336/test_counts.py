@@ -189,6 +189,8 @@ def test_training_takes_the_counts_specials_and_pattern(unicode_file):
     assert train_bpe(counts, 300, pattern="cl100k") == train_bpe(counts, 300, SPECIALS)
     with pytest.raises(ValueError, match="too small"):
         train_bpe(counts, 257)
+    with pytest.raises(ValueError, match="too large: token ids are 32-bit"):
+        train_bpe(counts, 2**32)
     with pytest.raises(ValueError, match="no text to train on"):
         train_bpe(count_pretokens_from_iterator([EOT * 3], SPECIALS), 300)
 

@@ -210,9 +210,10 @@ def test_pipeline_bad_arguments(tmp_path, capsys):
     assert pipeline.main(["--minutes", "0", "--out", str(tmp_path / "r")]) == 1
     assert "--minutes must be a positive number" in capsys.readouterr().err
     out = tmp_path / "r"
-    assert pipeline.main(["--out", str(out), "--vocab-size", "256", "--max-steps", "1"]) == 1
-    assert "--vocab-size must be at least 257" in capsys.readouterr().err
-    assert not out.exists()  # refused before the corpus is written
+    for size, why in [("256", "too small: it must be at least 256 + 1 special tokens = 257"), (str(2**32), "too large")]:
+        assert pipeline.main(["--out", str(out), "--vocab-size", size, "--max-steps", "1"]) == 1
+        assert why in capsys.readouterr().err
+        assert not out.exists()  # refused before the corpus is written
 
 
 def test_pipeline_bad_settings_fail_before_any_work(tmp_path, capsys):
