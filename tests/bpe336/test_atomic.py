@@ -257,14 +257,21 @@ def kill_during_saves(tmp_path: Path, trials: int, seed: int) -> None:
     rng = random.Random(seed)
     seen = set()
     for _trial in range(trials):
+        ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: save forever
             try:
+                os.close(ready_r)
+                os.write(ready_w, b"1")
                 while True:
                     b.save(out)
                     a.save(out)
             finally:
                 os._exit(0)
+        os.close(ready_w)
+        # From when the child runs (a fork of a large test process can take longer than a save).
+        os.read(ready_r, 1)
+        os.close(ready_r)
         time.sleep(rng.uniform(0.0, 3 * one_save))  # over a few saves: any moment of one
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
