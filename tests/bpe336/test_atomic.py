@@ -245,36 +245,43 @@ def same(x: Tokenizer, y: Tokenizer) -> bool:
 
 
 def kill_during_saves(tmp_path: Path, trials: int, seed: int) -> None:
-    """A child saves A and B in turn into one directory; it is SIGKILLed at a random moment, then
+    """A child saves B and A in turn into one directory; it is SIGKILLed at a random moment, then
     the directory must load as exactly A or exactly B (never a mix, never a failure once one save
-    completed), and the next save removes what the killed one left."""
+    completed), and the next save removes what the killed one left.
+
+    The moment is timed from the child itself (it reports each finished save through a pipe): after
+    one or two finished saves, a random delay up to 1.5 times its first save's duration. A forked
+    copy of a large test process saves much more slowly than the parent would (copy-on-write page
+    faults), so a delay measured in the parent would land every kill in the child's first save."""
     a, b = tokenizers_a_and_b()
     out = tmp_path / "tok"
     a.save(out)
-    start = time.perf_counter()
-    a.save(out)
-    one_save = time.perf_counter() - start
     rng = random.Random(seed)
     seen = set()
     for _trial in range(trials):
-        ready_r, ready_w = os.pipe()
+        done_r, done_w = os.pipe()
         pid = os.fork()
-        if pid == 0:  # child: save forever
+        if pid == 0:  # child: save forever, one byte per finished save
             try:
-                os.close(ready_r)
-                os.write(ready_w, b"1")
+                os.close(done_r)
+                os.write(done_w, b"r")
                 while True:
-                    b.save(out)
-                    a.save(out)
+                    for tok in (b, a):
+                        tok.save(out)
+                        os.write(done_w, b"s")
             finally:
                 os._exit(0)
-        os.close(ready_w)
-        # From when the child runs (a fork of a large test process can take longer than a save).
-        os.read(ready_r, 1)
-        os.close(ready_r)
-        time.sleep(rng.uniform(0.0, 3 * one_save))  # over a few saves: any moment of one
+        os.close(done_w)
+        os.read(done_r, 1)  # the child runs
+        started = time.perf_counter()
+        os.read(done_r, 1)  # its first save (B) is done
+        one_save = time.perf_counter() - started
+        if rng.random() < 0.5:
+            os.read(done_r, 1)  # and its second (A)
+        time.sleep(rng.uniform(0.0, 1.5 * one_save))  # inside the next save, or just past it
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        os.close(done_r)
         back = Tokenizer.load(out)
         assert same(back, a) or same(back, b)
         seen.add("a" if same(back, a) else "b")
